@@ -1,0 +1,10 @@
+//! ringraft: a raft storage service in the architecture of etcd's server.
+//!
+//! This crate owns the raft consensus core ([`raft`]) and its wire and disk
+//! types ([`raftpb`]). The durable storage, the actors, the node and the
+//! server arrive in later modules as `DESIGN.md` lays out.
+
+#![warn(missing_docs)]
+
+pub mod raft;
+pub mod raftpb;
