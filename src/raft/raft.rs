@@ -1,0 +1,1383 @@
+//! The raft state machine of one node: roles, elections, log replication and
+//! commitment, driven only by `tick()` and `step(message)`.
+//!
+//! Owns: the node's term and vote, its role and leader, the [`RaftLog`], the
+//! [`ProgressTracker`] (membership, per-peer progress and votes), election
+//! timers and the outgoing message queues.
+//!
+//! Guarantees (the raft paper's, §5): at most one leader per term (a vote is
+//! granted once per term, only to an up-to-date log, and a node counts its own
+//! vote only once that vote is durable); a leader commits only entries of its
+//! own term by counting replicas, and counts its own log only once persisted;
+//! a committed entry is never overwritten. Messages are queued, never sent:
+//! `msgs` go out after the Ready that produced them is durable, and
+//! `msgs_after_append` are addressed to this node itself and are stepped by
+//! `RawNode::on_persisted` once the state they vouch for is durable.
+//!
+//! May not touch: IO, clocks, threads. Randomness only from the seeded
+//! [`Rng`]. Invariant violations inside the core panic with a message, as in
+//! etcd; bad peer input is ignored or answered with an error.
+
+use super::config::{Config, ConfigError, ReadOnlyOption};
+use super::log::RaftLog;
+use super::progress::{Progress, ProgressState};
+use super::quorum::{JointConfig, MajorityConfig, VoteResult};
+use super::storage::{Storage, StorageError};
+use super::tracker::{ProgressTracker, TrackerConfig};
+use crate::raftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// `context` of a MsgVote sent because of a leader transfer: it may
+/// disrupt a leader lease.
+pub const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
+
+/// The role a node plays in its current term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateRole {
+    /// Follows a leader (or waits for one).
+    #[default]
+    Follower,
+    /// Asks for votes in a term it has started.
+    Candidate,
+    /// Asks whether it could win, without changing its term (§9.6).
+    PreCandidate,
+    /// Replicates its log to the others.
+    Leader,
+}
+
+impl std::fmt::Display for StateRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            StateRole::Follower => "StateFollower",
+            StateRole::Candidate => "StateCandidate",
+            StateRole::PreCandidate => "StatePreCandidate",
+            StateRole::Leader => "StateLeader",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The volatile state an application may want to watch: who leads, and
+/// this node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SoftState {
+    /// The known leader, 0 if none.
+    pub leader_id: u64,
+    /// This node's role.
+    pub role: StateRole,
+}
+
+/// Why a proposal was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// No leader is known to forward to.
+    NoLeader,
+    /// The uncommitted bytes limit is reached.
+    UncommittedSizeLimit,
+    /// This node is not a member (removed) and may not lead.
+    NotInConfiguration,
+    /// This follower does not forward proposals.
+    ForwardingDisabled,
+    /// A leadership transfer is under way.
+    LeaderTransferInProgress,
+    /// The proposal carried no entries.
+    Empty,
+    /// A candidate cannot take proposals.
+    Campaigning,
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            DropReason::NoLeader => "no leader",
+            DropReason::UncommittedSizeLimit => "uncommitted size limit reached",
+            DropReason::NotInConfiguration => "node is not in the configuration",
+            DropReason::ForwardingDisabled => "proposal forwarding is disabled",
+            DropReason::LeaderTransferInProgress => "leader transfer in progress",
+            DropReason::Empty => "proposal has no entries",
+            DropReason::Campaigning => "node is campaigning",
+        };
+        f.write_str(text)
+    }
+}
+
+/// Errors the raft core returns to its caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RaftError {
+    /// The configuration is invalid.
+    #[error("invalid raft config: {0}")]
+    Config(#[from] ConfigError),
+    /// Storage refused a read.
+    #[error("raft storage: {0}")]
+    Storage(#[from] StorageError),
+    /// A proposal was dropped; the caller may retry.
+    #[error("proposal dropped: {0}")]
+    ProposalDropped(DropReason),
+    /// A message meant only for a node's own use came from outside.
+    #[error("cannot step local message {0:?} received from the network")]
+    StepLocalMessage(MessageType),
+    /// A response came from a node that is not a member.
+    #[error("response {msg_type:?} from unknown peer {from}")]
+    StepPeerNotFound {
+        /// The response's type.
+        msg_type: MessageType,
+        /// The sender.
+        from: u64,
+    },
+    /// A message carried an unknown type value.
+    #[error("unknown message type {value} from {from}")]
+    UnknownMessageType {
+        /// The raw enum value.
+        value: i32,
+        /// The sender.
+        from: u64,
+    },
+    /// The persisted HardState contradicts the persisted log.
+    #[error("persisted commit index {commit} is out of range [{committed}, {last_index}]")]
+    InvalidHardState {
+        /// The persisted commit index.
+        commit: u64,
+        /// The commit index implied by the snapshot.
+        committed: u64,
+        /// The last index of the persisted log.
+        last_index: u64,
+    },
+    /// `Config::applied` is beyond what is committed.
+    #[error("applied index {applied} is beyond the committed index {committed}")]
+    AppliedBeyondCommitted {
+        /// The configured applied index.
+        applied: u64,
+        /// The persisted commit index.
+        committed: u64,
+    },
+}
+
+/// A small deterministic random number generator (SplitMix64): the only
+/// source of randomness in the core, so a seed reproduces a run.
+#[derive(Debug, Clone)]
+pub struct Rng {
+    state: u64,
+}
+
+impl Rng {
+    /// A generator started from `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng { state: seed }
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `[0, bound)`; 0 when `bound` is 0.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        if bound == 0 {
+            return 0;
+        }
+        self.next_u64() % bound
+    }
+}
+
+/// Which kind of election a node starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignType {
+    /// A pre-vote round (when `pre_vote` is on), then a real election.
+    PreElection,
+    /// A real election: increment the term and ask for votes.
+    Election,
+    /// A real election asked for by the leader (leader transfer): may
+    /// disrupt leases.
+    Transfer,
+}
+
+/// The raft state machine of one node.
+pub struct Raft<S: Storage> {
+    /// This node's id.
+    pub id: u64,
+    /// The current term.
+    pub term: u64,
+    /// The node voted for in `term` (0 for none).
+    pub vote: u64,
+    /// The log.
+    pub raft_log: RaftLog<S>,
+    /// Membership, per-peer progress and votes.
+    pub trk: ProgressTracker,
+    /// This node's role.
+    pub state: StateRole,
+    /// The known leader of `term` (0 if none).
+    pub lead: u64,
+    /// Messages to other nodes, to be sent once the Ready carrying them is
+    /// durable.
+    pub msgs: Vec<Message>,
+    /// Messages to this node itself (its own vote, a leader's own append
+    /// acknowledgement), to be stepped once the Ready is durable.
+    pub msgs_after_append: Vec<Message>,
+    /// Payload bytes of proposed entries not yet committed (leader only).
+    pub uncommitted_size: u64,
+    /// The node a leadership transfer goes to (0 for none).
+    pub lead_transferee: u64,
+    /// The index of the latest configuration change proposed (leader only);
+    /// another may be proposed only once it is applied.
+    pub pending_conf_index: u64,
+    max_msg_size: u64,
+    max_uncommitted_size: u64,
+    check_quorum: bool,
+    pre_vote: bool,
+    read_only: ReadOnlyOption,
+    disable_proposal_forwarding: bool,
+    heartbeat_timeout: usize,
+    election_timeout: usize,
+    randomized_election_timeout: usize,
+    election_elapsed: usize,
+    heartbeat_elapsed: usize,
+    rng: Rng,
+}
+
+/// The message type answering a vote request of type `request`.
+pub fn vote_response_type(request: MessageType) -> MessageType {
+    match request {
+        MessageType::MsgPreVote => MessageType::MsgPreVoteResp,
+        _ => MessageType::MsgVoteResp,
+    }
+}
+
+/// Whether `msg_type` is only ever generated locally and must not arrive
+/// from the network.
+pub fn is_local_message(msg_type: MessageType) -> bool {
+    matches!(
+        msg_type,
+        MessageType::MsgHup
+            | MessageType::MsgBeat
+            | MessageType::MsgUnreachable
+            | MessageType::MsgSnapStatus
+            | MessageType::MsgCheckQuorum
+    )
+}
+
+/// Whether `msg_type` answers a request.
+pub fn is_response_message(msg_type: MessageType) -> bool {
+    matches!(
+        msg_type,
+        MessageType::MsgAppResp
+            | MessageType::MsgVoteResp
+            | MessageType::MsgHeartbeatResp
+            | MessageType::MsgUnreachable
+            | MessageType::MsgReadIndexResp
+            | MessageType::MsgPreVoteResp
+    )
+}
+
+/// The sum of entry payload sizes, as the uncommitted-size limit counts.
+pub fn payload_size(entries: &[Entry]) -> u64 {
+    entries.iter().map(|e| e.data.len() as u64).sum()
+}
+
+/// The tracker configuration and progress map described by `conf_state`,
+/// every member starting at `next_idx`.
+pub fn tracker_from_conf_state(
+    conf_state: &ConfState,
+    next_idx: u64,
+    max_inflight_msgs: usize,
+    max_inflight_bytes: u64,
+) -> (TrackerConfig, BTreeMap<u64, Progress>) {
+    let incoming: BTreeSet<u64> = conf_state.voters.iter().copied().collect();
+    let outgoing: BTreeSet<u64> = conf_state.voters_outgoing.iter().copied().collect();
+    let config = TrackerConfig {
+        voters: JointConfig::new(MajorityConfig::new(incoming), MajorityConfig::new(outgoing)),
+        auto_leave: conf_state.auto_leave,
+        learners: conf_state.learners.iter().copied().collect(),
+        learners_next: conf_state.learners_next.iter().copied().collect(),
+    };
+    let mut progress = BTreeMap::new();
+    for id in config.voters.ids() {
+        progress.insert(
+            id,
+            Progress::new(next_idx, max_inflight_msgs, max_inflight_bytes),
+        );
+    }
+    for &id in config.learners.iter().chain(config.learners_next.iter()) {
+        let mut learner = Progress::new(next_idx, max_inflight_msgs, max_inflight_bytes);
+        learner.is_learner = config.learners.contains(&id);
+        progress.entry(id).or_insert(learner);
+    }
+    (config, progress)
+}
+
+/// The ConfState describing a tracker configuration.
+pub fn conf_state_of(config: &TrackerConfig) -> ConfState {
+    ConfState {
+        voters: config.voters.incoming().iter().collect(),
+        learners: config.learners.iter().copied().collect(),
+        voters_outgoing: config.voters.outgoing().iter().collect(),
+        learners_next: config.learners_next.iter().copied().collect(),
+        auto_leave: config.auto_leave,
+    }
+}
+
+impl<S: Storage> Raft<S> {
+    /// A node over `storage`, restarted from its persisted HardState and
+    /// ConfState (both empty for a brand-new node).
+    pub fn new(config: &Config, storage: S) -> Result<Raft<S>, RaftError> {
+        config.validate()?;
+        let initial = storage.initial_state()?;
+        let raft_log = RaftLog::with_max_applying_size(storage, config.max_committed_size_per_ready)?;
+        let mut raft = Raft {
+            id: config.id,
+            term: 0,
+            vote: 0,
+            raft_log,
+            trk: ProgressTracker::new(config.max_inflight_msgs, config.max_inflight_bytes),
+            state: StateRole::Follower,
+            lead: 0,
+            msgs: Vec::new(),
+            msgs_after_append: Vec::new(),
+            uncommitted_size: 0,
+            lead_transferee: 0,
+            pending_conf_index: 0,
+            max_msg_size: config.max_size_per_msg,
+            max_uncommitted_size: config.max_uncommitted_entries_size,
+            check_quorum: config.check_quorum,
+            pre_vote: config.pre_vote,
+            read_only: config.read_only,
+            disable_proposal_forwarding: config.disable_proposal_forwarding,
+            heartbeat_timeout: config.heartbeat_tick,
+            election_timeout: config.election_tick,
+            randomized_election_timeout: config.election_tick,
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            rng: Rng::new(config.seed ^ config.id.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        };
+        raft.apply_conf_state(&initial.conf_state);
+        if !initial.hard_state.is_empty() {
+            raft.load_state(initial.hard_state)?;
+        }
+        if config.applied > 0 {
+            let committed = raft.raft_log.committed;
+            if config.applied > committed {
+                return Err(RaftError::AppliedBeyondCommitted {
+                    applied: config.applied,
+                    committed,
+                });
+            }
+            if config.applied > raft.raft_log.applied {
+                raft.raft_log.applied_to(config.applied);
+            }
+        }
+        let term = raft.term;
+        raft.become_follower(term, 0);
+        Ok(raft)
+    }
+
+    fn load_state(&mut self, hard_state: HardState) -> Result<(), RaftError> {
+        let committed = self.raft_log.committed;
+        let last_index = self.raft_log.last_index();
+        if hard_state.commit < committed || hard_state.commit > last_index {
+            return Err(RaftError::InvalidHardState {
+                commit: hard_state.commit,
+                committed,
+                last_index,
+            });
+        }
+        self.raft_log.committed = hard_state.commit;
+        self.term = hard_state.term;
+        self.vote = hard_state.vote;
+        Ok(())
+    }
+
+    /// Replaces the membership with `conf_state`, every member's progress
+    /// starting afresh after the last index.
+    pub fn apply_conf_state(&mut self, conf_state: &ConfState) {
+        let (config, progress) = tracker_from_conf_state(
+            conf_state,
+            self.raft_log.last_index() + 1,
+            self.trk.max_inflight_msgs(),
+            self.trk.max_inflight_bytes(),
+        );
+        self.trk.apply_conf(config, progress);
+        if let Some(own) = self.trk.get_mut(self.id) {
+            own.matched = self.raft_log.last_index();
+        }
+    }
+
+    /// The persistent state to save.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.raft_log.committed,
+        }
+    }
+
+    /// The volatile state: leader and role.
+    pub fn soft_state(&self) -> SoftState {
+        SoftState {
+            leader_id: self.lead,
+            role: self.state,
+        }
+    }
+
+    /// The current ConfState.
+    pub fn conf_state(&self) -> ConfState {
+        conf_state_of(self.trk.config())
+    }
+
+    /// The randomized election timeout in force, in ticks.
+    pub fn randomized_election_timeout(&self) -> usize {
+        self.randomized_election_timeout
+    }
+
+    /// Ticks since the last reset of the election timer.
+    pub fn election_elapsed(&self) -> usize {
+        self.election_elapsed
+    }
+
+    /// The configured read mode.
+    pub fn read_only_option(&self) -> ReadOnlyOption {
+        self.read_only
+    }
+
+    /// Whether this node may become leader: it is a voter and has no
+    /// snapshot still to persist.
+    pub fn promotable(&self) -> bool {
+        self.trk.get(self.id).is_some_and(|pr| !pr.is_learner)
+            && !self.raft_log.has_next_or_in_progress_snapshot()
+    }
+
+    fn past_election_timeout(&self) -> bool {
+        self.election_elapsed >= self.randomized_election_timeout
+    }
+
+    fn reset_randomized_election_timeout(&mut self) {
+        let spread = self.rng.below(self.election_timeout as u64) as usize;
+        self.randomized_election_timeout = self.election_timeout + spread;
+    }
+
+    fn reset(&mut self, term: u64) {
+        if self.term != term {
+            self.term = term;
+            self.vote = 0;
+        }
+        self.lead = 0;
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.reset_randomized_election_timeout();
+        self.lead_transferee = 0;
+        self.trk.reset_votes();
+        let last_index = self.raft_log.last_index();
+        let own_id = self.id;
+        let max_msgs = self.trk.max_inflight_msgs();
+        let max_bytes = self.trk.max_inflight_bytes();
+        self.trk.visit(|id, pr| {
+            let is_learner = pr.is_learner;
+            *pr = Progress::new(last_index + 1, max_msgs, max_bytes);
+            pr.is_learner = is_learner;
+            if id == own_id {
+                pr.matched = last_index;
+            }
+        });
+        self.pending_conf_index = 0;
+        self.uncommitted_size = 0;
+    }
+
+    /// Becomes a follower of `lead` (0 if unknown) in `term`.
+    pub fn become_follower(&mut self, term: u64, lead: u64) {
+        self.reset(term);
+        self.lead = lead;
+        self.state = StateRole::Follower;
+    }
+
+    /// Becomes a candidate: increments the term and votes for itself.
+    pub fn become_candidate(&mut self) {
+        assert!(
+            self.state != StateRole::Leader,
+            "invalid transition [leader -> candidate] on node {}",
+            self.id
+        );
+        let term = self.term + 1;
+        self.reset(term);
+        self.vote = self.id;
+        self.state = StateRole::Candidate;
+    }
+
+    /// Becomes a pre-candidate: keeps term and vote, asks for pre-votes.
+    pub fn become_pre_candidate(&mut self) {
+        assert!(
+            self.state != StateRole::Leader,
+            "invalid transition [leader -> pre-candidate] on node {}",
+            self.id
+        );
+        self.trk.reset_votes();
+        self.lead = 0;
+        self.state = StateRole::PreCandidate;
+    }
+
+    /// Becomes leader of the current term and appends an empty entry so that
+    /// entries of earlier terms can commit (§5.4.2).
+    pub fn become_leader(&mut self) {
+        assert!(
+            self.state != StateRole::Follower,
+            "invalid transition [follower -> leader] on node {}",
+            self.id
+        );
+        let term = self.term;
+        self.reset(term);
+        self.lead = self.id;
+        self.state = StateRole::Leader;
+        if let Some(own) = self.trk.get_mut(self.id) {
+            own.become_replicate();
+            own.recent_active = true;
+        }
+        // Conservatively treat every unapplied entry as a possible conf
+        // change: no new one until they are applied.
+        self.pending_conf_index = self.raft_log.last_index();
+        let appended = self.append_entry(vec![Entry::default()]);
+        assert!(appended, "empty leader entry refused by the size limit");
+        // The empty entry carries no payload, so it never counts against the
+        // uncommitted-size limit.
+    }
+
+    /// Advances the logical clock by one tick.
+    pub fn tick(&mut self) {
+        match self.state {
+            StateRole::Leader => self.tick_heartbeat(),
+            _ => self.tick_election(),
+        }
+    }
+
+    fn tick_election(&mut self) {
+        self.election_elapsed += 1;
+        if self.promotable() && self.past_election_timeout() {
+            self.election_elapsed = 0;
+            self.step_local(MessageType::MsgHup);
+        }
+    }
+
+    fn tick_heartbeat(&mut self) {
+        self.heartbeat_elapsed += 1;
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.election_timeout {
+            self.election_elapsed = 0;
+            if self.check_quorum {
+                self.step_local(MessageType::MsgCheckQuorum);
+            }
+            if self.state == StateRole::Leader && self.lead_transferee != 0 {
+                self.abort_leader_transfer();
+            }
+        }
+        if self.state != StateRole::Leader {
+            return;
+        }
+        if self.heartbeat_elapsed >= self.heartbeat_timeout {
+            self.heartbeat_elapsed = 0;
+            self.step_local(MessageType::MsgBeat);
+        }
+    }
+
+    fn step_local(&mut self, msg_type: MessageType) {
+        let message = Message {
+            msg_type: msg_type as i32,
+            from: self.id,
+            ..Default::default()
+        };
+        // Local messages of these types cannot fail.
+        let _ = self.step(message);
+    }
+
+    /// Stops a leadership transfer in progress.
+    pub fn abort_leader_transfer(&mut self) {
+        self.lead_transferee = 0;
+    }
+
+    /// Queues `message` for sending, filling in `from` and `term`.
+    pub fn send(&mut self, mut message: Message) {
+        if message.from == 0 {
+            message.from = self.id;
+        }
+        let msg_type = message.msg_type();
+        match msg_type {
+            MessageType::MsgVote
+            | MessageType::MsgVoteResp
+            | MessageType::MsgPreVote
+            | MessageType::MsgPreVoteResp => {
+                assert!(
+                    message.term != 0,
+                    "term should be set when sending {msg_type:?}"
+                );
+            }
+            _ => {
+                assert!(
+                    message.term == 0,
+                    "term should not be set when sending {msg_type:?} (was {})",
+                    message.term
+                );
+                // A forwarded proposal or read carries no term: it is
+                // handled as a local message by the leader.
+                if msg_type != MessageType::MsgProp && msg_type != MessageType::MsgReadIndex {
+                    message.term = self.term;
+                }
+            }
+        }
+        if message.to == self.id {
+            self.msgs_after_append.push(message);
+        } else {
+            self.msgs.push(message);
+        }
+    }
+
+    /// Sends an append (or a snapshot) to `to` if its progress allows.
+    pub fn send_append(&mut self, to: u64) {
+        self.maybe_send_append(to, true);
+    }
+
+    /// Sends entries (or, if `send_if_empty`, an empty append carrying the
+    /// commit index) to `to`, or a snapshot when the entries it needs are
+    /// compacted. Returns whether a message was sent.
+    fn maybe_send_append(&mut self, to: u64, send_if_empty: bool) -> bool {
+        let Some(pr) = self.trk.get(to) else {
+            return false;
+        };
+        if pr.is_paused() {
+            return false;
+        }
+        let prev_index = pr.next_idx - 1;
+        let next_idx = pr.next_idx;
+        let throttled = pr.state == ProgressState::Replicate && pr.inflights.full();
+        let prev_term = match self.raft_log.term(prev_index) {
+            Ok(term) => term,
+            Err(_) => return self.maybe_send_snapshot(to),
+        };
+        let entries = if throttled {
+            Vec::new()
+        } else {
+            match self.raft_log.entries(next_idx, self.max_msg_size) {
+                Ok(entries) => entries,
+                Err(_) => return self.maybe_send_snapshot(to),
+            }
+        };
+        if entries.is_empty() && !send_if_empty {
+            return false;
+        }
+        let committed = self.raft_log.committed;
+        let count = entries.len();
+        let bytes = payload_size(&entries);
+        self.send(Message {
+            msg_type: MessageType::MsgApp as i32,
+            to,
+            index: prev_index,
+            log_term: prev_term,
+            entries,
+            commit: committed,
+            ..Default::default()
+        });
+        if let Some(pr) = self.trk.get_mut(to) {
+            pr.sent_entries(count, bytes);
+            pr.sent_commit(committed);
+        }
+        true
+    }
+
+    fn maybe_send_snapshot(&mut self, to: u64) -> bool {
+        let Some(pr) = self.trk.get(to) else {
+            return false;
+        };
+        if !pr.recent_active {
+            return false;
+        }
+        let snapshot = match self.raft_log.snapshot() {
+            Ok(snapshot) => snapshot,
+            // Temporarily unavailable: try again on a later heartbeat.
+            Err(_) => return false,
+        };
+        assert!(
+            !snapshot.is_empty(),
+            "node {} needs a non-empty snapshot to catch up {to}",
+            self.id
+        );
+        let snapshot_index = snapshot.metadata.index;
+        if let Some(pr) = self.trk.get_mut(to) {
+            pr.become_snapshot(snapshot_index);
+        }
+        self.send(Message {
+            msg_type: MessageType::MsgSnap as i32,
+            to,
+            snapshot: Some(snapshot),
+            ..Default::default()
+        });
+        true
+    }
+
+    fn peer_ids(&self) -> Vec<u64> {
+        self.trk
+            .progress()
+            .keys()
+            .copied()
+            .filter(|&id| id != self.id)
+            .collect()
+    }
+
+    /// Sends appends to every peer whose progress allows.
+    pub fn bcast_append(&mut self) {
+        for id in self.peer_ids() {
+            self.send_append(id);
+        }
+    }
+
+    /// Sends a heartbeat to every peer.
+    pub fn bcast_heartbeat(&mut self) {
+        self.bcast_heartbeat_with_context(Vec::new());
+    }
+
+    fn bcast_heartbeat_with_context(&mut self, context: Vec<u8>) {
+        for id in self.peer_ids() {
+            self.send_heartbeat(id, context.clone());
+        }
+    }
+
+    fn send_heartbeat(&mut self, to: u64, context: Vec<u8>) {
+        // Never tell a follower to commit past what it is known to have:
+        // it might not have those entries yet.
+        let matched = self.trk.get(to).map_or(0, |pr| pr.matched);
+        let commit = matched.min(self.raft_log.committed);
+        self.send(Message {
+            msg_type: MessageType::MsgHeartbeat as i32,
+            to,
+            commit,
+            context,
+            ..Default::default()
+        });
+    }
+
+    /// Advances the commit index to what a quorum has; true if it moved.
+    pub fn maybe_commit(&mut self) -> bool {
+        let quorum_index = self.trk.committed();
+        self.raft_log.maybe_commit(quorum_index, self.term)
+    }
+
+    /// Appends proposed entries to the leader's log, stamping term and
+    /// index; false when the uncommitted size limit refuses them. The
+    /// leader acknowledges them to itself once they are durable.
+    pub fn append_entry(&mut self, mut entries: Vec<Entry>) -> bool {
+        let last_index = self.raft_log.last_index();
+        for (offset, entry) in entries.iter_mut().enumerate() {
+            entry.term = self.term;
+            entry.index = last_index + 1 + offset as u64;
+        }
+        if !self.increase_uncommitted_size(&entries) {
+            return false;
+        }
+        let last_index = self.raft_log.append(&entries);
+        self.send(Message {
+            msg_type: MessageType::MsgAppResp as i32,
+            to: self.id,
+            index: last_index,
+            ..Default::default()
+        });
+        true
+    }
+
+    fn increase_uncommitted_size(&mut self, entries: &[Entry]) -> bool {
+        let size = payload_size(entries);
+        if self.uncommitted_size > 0
+            && size > 0
+            && self.uncommitted_size.saturating_add(size) > self.max_uncommitted_size
+        {
+            return false;
+        }
+        self.uncommitted_size = self.uncommitted_size.saturating_add(size);
+        true
+    }
+
+    /// Releases the uncommitted-size budget of entries that are committed
+    /// and handed out for application.
+    pub fn reduce_uncommitted_size(&mut self, size: u64) {
+        if self.state != StateRole::Leader {
+            return;
+        }
+        self.uncommitted_size = self.uncommitted_size.saturating_sub(size);
+    }
+
+    /// Starts an election of `campaign_type` if this node may lead and has
+    /// no configuration change committed but not yet applied.
+    pub fn hup(&mut self, campaign_type: CampaignType) {
+        if self.state == StateRole::Leader || !self.promotable() {
+            return;
+        }
+        if self.has_unapplied_conf_change() {
+            return;
+        }
+        self.campaign(campaign_type);
+    }
+
+    fn has_unapplied_conf_change(&self) -> bool {
+        let low = self.raft_log.applied + 1;
+        let high = self.raft_log.committed + 1;
+        if low >= high {
+            return false;
+        }
+        match self.raft_log.slice(low, high, super::NO_LIMIT) {
+            Ok(entries) => entries
+                .iter()
+                .any(|e| e.entry_type() != EntryType::EntryNormal),
+            // Compacted committed entries cannot hold an unapplied change:
+            // compaction stops at the applied index.
+            Err(_) => false,
+        }
+    }
+
+    /// Campaigns for leadership. The node's own vote is counted only once
+    /// its new term and vote are durable (it is queued to itself).
+    pub fn campaign(&mut self, campaign_type: CampaignType) {
+        let (vote_msg, term) = if campaign_type == CampaignType::PreElection && self.pre_vote {
+            self.become_pre_candidate();
+            // Pre-votes are asked for the next term, without moving to it.
+            (MessageType::MsgPreVote, self.term + 1)
+        } else {
+            self.become_candidate();
+            (MessageType::MsgVote, self.term)
+        };
+        let last_index = self.raft_log.last_index();
+        let last_term = self.raft_log.last_term();
+        let context = if campaign_type == CampaignType::Transfer {
+            CAMPAIGN_TRANSFER.to_vec()
+        } else {
+            Vec::new()
+        };
+        let voters: Vec<u64> = self.trk.config().voters.ids().into_iter().collect();
+        for id in voters {
+            if id == self.id {
+                self.send(Message {
+                    msg_type: vote_response_type(vote_msg) as i32,
+                    to: self.id,
+                    term,
+                    ..Default::default()
+                });
+                continue;
+            }
+            self.send(Message {
+                msg_type: vote_msg as i32,
+                to: id,
+                term,
+                index: last_index,
+                log_term: last_term,
+                context: context.clone(),
+                ..Default::default()
+            });
+        }
+    }
+
+    fn poll(&mut self, from: u64, granted: bool) -> VoteResult {
+        self.trk.record_vote(from, granted);
+        self.trk.tally_votes().2
+    }
+
+    /// Handles one message: a peer's, or a local one (`term == 0`).
+    pub fn step(&mut self, m: Message) -> Result<(), RaftError> {
+        let Ok(msg_type) = MessageType::try_from(m.msg_type) else {
+            return Err(RaftError::UnknownMessageType {
+                value: m.msg_type,
+                from: m.from,
+            });
+        };
+        if m.term > self.term {
+            if !self.step_higher_term(&m, msg_type) {
+                return Ok(());
+            }
+        } else if m.term < self.term && m.term != 0 {
+            self.step_lower_term(&m, msg_type);
+            return Ok(());
+        }
+
+        match msg_type {
+            MessageType::MsgHup => {
+                let campaign_type = if self.pre_vote {
+                    CampaignType::PreElection
+                } else {
+                    CampaignType::Election
+                };
+                self.hup(campaign_type);
+                Ok(())
+            }
+            MessageType::MsgVote | MessageType::MsgPreVote => {
+                self.handle_vote_request(&m, msg_type);
+                Ok(())
+            }
+            _ => match self.state {
+                StateRole::Leader => self.step_leader(m, msg_type),
+                StateRole::Candidate | StateRole::PreCandidate => {
+                    self.step_candidate(m, msg_type)
+                }
+                StateRole::Follower => self.step_follower(m, msg_type),
+            },
+        }
+    }
+
+    /// A message from a later term. Returns whether to go on handling it.
+    fn step_higher_term(&mut self, m: &Message, msg_type: MessageType) -> bool {
+        if matches!(msg_type, MessageType::MsgVote | MessageType::MsgPreVote) {
+            let force = m.context == CAMPAIGN_TRANSFER;
+            let in_lease = self.check_quorum
+                && self.lead != 0
+                && self.election_elapsed < self.election_timeout;
+            if !force && in_lease {
+                // We heard from a leader within the minimum election
+                // timeout: do not let a partitioned node disrupt it (§4.2.3).
+                return false;
+            }
+        }
+        match msg_type {
+            // Pre-votes never change our term.
+            MessageType::MsgPreVote => {}
+            // A granted pre-vote for a future term: we move there only when
+            // the pre-election is won.
+            MessageType::MsgPreVoteResp if !m.reject => {}
+            MessageType::MsgApp | MessageType::MsgHeartbeat | MessageType::MsgSnap => {
+                self.become_follower(m.term, m.from);
+            }
+            _ => self.become_follower(m.term, 0),
+        }
+        true
+    }
+
+    /// A message from an earlier term: ignored, except that a stale leader
+    /// or pre-candidate is told about the current term.
+    fn step_lower_term(&mut self, m: &Message, msg_type: MessageType) {
+        match msg_type {
+            MessageType::MsgHeartbeat | MessageType::MsgApp
+                if self.check_quorum || self.pre_vote =>
+            {
+                // A leader cut off from the cluster may be unable to win an
+                // election at a higher term (pre-vote or check-quorum keeps
+                // our term from moving); answering with our term makes it
+                // step down instead of being stuck.
+                self.send(Message {
+                    msg_type: MessageType::MsgAppResp as i32,
+                    to: m.from,
+                    ..Default::default()
+                });
+            }
+            MessageType::MsgPreVote => {
+                // Rejecting with our term lets the pre-candidate learn it.
+                self.send(Message {
+                    msg_type: MessageType::MsgPreVoteResp as i32,
+                    to: m.from,
+                    term: self.term,
+                    reject: true,
+                    ..Default::default()
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_vote_request(&mut self, m: &Message, msg_type: MessageType) {
+        let can_vote = self.vote == m.from
+            || (self.vote == 0 && self.lead == 0)
+            || (msg_type == MessageType::MsgPreVote && m.term > self.term);
+        let response = vote_response_type(msg_type);
+        if can_vote && self.raft_log.is_up_to_date(m.index, m.log_term) {
+            // The response carries the requested term (for a pre-vote the
+            // future term) so that the candidate counts it.
+            self.send(Message {
+                msg_type: response as i32,
+                to: m.from,
+                term: m.term,
+                ..Default::default()
+            });
+            if msg_type == MessageType::MsgVote {
+                self.election_elapsed = 0;
+                self.vote = m.from;
+            }
+        } else {
+            self.send(Message {
+                msg_type: response as i32,
+                to: m.from,
+                term: self.term,
+                reject: true,
+                ..Default::default()
+            });
+        }
+    }
+
+    fn step_leader(&mut self, m: Message, msg_type: MessageType) -> Result<(), RaftError> {
+        match msg_type {
+            MessageType::MsgBeat => {
+                self.bcast_heartbeat();
+                return Ok(());
+            }
+            MessageType::MsgCheckQuorum => {
+                if !self.trk.quorum_active() {
+                    let term = self.term;
+                    self.become_follower(term, 0);
+                }
+                let own_id = self.id;
+                self.trk.visit(|id, pr| {
+                    if id != own_id {
+                        pr.recent_active = false;
+                    }
+                });
+                return Ok(());
+            }
+            MessageType::MsgProp => return self.propose_as_leader(m),
+            _ => {}
+        }
+        if !self.trk.progress().contains_key(&m.from) {
+            return Ok(());
+        }
+        match msg_type {
+            MessageType::MsgAppResp => self.handle_append_response(&m),
+            MessageType::MsgHeartbeatResp => self.handle_heartbeat_response(&m),
+            MessageType::MsgSnapStatus => self.handle_snapshot_status(&m),
+            MessageType::MsgUnreachable => {
+                if let Some(pr) = self.trk.get_mut(m.from) {
+                    // The MsgApp to it was probably lost: probe again.
+                    if pr.state == ProgressState::Replicate {
+                        pr.become_probe();
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn propose_as_leader(&mut self, m: Message) -> Result<(), RaftError> {
+        if m.entries.is_empty() {
+            return Err(RaftError::ProposalDropped(DropReason::Empty));
+        }
+        if !self.trk.progress().contains_key(&self.id) {
+            // Removed from the configuration while leading.
+            return Err(RaftError::ProposalDropped(DropReason::NotInConfiguration));
+        }
+        if self.lead_transferee != 0 {
+            return Err(RaftError::ProposalDropped(
+                DropReason::LeaderTransferInProgress,
+            ));
+        }
+        if !self.append_entry(m.entries) {
+            return Err(RaftError::ProposalDropped(
+                DropReason::UncommittedSizeLimit,
+            ));
+        }
+        self.bcast_append();
+        Ok(())
+    }
+
+    fn handle_append_response(&mut self, m: &Message) {
+        let from = m.from;
+        let last_index = self.raft_log.last_index();
+        let first_index = self.raft_log.first_index();
+        if m.reject {
+            // Fast backtracking (§5.3): the follower's hint, refined by the
+            // term it reported, skips whole terms of our log.
+            let next_probe_index = if m.log_term > 0 {
+                self.raft_log.find_conflict_by_term(m.reject_hint, m.log_term).0
+            } else {
+                m.reject_hint
+            };
+            let Some(pr) = self.trk.get_mut(from) else {
+                return;
+            };
+            pr.recent_active = true;
+            if pr.maybe_decr_to(m.index, next_probe_index) {
+                if pr.state == ProgressState::Replicate {
+                    pr.become_probe();
+                }
+                self.send_append(from);
+            }
+            return;
+        }
+        let Some(pr) = self.trk.get_mut(from) else {
+            return;
+        };
+        pr.recent_active = true;
+        let probe_recovered = pr.matched == m.index && pr.state == ProgressState::Probe;
+        if !(pr.maybe_update(m.index) || probe_recovered) {
+            return;
+        }
+        match pr.state {
+            ProgressState::Probe => pr.become_replicate(),
+            ProgressState::Snapshot if pr.matched + 1 >= first_index => {
+                // Caught up from the log again, whatever snapshot it applied.
+                pr.become_probe();
+                pr.become_replicate();
+            }
+            ProgressState::Replicate => pr.inflights.free_le(m.index),
+            ProgressState::Snapshot => {}
+        }
+        let matched = pr.matched;
+        if self.maybe_commit() {
+            self.bcast_append();
+        } else if from != self.id
+            && self
+                .trk
+                .get(from)
+                .is_some_and(|pr| pr.can_bump_commit(self.raft_log.committed))
+        {
+            self.send_append(from);
+        }
+        if from != self.id {
+            // Flow control may now allow several messages at once.
+            while self.maybe_send_append(from, false) {}
+        }
+        if from == self.lead_transferee && matched == last_index {
+            self.send_timeout_now(from);
+        }
+    }
+
+    fn handle_heartbeat_response(&mut self, m: &Message) {
+        let last_index = self.raft_log.last_index();
+        let Some(pr) = self.trk.get_mut(m.from) else {
+            return;
+        };
+        pr.recent_active = true;
+        pr.msg_app_flow_paused = false;
+        if pr.matched < last_index || pr.state == ProgressState::Probe {
+            self.send_append(m.from);
+        }
+    }
+
+    fn handle_snapshot_status(&mut self, m: &Message) {
+        let Some(pr) = self.trk.get_mut(m.from) else {
+            return;
+        };
+        if pr.state != ProgressState::Snapshot {
+            return;
+        }
+        if m.reject {
+            pr.pending_snapshot = 0;
+        }
+        pr.become_probe();
+        // Wait for a heartbeat response (or MsgAppResp) before the next
+        // append, so a failed snapshot is not retried in a tight loop.
+        pr.msg_app_flow_paused = true;
+    }
+
+    /// Tells `to` to campaign at once (the end of a leader transfer).
+    pub fn send_timeout_now(&mut self, to: u64) {
+        self.send(Message {
+            msg_type: MessageType::MsgTimeoutNow as i32,
+            to,
+            ..Default::default()
+        });
+    }
+
+    fn step_candidate(&mut self, m: Message, msg_type: MessageType) -> Result<(), RaftError> {
+        let my_vote_response = if self.state == StateRole::PreCandidate {
+            MessageType::MsgPreVoteResp
+        } else {
+            MessageType::MsgVoteResp
+        };
+        match msg_type {
+            MessageType::MsgProp => {
+                return Err(RaftError::ProposalDropped(DropReason::Campaigning));
+            }
+            MessageType::MsgApp => {
+                self.become_follower(m.term, m.from);
+                self.handle_append_entries(&m);
+            }
+            MessageType::MsgHeartbeat => {
+                self.become_follower(m.term, m.from);
+                self.handle_heartbeat(&m);
+            }
+            MessageType::MsgSnap => {
+                self.become_follower(m.term, m.from);
+                self.handle_snapshot(m);
+            }
+            t if t == my_vote_response => match self.poll(m.from, !m.reject) {
+                VoteResult::Won => {
+                    if self.state == StateRole::PreCandidate {
+                        self.campaign(CampaignType::Election);
+                    } else {
+                        self.become_leader();
+                        self.bcast_append();
+                    }
+                }
+                VoteResult::Lost => {
+                    // A pre-candidate's term never moved; a candidate stays
+                    // in its term but gives up.
+                    let term = self.term;
+                    self.become_follower(term, 0);
+                }
+                VoteResult::Pending => {}
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn step_follower(&mut self, mut m: Message, msg_type: MessageType) -> Result<(), RaftError> {
+        match msg_type {
+            MessageType::MsgProp => {
+                if self.lead == 0 {
+                    return Err(RaftError::ProposalDropped(DropReason::NoLeader));
+                }
+                if self.disable_proposal_forwarding {
+                    return Err(RaftError::ProposalDropped(DropReason::ForwardingDisabled));
+                }
+                if m.entries.is_empty() {
+                    return Err(RaftError::ProposalDropped(DropReason::Empty));
+                }
+                m.to = self.lead;
+                m.from = self.id;
+                self.send(m);
+            }
+            MessageType::MsgApp => {
+                self.election_elapsed = 0;
+                self.lead = m.from;
+                self.handle_append_entries(&m);
+            }
+            MessageType::MsgHeartbeat => {
+                self.election_elapsed = 0;
+                self.lead = m.from;
+                self.handle_heartbeat(&m);
+            }
+            MessageType::MsgSnap => {
+                self.election_elapsed = 0;
+                self.lead = m.from;
+                self.handle_snapshot(m);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Handles a leader's MsgApp: appends if the previous entry matches,
+    /// otherwise rejects with a hint for fast backtracking.
+    pub fn handle_append_entries(&mut self, m: &Message) {
+        let committed = self.raft_log.committed;
+        if m.index < committed {
+            self.send(Message {
+                msg_type: MessageType::MsgAppResp as i32,
+                to: m.from,
+                index: committed,
+                ..Default::default()
+            });
+            return;
+        }
+        if self.entries_contradict_committed(m) {
+            // A leader never sends entries that conflict with committed
+            // ones; ignore a message that does rather than corrupt the log.
+            return;
+        }
+        match self
+            .raft_log
+            .maybe_append(m.index, m.log_term, m.commit, &m.entries)
+        {
+            Some(last_new_index) => self.send(Message {
+                msg_type: MessageType::MsgAppResp as i32,
+                to: m.from,
+                index: last_new_index,
+                ..Default::default()
+            }),
+            None => {
+                let hint_index = m.index.min(self.raft_log.last_index());
+                let (hint_index, hint_term) =
+                    self.raft_log.find_conflict_by_term(hint_index, m.log_term);
+                self.send(Message {
+                    msg_type: MessageType::MsgAppResp as i32,
+                    to: m.from,
+                    index: m.index,
+                    reject: true,
+                    reject_hint: hint_index,
+                    log_term: hint_term,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    /// Whether `m` carries malformed entries (not contiguous after
+    /// `m.index`) or entries that would overwrite committed ones: peer data
+    /// that must not reach the log's invariant checks.
+    fn entries_contradict_committed(&self, m: &Message) -> bool {
+        let contiguous = m
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(offset, e)| e.index == m.index + 1 + offset as u64);
+        if !contiguous {
+            return true;
+        }
+        if !self.raft_log.match_term(m.index, m.log_term) {
+            return false;
+        }
+        let conflict = self.raft_log.find_conflict(&m.entries);
+        conflict != 0 && conflict <= self.raft_log.committed
+    }
+
+    fn handle_heartbeat(&mut self, m: &Message) {
+        // The leader sends at most our match index; cap anyway so a bad
+        // peer cannot make us commit entries we do not have.
+        let commit = m.commit.min(self.raft_log.last_index());
+        self.raft_log.commit_to(commit);
+        self.send(Message {
+            msg_type: MessageType::MsgHeartbeatResp as i32,
+            to: m.from,
+            context: m.context.clone(),
+            ..Default::default()
+        });
+    }
+
+    fn handle_snapshot(&mut self, m: Message) {
+        let from = m.from;
+        let Some(snapshot) = m.snapshot else {
+            return;
+        };
+        let index = if self.restore(snapshot) {
+            self.raft_log.last_index()
+        } else {
+            self.raft_log.committed
+        };
+        self.send(Message {
+            msg_type: MessageType::MsgAppResp as i32,
+            to: from,
+            index,
+            ..Default::default()
+        });
+    }
+
+    /// Installs a snapshot from the leader. Returns false when it is not
+    /// needed (already committed, or our log already has its last entry, in
+    /// which case the commit index is fast-forwarded).
+    pub fn restore(&mut self, snapshot: Snapshot) -> bool {
+        let index = snapshot.metadata.index;
+        let term = snapshot.metadata.term;
+        if index <= self.raft_log.committed {
+            return false;
+        }
+        if self.state != StateRole::Follower {
+            // Defensive: only followers restore snapshots.
+            let next_term = self.term + 1;
+            self.become_follower(next_term, 0);
+            return false;
+        }
+        let conf_state = &snapshot.metadata.conf_state;
+        let in_config = conf_state
+            .voters
+            .iter()
+            .chain(&conf_state.learners)
+            .chain(&conf_state.voters_outgoing)
+            .any(|&id| id == self.id);
+        if !in_config {
+            // A snapshot that does not contain us would make us unable to
+            // take part; refuse it (the leader will retry or remove us).
+            return false;
+        }
+        if self.raft_log.match_term(index, term) {
+            self.raft_log.commit_to(index);
+            return false;
+        }
+        let conf_state = conf_state.clone();
+        self.raft_log.restore(snapshot);
+        self.apply_conf_state(&conf_state);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;
