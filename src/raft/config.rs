@@ -30,7 +30,9 @@ pub enum ConfigError {
     ZeroHeartbeatTick,
     /// An election timeout not above the heartbeat interval elects leaders
     /// spuriously.
-    #[error("election_tick ({election_tick}) must be greater than heartbeat_tick ({heartbeat_tick})")]
+    #[error(
+        "election_tick ({election_tick}) must be greater than heartbeat_tick ({heartbeat_tick})"
+    )]
     ElectionNotAboveHeartbeat {
         /// The configured election timeout in ticks.
         election_tick: usize,
@@ -41,7 +43,9 @@ pub enum ConfigError {
     #[error("max_inflight_msgs must be greater than 0")]
     ZeroInflight,
     /// The byte window must fit at least one message.
-    #[error("max_inflight_bytes ({max_inflight_bytes}) must be at least max_size_per_msg ({max_size_per_msg})")]
+    #[error(
+        "max_inflight_bytes ({max_inflight_bytes}) must be at least max_size_per_msg ({max_size_per_msg})"
+    )]
     InflightBytesBelowMessageSize {
         /// The configured byte window.
         max_inflight_bytes: u64,

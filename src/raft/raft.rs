@@ -325,7 +325,8 @@ impl<S: Storage> Raft<S> {
     pub fn new(config: &Config, storage: S) -> Result<Raft<S>, RaftError> {
         config.validate()?;
         let initial = storage.initial_state()?;
-        let raft_log = RaftLog::with_max_applying_size(storage, config.max_committed_size_per_ready)?;
+        let raft_log =
+            RaftLog::with_max_applying_size(storage, config.max_committed_size_per_ready)?;
         let mut raft = Raft {
             id: config.id,
             term: 0,
@@ -908,9 +909,7 @@ impl<S: Storage> Raft<S> {
             }
             _ => match self.state {
                 StateRole::Leader => self.step_leader(m, msg_type),
-                StateRole::Candidate | StateRole::PreCandidate => {
-                    self.step_candidate(m, msg_type)
-                }
+                StateRole::Candidate | StateRole::PreCandidate => self.step_candidate(m, msg_type),
                 StateRole::Follower => self.step_follower(m, msg_type),
             },
         }
@@ -1059,9 +1058,7 @@ impl<S: Storage> Raft<S> {
             ));
         }
         if !self.append_entry(m.entries) {
-            return Err(RaftError::ProposalDropped(
-                DropReason::UncommittedSizeLimit,
-            ));
+            return Err(RaftError::ProposalDropped(DropReason::UncommittedSizeLimit));
         }
         self.bcast_append();
         Ok(())
@@ -1075,7 +1072,9 @@ impl<S: Storage> Raft<S> {
             // Fast backtracking (§5.3): the follower's hint, refined by the
             // term it reported, skips whole terms of our log.
             let next_probe_index = if m.log_term > 0 {
-                self.raft_log.find_conflict_by_term(m.reject_hint, m.log_term).0
+                self.raft_log
+                    .find_conflict_by_term(m.reject_hint, m.log_term)
+                    .0
             } else {
                 m.reject_hint
             };
