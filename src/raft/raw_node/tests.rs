@@ -1,1 +1,346 @@
+//! RawNode's Ready protocol: numbering, what each Ready carries, must_sync,
+//! pipelining, on_persisted covering earlier Readies, and refused input.
+
 use super::*;
+use crate::raft::storage::MemoryStorage;
+use crate::raft::{DropReason, StateRole};
+
+fn node(id: u64, voters: &[u64]) -> RawNode<MemoryStorage> {
+    let conf_state = ConfState {
+        voters: voters.to_vec(),
+        ..Default::default()
+    };
+    let storage = MemoryStorage::new_with_conf_state(conf_state);
+    RawNode::new(&Config::new(id), storage).expect("node")
+}
+
+/// Hands out the next Ready and accepts it.
+fn next(raw: &mut RawNode<MemoryStorage>) -> Ready {
+    assert!(raw.has_ready());
+    let ready = raw.ready();
+    raw.advance_append_async(&ready);
+    ready
+}
+
+/// Stores a Ready as the persistence actor would, then acknowledges it.
+fn persist(raw: &mut RawNode<MemoryStorage>, ready: &Ready) {
+    store(raw, ready);
+    raw.on_persisted(ready.number);
+}
+
+fn store(raw: &mut RawNode<MemoryStorage>, ready: &Ready) {
+    let storage = raw.store_mut();
+    storage.append(&ready.entries).expect("append");
+    if let Some(hs) = ready.hard_state {
+        storage.set_hard_state(hs);
+    }
+}
+
+/// A single-node leader with its empty entry committed and applied.
+fn leader() -> RawNode<MemoryStorage> {
+    let mut raw = node(1, &[1]);
+    raw.campaign().expect("campaign");
+    while raw.has_ready() {
+        let ready = next(&mut raw);
+        persist(&mut raw, &ready);
+        if let Some(last) = ready.committed_entries.last() {
+            raw.advance_apply(last.index);
+        }
+    }
+    assert_eq!(raw.raft.state, StateRole::Leader);
+    raw
+}
+
+#[test]
+fn fresh_node_has_no_ready() {
+    let raw = node(1, &[1, 2, 3]);
+    assert!(!raw.has_ready());
+}
+
+#[test]
+fn readies_are_numbered_from_one() {
+    let mut raw = node(1, &[1, 2, 3]);
+    raw.campaign().expect("campaign");
+    let first = next(&mut raw);
+    assert_eq!(first.number, 1);
+    raw.tick();
+    let _ = raw.propose(b"x".to_vec());
+    raw.campaign().expect("campaign");
+    let second = next(&mut raw);
+    assert_eq!(second.number, 2);
+}
+
+#[test]
+fn campaign_ready_syncs_term_and_vote_and_holds_vote_requests() {
+    let mut raw = node(1, &[1, 2, 3]);
+    raw.campaign().expect("campaign");
+    let ready = next(&mut raw);
+    assert_eq!(
+        ready.hard_state,
+        Some(HardState {
+            term: 1,
+            vote: 1,
+            commit: 0
+        })
+    );
+    assert!(ready.must_sync, "a new term and vote must be fsynced");
+    assert_eq!(ready.soft_state.map(|s| s.role), Some(StateRole::Candidate));
+    let targets: Vec<u64> = ready.messages.iter().map(|m| m.to).collect();
+    assert_eq!(targets, vec![2, 3]);
+    assert!(ready.append_messages.is_empty());
+}
+
+#[test]
+fn candidate_counts_its_own_vote_only_after_persistence() {
+    let mut raw = node(1, &[1, 2, 3]);
+    raw.campaign().expect("campaign");
+    let ready = next(&mut raw);
+    // Node 2 grants: with our own vote that is a majority, but our vote is
+    // not durable yet.
+    raw.step(Message {
+        msg_type: MessageType::MsgVoteResp as i32,
+        from: 2,
+        to: 1,
+        term: 1,
+        ..Default::default()
+    })
+    .expect("step");
+    assert_eq!(raw.raft.state, StateRole::Candidate);
+    persist(&mut raw, &ready);
+    assert_eq!(raw.raft.state, StateRole::Leader);
+}
+
+#[test]
+fn single_node_commits_only_after_persisting_its_entry() {
+    let mut raw = leader();
+    raw.propose(b"a".to_vec()).expect("propose");
+    let ready = next(&mut raw);
+    assert_eq!(ready.entries.len(), 1);
+    assert!(ready.must_sync);
+    assert_eq!(raw.raft.raft_log.committed, 1, "empty entry only");
+    persist(&mut raw, &ready);
+    assert_eq!(raw.raft.raft_log.committed, 2);
+    let ready = next(&mut raw);
+    assert_eq!(ready.committed_entries.len(), 1);
+    assert_eq!(ready.committed_entries[0].data, b"a");
+    assert!(!ready.must_sync, "a commit-only change needs no fsync");
+    assert_eq!(ready.hard_state.map(|hs| hs.commit), Some(2));
+}
+
+#[test]
+fn pipelined_readies_carry_disjoint_entries() {
+    let mut raw = leader();
+    raw.propose(b"a".to_vec()).expect("propose");
+    let first = next(&mut raw);
+    raw.propose(b"b".to_vec()).expect("propose");
+    let second = next(&mut raw);
+    assert_eq!(first.entries.len(), 1);
+    assert_eq!(second.entries.len(), 1);
+    assert_eq!(first.entries[0].index + 1, second.entries[0].index);
+    assert_eq!(raw.pending_persist_count(), 2);
+    // Persisting the later number covers the earlier one.
+    store(&mut raw, &first);
+    store(&mut raw, &second);
+    raw.on_persisted(second.number);
+    assert_eq!(raw.pending_persist_count(), 0);
+    assert_eq!(raw.raft.raft_log.committed, 3);
+    assert!(raw.raft.raft_log.unstable_entries().is_empty());
+}
+
+#[test]
+fn acknowledging_an_older_number_leaves_later_readies_pending() {
+    let mut raw = leader();
+    raw.propose(b"a".to_vec()).expect("propose");
+    let first = next(&mut raw);
+    raw.propose(b"b".to_vec()).expect("propose");
+    let second = next(&mut raw);
+    store(&mut raw, &first);
+    raw.on_persisted(first.number);
+    assert_eq!(raw.pending_persist_count(), 1);
+    assert_eq!(raw.raft.raft_log.committed, 2);
+    assert_eq!(raw.raft.raft_log.unstable_entries().len(), 1);
+    persist(&mut raw, &second);
+    assert_eq!(raw.raft.raft_log.committed, 3);
+}
+
+#[test]
+fn committed_entries_are_handed_out_once() {
+    let mut raw = leader();
+    raw.propose(b"a".to_vec()).expect("propose");
+    let ready = next(&mut raw);
+    persist(&mut raw, &ready);
+    let with_commit = next(&mut raw);
+    assert_eq!(with_commit.committed_entries.len(), 1);
+    // Not applied yet, but already handed out: not repeated.
+    assert!(!raw.has_ready());
+    raw.advance_apply(2);
+    assert_eq!(raw.raft.raft_log.applied, 2);
+}
+
+#[test]
+#[should_panic(expected = "before advance_append_async")]
+fn ready_twice_without_advance_panics() {
+    let mut raw = node(1, &[1, 2, 3]);
+    raw.campaign().expect("campaign");
+    let _ = raw.ready();
+    let _ = raw.ready();
+}
+
+#[test]
+fn step_refuses_local_message_types() {
+    let mut raw = node(1, &[1, 2, 3]);
+    for msg_type in [
+        MessageType::MsgHup,
+        MessageType::MsgBeat,
+        MessageType::MsgUnreachable,
+        MessageType::MsgSnapStatus,
+        MessageType::MsgCheckQuorum,
+    ] {
+        let result = raw.step(Message {
+            msg_type: msg_type as i32,
+            from: 2,
+            ..Default::default()
+        });
+        assert_eq!(result, Err(RaftError::StepLocalMessage(msg_type)));
+    }
+    assert_eq!(raw.raft.state, StateRole::Follower);
+}
+
+#[test]
+fn step_refuses_responses_from_non_members() {
+    let mut raw = node(1, &[1, 2, 3]);
+    let result = raw.step(Message {
+        msg_type: MessageType::MsgAppResp as i32,
+        from: 9,
+        term: 1,
+        ..Default::default()
+    });
+    assert_eq!(
+        result,
+        Err(RaftError::StepPeerNotFound {
+            msg_type: MessageType::MsgAppResp,
+            from: 9
+        })
+    );
+}
+
+#[test]
+fn step_refuses_unknown_message_types() {
+    let mut raw = node(1, &[1, 2, 3]);
+    let result = raw.step(Message {
+        msg_type: 77,
+        from: 2,
+        ..Default::default()
+    });
+    assert_eq!(
+        result,
+        Err(RaftError::UnknownMessageType { value: 77, from: 2 })
+    );
+}
+
+#[test]
+fn proposal_without_leader_is_dropped() {
+    let mut raw = node(1, &[1, 2, 3]);
+    assert_eq!(
+        raw.propose(b"x".to_vec()),
+        Err(RaftError::ProposalDropped(DropReason::NoLeader))
+    );
+    assert!(!raw.has_ready());
+}
+
+#[test]
+fn leader_appends_are_marked_safe_to_send_early() {
+    let mut raw = node(1, &[1, 2]);
+    raw.campaign().expect("campaign");
+    let ready = next(&mut raw);
+    raw.step(Message {
+        msg_type: MessageType::MsgVoteResp as i32,
+        from: 2,
+        to: 1,
+        term: 1,
+        ..Default::default()
+    })
+    .expect("step");
+    persist(&mut raw, &ready);
+    assert_eq!(raw.raft.state, StateRole::Leader);
+    let ready = next(&mut raw);
+    assert!(!ready.append_messages.is_empty());
+    assert!(
+        ready
+            .append_messages
+            .iter()
+            .all(|m| m.msg_type() == MessageType::MsgApp)
+    );
+    assert!(ready.messages.is_empty());
+}
+
+#[test]
+fn restart_restores_hard_state_and_log() {
+    let mut raw = leader();
+    raw.propose(b"a".to_vec()).expect("propose");
+    let ready = next(&mut raw);
+    persist(&mut raw, &ready);
+    let ready = next(&mut raw);
+    persist(&mut raw, &ready);
+    let storage = raw.store().clone();
+    let mut config = Config::new(1);
+    config.applied = 1;
+    let restarted = RawNode::new(&config, storage).expect("restart");
+    assert_eq!(restarted.raft.term, 1);
+    assert_eq!(restarted.raft.vote, 1);
+    assert_eq!(restarted.raft.raft_log.committed, 2);
+    assert_eq!(restarted.raft.raft_log.last_index(), 2);
+    assert_eq!(restarted.raft.state, StateRole::Follower);
+    // Entry 2 is committed but not applied: the first Ready hands it out.
+    assert!(restarted.has_ready());
+}
+
+#[test]
+fn restart_with_commit_beyond_log_is_an_error() {
+    let mut storage = MemoryStorage::new_with_conf_state(ConfState {
+        voters: vec![1],
+        ..Default::default()
+    });
+    storage.set_hard_state(HardState {
+        term: 1,
+        vote: 1,
+        commit: 5,
+    });
+    let result = RawNode::new(&Config::new(1), storage);
+    assert!(matches!(
+        result.err(),
+        Some(RaftError::InvalidHardState {
+            commit: 5,
+            committed: 0,
+            last_index: 0
+        })
+    ));
+}
+
+#[test]
+fn applied_beyond_commit_is_an_error() {
+    let storage = MemoryStorage::new_with_conf_state(ConfState {
+        voters: vec![1],
+        ..Default::default()
+    });
+    let mut config = Config::new(1);
+    config.applied = 3;
+    assert!(matches!(
+        RawNode::new(&config, storage).err(),
+        Some(RaftError::AppliedBeyondCommitted {
+            applied: 3,
+            committed: 0
+        })
+    ));
+}
+
+#[test]
+fn invalid_config_is_refused() {
+    let storage = MemoryStorage::new();
+    let mut config = Config::new(1);
+    config.election_tick = 1;
+    assert!(matches!(
+        RawNode::new(&config, storage).err(),
+        Some(RaftError::Config(_))
+    ));
+}
