@@ -8,6 +8,7 @@
 //! ([`raw_node`]).
 //! May not touch: files, sockets, clocks or async runtimes.
 
+pub mod confchange;
 pub mod config;
 pub mod log;
 pub mod progress;
@@ -15,6 +16,7 @@ pub mod quorum;
 #[allow(clippy::module_inception)]
 pub mod raft;
 pub mod raw_node;
+pub mod read_only;
 pub mod storage;
 pub mod tracker;
 pub mod unstable;
