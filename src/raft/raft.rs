@@ -18,13 +18,19 @@
 //! [`Rng`]. Invariant violations inside the core panic with a message, as in
 //! etcd; bad peer input is ignored or answered with an error.
 
+use super::confchange::{Changer, ConfChangeError, enters_joint, leaves_joint};
 use super::config::{Config, ConfigError, ReadOnlyOption};
 use super::log::RaftLog;
 use super::progress::{Progress, ProgressState};
 use super::quorum::{JointConfig, MajorityConfig, VoteResult};
+use super::read_only::{ReadOnly, ReadState, request_context};
 use super::storage::{Storage, StorageError};
 use super::tracker::{ProgressTracker, TrackerConfig};
-use crate::raftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot};
+use crate::raftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot,
+};
+use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `context` of a MsgVote sent because of a leader transfer: it may
@@ -84,6 +90,16 @@ pub enum DropReason {
     Empty,
     /// A candidate cannot take proposals.
     Campaigning,
+    /// A configuration change is proposed but not yet applied.
+    ConfChangePending,
+    /// A joint configuration must be left before another change.
+    JointConfigNotLeft,
+    /// An empty configuration change outside a joint configuration.
+    NotInJointConfig,
+    /// A configuration change entry could not be decoded.
+    MalformedConfChange,
+    /// The proposal was forwarded by a node that is not a member.
+    FromNonMember,
 }
 
 impl std::fmt::Display for DropReason {
@@ -96,6 +112,11 @@ impl std::fmt::Display for DropReason {
             DropReason::LeaderTransferInProgress => "leader transfer in progress",
             DropReason::Empty => "proposal has no entries",
             DropReason::Campaigning => "node is campaigning",
+            DropReason::ConfChangePending => "a configuration change is still pending",
+            DropReason::JointConfigNotLeft => "the joint configuration must be left first",
+            DropReason::NotInJointConfig => "not in a joint configuration",
+            DropReason::MalformedConfChange => "configuration change cannot be decoded",
+            DropReason::FromNonMember => "forwarded by a node that is not a member",
         };
         f.write_str(text)
     }
@@ -141,6 +162,25 @@ pub enum RaftError {
         committed: u64,
         /// The last index of the persisted log.
         last_index: u64,
+    },
+    /// A configuration change could not be applied.
+    #[error("configuration change refused: {0}")]
+    ConfChange(#[from] ConfChangeError),
+    /// A configuration change entry's data could not be decoded.
+    #[error("configuration change entry at index {index} cannot be decoded: {reason}")]
+    MalformedConfChangeEntry {
+        /// The entry's index.
+        index: u64,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A read-index response without exactly one context entry.
+    #[error("read index response from {from} carries {entries} entries, expected 1")]
+    MalformedReadIndexResponse {
+        /// The sender.
+        from: u64,
+        /// How many entries it carried.
+        entries: usize,
     },
     /// `Config::applied` is beyond what is committed.
     #[error("applied index {applied} is beyond the committed index {committed}")]
@@ -224,11 +264,18 @@ pub struct Raft<S: Storage> {
     /// The index of the latest configuration change proposed (leader only);
     /// another may be proposed only once it is applied.
     pub pending_conf_index: u64,
+    /// Answers to read requests, for the application.
+    pub read_states: Vec<ReadState>,
+    /// Read requests waiting for leadership confirmation (leader only).
+    pub read_only: ReadOnly,
+    /// Read requests that arrived before this leader committed an entry of
+    /// its term; answered once it has (leader only).
+    pending_read_index_messages: Vec<Message>,
     max_msg_size: u64,
     max_uncommitted_size: u64,
     check_quorum: bool,
     pre_vote: bool,
-    read_only: ReadOnlyOption,
+    read_only_option: ReadOnlyOption,
     disable_proposal_forwarding: bool,
     heartbeat_timeout: usize,
     election_timeout: usize,
@@ -340,11 +387,14 @@ impl<S: Storage> Raft<S> {
             uncommitted_size: 0,
             lead_transferee: 0,
             pending_conf_index: 0,
+            read_states: Vec::new(),
+            read_only: ReadOnly::default(),
+            pending_read_index_messages: Vec::new(),
             max_msg_size: config.max_size_per_msg,
             max_uncommitted_size: config.max_uncommitted_entries_size,
             check_quorum: config.check_quorum,
             pre_vote: config.pre_vote,
-            read_only: config.read_only,
+            read_only_option: config.read_only,
             disable_proposal_forwarding: config.disable_proposal_forwarding,
             heartbeat_timeout: config.heartbeat_tick,
             election_timeout: config.election_tick,
@@ -439,7 +489,7 @@ impl<S: Storage> Raft<S> {
 
     /// The configured read mode.
     pub fn read_only_option(&self) -> ReadOnlyOption {
-        self.read_only
+        self.read_only_option
     }
 
     /// Whether this node may become leader: it is a voter and has no
@@ -483,6 +533,8 @@ impl<S: Storage> Raft<S> {
         });
         self.pending_conf_index = 0;
         self.uncommitted_size = 0;
+        self.read_only.clear();
+        self.pending_read_index_messages.clear();
     }
 
     /// Becomes a follower of `lead` (0 if unknown) in `term`.
@@ -1022,6 +1074,12 @@ impl<S: Storage> Raft<S> {
                 return Ok(());
             }
             MessageType::MsgProp => return self.propose_as_leader(m),
+            MessageType::MsgReadIndex => {
+                self.handle_read_index_as_leader(m);
+                return Ok(());
+            }
+            // Only followers forget their leader.
+            MessageType::MsgForgetLeader => return Ok(()),
             _ => {}
         }
         if !self.trk.progress().contains_key(&m.from) {
@@ -1031,6 +1089,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgAppResp => self.handle_append_response(&m),
             MessageType::MsgHeartbeatResp => self.handle_heartbeat_response(&m),
             MessageType::MsgSnapStatus => self.handle_snapshot_status(&m),
+            MessageType::MsgTransferLeader => self.handle_transfer_leader(m.from),
             MessageType::MsgUnreachable => {
                 if let Some(pr) = self.trk.get_mut(m.from) {
                     // The MsgApp to it was probably lost: probe again.
@@ -1052,16 +1111,219 @@ impl<S: Storage> Raft<S> {
             // Removed from the configuration while leading.
             return Err(RaftError::ProposalDropped(DropReason::NotInConfiguration));
         }
+        if m.from != 0 && m.from != self.id && !self.trk.progress().contains_key(&m.from) {
+            return Err(RaftError::ProposalDropped(DropReason::FromNonMember));
+        }
         if self.lead_transferee != 0 {
             return Err(RaftError::ProposalDropped(
                 DropReason::LeaderTransferInProgress,
             ));
         }
+        let pending_conf_index = self.check_conf_change_proposals(&m.entries)?;
         if !self.append_entry(m.entries) {
             return Err(RaftError::ProposalDropped(DropReason::UncommittedSizeLimit));
         }
+        if let Some(index) = pending_conf_index {
+            self.pending_conf_index = index;
+        }
         self.bcast_append();
         Ok(())
+    }
+
+    /// Enforces at most one configuration change in flight: refuses one
+    /// while another is unapplied, a new change while joint, and an empty
+    /// (leave-joint) change while not joint. Returns the index the last
+    /// change will get.
+    fn check_conf_change_proposals(&self, entries: &[Entry]) -> Result<Option<u64>, RaftError> {
+        let mut pending_index = None;
+        let last_index = self.raft_log.last_index();
+        for (offset, entry) in entries.iter().enumerate() {
+            let Some(cc) = decode_conf_change(entry)
+                .map_err(|_| RaftError::ProposalDropped(DropReason::MalformedConfChange))?
+            else {
+                continue;
+            };
+            let joint = self.trk.config().voters.is_joint();
+            let reason =
+                if self.pending_conf_index > self.raft_log.applied || pending_index.is_some() {
+                    Some(DropReason::ConfChangePending)
+                } else if joint && !cc.changes.is_empty() {
+                    Some(DropReason::JointConfigNotLeft)
+                } else if !joint && cc.changes.is_empty() {
+                    Some(DropReason::NotInJointConfig)
+                } else {
+                    None
+                };
+            if let Some(reason) = reason {
+                return Err(RaftError::ProposalDropped(reason));
+            }
+            pending_index = Some(last_index + 1 + offset as u64);
+        }
+        Ok(pending_index)
+    }
+
+    fn committed_entry_in_current_term(&self) -> bool {
+        self.raft_log.term_or_zero(self.raft_log.committed) == self.term
+    }
+
+    /// A read request at the leader. Answered only once this leader has
+    /// committed an entry of its own term: before that its commit index may
+    /// lag what earlier leaders acknowledged (also for a single node, whose
+    /// commit index may have been persisted lazily before a restart).
+    fn handle_read_index_as_leader(&mut self, m: Message) {
+        if !self.committed_entry_in_current_term() {
+            self.pending_read_index_messages.push(m);
+            return;
+        }
+        if self.trk.is_singleton() {
+            let committed = self.raft_log.committed;
+            self.respond_to_read_index(m, committed);
+            return;
+        }
+        self.send_read_index_response(m);
+    }
+
+    fn send_read_index_response(&mut self, m: Message) {
+        let committed = self.raft_log.committed;
+        match self.read_only_option {
+            ReadOnlyOption::Safe => {
+                let context = request_context(&m);
+                self.read_only.add_request(committed, m);
+                self.read_only.recv_ack(self.id, &context);
+                self.bcast_heartbeat_with_context(context);
+            }
+            ReadOnlyOption::LeaseBased => self.respond_to_read_index(m, committed),
+        }
+    }
+
+    fn respond_to_read_index(&mut self, request: Message, index: u64) {
+        if request.from == 0 || request.from == self.id {
+            self.read_states.push(ReadState {
+                index,
+                request_ctx: request_context(&request),
+            });
+            return;
+        }
+        self.send(Message {
+            msg_type: MessageType::MsgReadIndexResp as i32,
+            to: request.from,
+            index,
+            entries: request.entries,
+            ..Default::default()
+        });
+    }
+
+    fn release_pending_read_index_messages(&mut self) {
+        if !self.committed_entry_in_current_term() {
+            return;
+        }
+        for m in std::mem::take(&mut self.pending_read_index_messages) {
+            self.handle_read_index_as_leader(m);
+        }
+    }
+
+    fn handle_transfer_leader(&mut self, transferee: u64) {
+        let last_index = self.raft_log.last_index();
+        let Some(pr) = self.trk.get(transferee) else {
+            return;
+        };
+        if pr.is_learner {
+            return;
+        }
+        let caught_up = pr.matched == last_index;
+        if self.lead_transferee != 0 {
+            if self.lead_transferee == transferee {
+                return;
+            }
+            self.abort_leader_transfer();
+        }
+        if transferee == self.id {
+            return;
+        }
+        // The transfer must finish within an election timeout.
+        self.election_elapsed = 0;
+        self.lead_transferee = transferee;
+        if caught_up {
+            self.send_timeout_now(transferee);
+        } else {
+            self.send_append(transferee);
+        }
+    }
+
+    /// Applies a committed configuration change; returns the new ConfState.
+    pub fn apply_conf_change(&mut self, cc: &ConfChangeV2) -> Result<ConfState, RaftError> {
+        let changer = Changer {
+            config: self.trk.config(),
+            progress: self.trk.progress(),
+            last_index: self.raft_log.last_index(),
+            max_inflight_msgs: self.trk.max_inflight_msgs(),
+            max_inflight_bytes: self.trk.max_inflight_bytes(),
+        };
+        let (config, progress) = if leaves_joint(cc) {
+            changer.leave_joint()?
+        } else if let Some(auto_leave) = enters_joint(cc)? {
+            changer.enter_joint(auto_leave, &cc.changes)?
+        } else {
+            changer.simple(&cc.changes)?
+        };
+        Ok(self.switch_to_config(config, progress))
+    }
+
+    fn switch_to_config(
+        &mut self,
+        config: TrackerConfig,
+        progress: BTreeMap<u64, Progress>,
+    ) -> ConfState {
+        self.trk.apply_conf(config, progress);
+        let conf_state = self.conf_state();
+        if self.state != StateRole::Leader {
+            return conf_state;
+        }
+        let still_voter = self.trk.get(self.id).is_some_and(|pr| !pr.is_learner);
+        if !still_voter {
+            // A leader removed or demoted steps down; the remaining voters
+            // elect a new leader after an election timeout.
+            let term = self.term;
+            self.become_follower(term, 0);
+            return conf_state;
+        }
+        if self.maybe_commit() {
+            self.bcast_append();
+        } else {
+            for id in self.peer_ids() {
+                self.maybe_send_append(id, false);
+            }
+        }
+        if self.lead_transferee != 0 && !self.trk.config().voters.contains(self.lead_transferee) {
+            self.abort_leader_transfer();
+        }
+        conf_state
+    }
+
+    /// The application applied entries up to `index`. A leader in a joint
+    /// configuration that is left automatically proposes leaving it once
+    /// the change that entered it is applied.
+    pub fn applied_to(&mut self, index: u64) {
+        self.raft_log.applied_to(index);
+        if self.state == StateRole::Leader
+            && self.trk.config().auto_leave
+            && index >= self.pending_conf_index
+        {
+            let leave = Entry {
+                entry_type: EntryType::EntryConfChangeV2 as i32,
+                data: ConfChangeV2::default().encode_to_vec(),
+                ..Default::default()
+            };
+            let proposal = Message {
+                msg_type: MessageType::MsgProp as i32,
+                from: self.id,
+                entries: vec![leave],
+                ..Default::default()
+            };
+            // Refused while a transfer is under way or the size limit is
+            // hit: retried at the next applied index.
+            let _ = self.step(proposal);
+        }
     }
 
     fn handle_append_response(&mut self, m: &Message) {
@@ -1110,6 +1372,7 @@ impl<S: Storage> Raft<S> {
         }
         let matched = pr.matched;
         if self.maybe_commit() {
+            self.release_pending_read_index_messages();
             self.bcast_append();
         } else if from != self.id
             && self
@@ -1137,6 +1400,24 @@ impl<S: Storage> Raft<S> {
         pr.msg_app_flow_paused = false;
         if pr.matched < last_index || pr.state == ProgressState::Probe {
             self.send_append(m.from);
+        }
+        if self.read_only_option != ReadOnlyOption::Safe || m.context.is_empty() {
+            return;
+        }
+        let Some(acks) = self.read_only.recv_ack(m.from, &m.context) else {
+            return;
+        };
+        let acks = acks.clone();
+        let confirmed = self
+            .trk
+            .config()
+            .voters
+            .vote_result(&|id| acks.contains(&id).then_some(true));
+        if confirmed != VoteResult::Won {
+            return;
+        }
+        for pending in self.read_only.advance(&m.context) {
+            self.respond_to_read_index(pending.request, pending.index);
         }
     }
 
@@ -1172,7 +1453,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgVoteResp
         };
         match msg_type {
-            MessageType::MsgProp => {
+            MessageType::MsgProp | MessageType::MsgReadIndex => {
                 return Err(RaftError::ProposalDropped(DropReason::Campaigning));
             }
             MessageType::MsgApp => {
@@ -1239,6 +1520,40 @@ impl<S: Storage> Raft<S> {
                 self.election_elapsed = 0;
                 self.lead = m.from;
                 self.handle_snapshot(m);
+            }
+            MessageType::MsgReadIndex => {
+                if self.lead == 0 {
+                    return Err(RaftError::ProposalDropped(DropReason::NoLeader));
+                }
+                m.to = self.lead;
+                self.send(m);
+            }
+            MessageType::MsgReadIndexResp => {
+                if m.entries.len() != 1 {
+                    return Err(RaftError::MalformedReadIndexResponse {
+                        from: m.from,
+                        entries: m.entries.len(),
+                    });
+                }
+                self.read_states.push(ReadState {
+                    index: m.index,
+                    request_ctx: request_context(&m),
+                });
+            }
+            MessageType::MsgTransferLeader => {
+                if self.lead != 0 {
+                    m.to = self.lead;
+                    m.term = 0;
+                    self.send(m);
+                }
+            }
+            MessageType::MsgTimeoutNow => self.hup(CampaignType::Transfer),
+            MessageType::MsgForgetLeader => {
+                // With lease reads, forgetting the leader would let this node
+                // vote while the old leader still serves reads on its lease.
+                if self.read_only_option != ReadOnlyOption::LeaseBased {
+                    self.lead = 0;
+                }
             }
             _ => {}
         }
@@ -1375,6 +1690,30 @@ impl<S: Storage> Raft<S> {
         self.raft_log.restore(snapshot);
         self.apply_conf_state(&conf_state);
         true
+    }
+}
+
+/// The configuration change an entry carries, as a [`ConfChangeV2`], or
+/// `None` for a normal entry.
+pub fn decode_conf_change(entry: &Entry) -> Result<Option<ConfChangeV2>, RaftError> {
+    let malformed = |reason: String| RaftError::MalformedConfChangeEntry {
+        index: entry.index,
+        reason,
+    };
+    match EntryType::try_from(entry.entry_type) {
+        Ok(EntryType::EntryNormal) => Ok(None),
+        Ok(EntryType::EntryConfChange) => {
+            let cc =
+                ConfChange::decode(entry.data.as_slice()).map_err(|e| malformed(e.to_string()))?;
+            Ok(Some(super::confchange::conf_change_as_v2(&cc)))
+        }
+        Ok(EntryType::EntryConfChangeV2) => ConfChangeV2::decode(entry.data.as_slice())
+            .map(Some)
+            .map_err(|e| malformed(e.to_string())),
+        Err(_) => Err(malformed(format!(
+            "unknown entry type {}",
+            entry.entry_type
+        ))),
     }
 }
 

@@ -24,9 +24,14 @@
 //! May not touch: IO. Storing and sending is the caller's job.
 
 use super::raft::{Raft, RaftError, SoftState, StateRole, is_local_message, is_response_message};
+use super::read_only::ReadState;
 use super::storage::{Storage, entries_size};
 use super::{Config, progress::Progress};
-use crate::raftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
+use crate::raftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot,
+};
+use prost::Message as _;
 use std::collections::{BTreeMap, VecDeque};
 
 /// A batch of work the application must do for the raft core.
@@ -54,6 +59,9 @@ pub struct Ready {
     /// send after persistence by default; the thesis (§10.2.1) allows a
     /// leader to send them before its own fsync.
     pub append_messages: Vec<Message>,
+    /// Answers to read requests: serve each once the application has
+    /// applied up to its index.
+    pub read_states: Vec<ReadState>,
     /// Self-addressed messages stepped by `on_persisted`.
     local_messages: Vec<Message>,
 }
@@ -164,6 +172,71 @@ impl<S: Storage> RawNode<S> {
         })
     }
 
+    /// Proposes a membership change (applied with
+    /// [`RawNode::apply_conf_change`] once committed).
+    pub fn propose_conf_change(&mut self, cc: &ConfChangeV2) -> Result<(), RaftError> {
+        self.propose_entry(EntryType::EntryConfChangeV2, cc.encode_to_vec())
+    }
+
+    /// Proposes a single-step membership change in etcd's v1 encoding.
+    pub fn propose_conf_change_v1(&mut self, cc: &ConfChange) -> Result<(), RaftError> {
+        self.propose_entry(EntryType::EntryConfChange, cc.encode_to_vec())
+    }
+
+    fn propose_entry(&mut self, entry_type: EntryType, data: Vec<u8>) -> Result<(), RaftError> {
+        let id = self.raft.id;
+        self.raft.step(Message {
+            msg_type: MessageType::MsgProp as i32,
+            from: id,
+            entries: vec![Entry {
+                entry_type: entry_type as i32,
+                data,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    /// Applies a committed membership change; returns the new ConfState
+    /// (which the application stores with its next snapshot).
+    pub fn apply_conf_change(&mut self, cc: &ConfChangeV2) -> Result<ConfState, RaftError> {
+        self.raft.apply_conf_change(cc)
+    }
+
+    /// Asks for a linearizable read: a [`ReadState`] with `context` comes
+    /// back in a later Ready once leadership is confirmed.
+    pub fn read_index(&mut self, context: Vec<u8>) -> Result<(), RaftError> {
+        self.raft.step(Message {
+            msg_type: MessageType::MsgReadIndex as i32,
+            entries: vec![Entry {
+                data: context,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    /// Asks the leader to hand leadership to `transferee`.
+    pub fn transfer_leader(&mut self, transferee: u64) {
+        let message = Message {
+            msg_type: MessageType::MsgTransferLeader as i32,
+            from: transferee,
+            ..Default::default()
+        };
+        // Ignored when it does not apply; cannot fail.
+        let _ = self.raft.step(message);
+    }
+
+    /// Makes a follower forget its leader (so it may vote at once), unless
+    /// lease reads are on.
+    pub fn forget_leader(&mut self) {
+        let message = Message {
+            msg_type: MessageType::MsgForgetLeader as i32,
+            ..Default::default()
+        };
+        let _ = self.raft.step(message);
+    }
+
     /// Handles a message from a peer. Local-only message types and
     /// responses from non-members are refused.
     pub fn step(&mut self, m: Message) -> Result<(), RaftError> {
@@ -215,6 +288,7 @@ impl<S: Storage> RawNode<S> {
             || raft.hard_state() != self.prev_hard_state
             || !raft.msgs.is_empty()
             || !raft.msgs_after_append.is_empty()
+            || !raft.read_states.is_empty()
             || raft.raft_log.has_next_unstable_entries()
             || raft.raft_log.has_next_unstable_snapshot()
             || raft.raft_log.has_next_committed_entries(false)
@@ -258,6 +332,7 @@ impl<S: Storage> RawNode<S> {
             committed_entries,
             messages,
             append_messages,
+            read_states: std::mem::take(&mut raft.read_states),
             local_messages: std::mem::take(&mut raft.msgs_after_append),
         }
     }
@@ -318,7 +393,7 @@ impl<S: Storage> RawNode<S> {
 
     /// The application applied committed entries up to `applied_index`.
     pub fn advance_apply(&mut self, applied_index: u64) {
-        self.raft.raft_log.applied_to(applied_index);
+        self.raft.applied_to(applied_index);
     }
 
     /// Readies handed out and not yet persisted.
