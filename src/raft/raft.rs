@@ -182,6 +182,17 @@ pub enum RaftError {
         /// How many entries it carried.
         entries: usize,
     },
+    /// `bootstrap` needs at least one voter.
+    #[error("bootstrap needs at least one voter")]
+    BootstrapWithoutVoters,
+    /// `bootstrap` runs only on an empty storage.
+    #[error(
+        "cannot bootstrap a storage that already holds a log (last index {last_index}) or a configuration"
+    )]
+    BootstrapNonEmptyStorage {
+        /// The storage's last index.
+        last_index: u64,
+    },
     /// `Config::applied` is beyond what is committed.
     #[error("applied index {applied} is beyond the committed index {committed}")]
     AppliedBeyondCommitted {
@@ -1304,6 +1315,10 @@ impl<S: Storage> Raft<S> {
     /// configuration that is left automatically proposes leaving it once
     /// the change that entered it is applied.
     pub fn applied_to(&mut self, index: u64) {
+        // As etcd's appliedTo: never move back. An acknowledgement of
+        // entries handed out before a snapshot that has since been
+        // installed (pipelined Readies) arrives below the applied index.
+        let index = index.max(self.raft_log.applied);
         self.raft_log.applied_to(index);
         if self.state == StateRole::Leader
             && self.trk.config().auto_leave

@@ -135,6 +135,51 @@ impl<S: Storage> RawNode<S> {
         })
     }
 
+    /// Starts a brand-new cluster of `voters` on an empty storage, as etcd
+    /// does: one committed ConfChangeAddNode entry per voter at term 1,
+    /// indexes 1..=n. Because the membership lives in the log, a node that
+    /// joins later learns it by replaying the log from the start. The
+    /// entries come out in the first Ready to be persisted, then as
+    /// committed entries to apply (applying them again is harmless).
+    pub fn bootstrap(&mut self, voters: &[u64]) -> Result<(), RaftError> {
+        if voters.is_empty() {
+            return Err(RaftError::BootstrapWithoutVoters);
+        }
+        let last_index = self.raft.raft_log.last_index();
+        if last_index != 0 || !self.raft.trk.progress().is_empty() {
+            return Err(RaftError::BootstrapNonEmptyStorage { last_index });
+        }
+        self.raft.become_follower(1, 0);
+        let additions: Vec<ConfChange> = voters
+            .iter()
+            .map(|&node_id| ConfChange {
+                change_type: crate::raftpb::ConfChangeType::ConfChangeAddNode as i32,
+                node_id,
+                ..Default::default()
+            })
+            .collect();
+        let entries: Vec<Entry> = additions
+            .iter()
+            .zip(1u64..)
+            .map(|(cc, index)| Entry {
+                entry_type: EntryType::EntryConfChange as i32,
+                term: 1,
+                index,
+                data: cc.encode_to_vec(),
+            })
+            .collect();
+        self.raft.raft_log.append(&entries);
+        // Committed by construction: every member bootstraps the same way.
+        self.raft.raft_log.committed = entries.len() as u64;
+        for cc in &additions {
+            self.raft
+                .apply_conf_change(&super::confchange::conf_change_as_v2(cc))?;
+        }
+        // Nothing is persisted yet: the first Ready carries the HardState.
+        self.prev_hard_state = HardState::default();
+        Ok(())
+    }
+
     /// The storage (the raft actor's `MemoryStorage`).
     pub fn store(&self) -> &S {
         self.raft.raft_log.store()
@@ -371,7 +416,9 @@ impl<S: Storage> RawNode<S> {
 
     /// Every Ready up to `number` is durable (and its entries and snapshot
     /// are in the storage). Entries become stable, and the self-addressed
-    /// messages (own vote, leader's own acknowledgement) take effect.
+    /// messages (own vote, leader's own acknowledgement) take effect. A
+    /// persisted snapshot counts as applied (the caller restored its state
+    /// machine from it), as etcd's `appliedSnap`.
     pub fn on_persisted(&mut self, number: u64) {
         while self.pending.front().is_some_and(|p| p.number <= number) {
             let Some(persisted) = self.pending.pop_front() else {
@@ -379,6 +426,11 @@ impl<S: Storage> RawNode<S> {
             };
             if let Some(index) = persisted.snapshot_index {
                 self.raft.raft_log.stable_snap_to(index);
+                // The snapshot is installed: the state machine stands at its
+                // index (etcd's appliedSnap). Without this the next Ready
+                // would hand out committed entries from the old applied
+                // index, which the snapshot compacted away.
+                self.raft.applied_to(index);
             }
             if let Some((index, term)) = persisted.last_entry {
                 self.raft.raft_log.stable_to(index, term);

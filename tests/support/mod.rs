@@ -5,6 +5,8 @@
 //! test delivers, drops, duplicates or reorders.
 #![allow(dead_code)]
 
+use ringraft::raft::raft::decode_conf_change;
+use ringraft::raft::read_only::ReadState;
 use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, StateRole, Storage};
 use ringraft::raftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -22,6 +24,10 @@ pub struct Node {
     pub applied_index: u64,
     /// The HardState last made durable.
     pub durable_hard_state: HardState,
+    /// Read states received, in order.
+    pub read_states: Vec<ReadState>,
+    /// Membership after each configuration change applied, in order.
+    pub conf_states: Vec<ConfState>,
 }
 
 impl Node {
@@ -38,11 +44,18 @@ impl Node {
         }
         let ready = self.raw.ready();
         self.raw.advance_append_async(&ready);
+        self.read_states.extend(ready.read_states.iter().cloned());
         if let Some(last) = ready.committed_entries.last() {
             for entry in &ready.committed_entries {
                 if entry.entry_type() == EntryType::EntryNormal {
                     self.applied
                         .insert(entry.index, (entry.term, entry.data.clone()));
+                } else if let Some(cc) = decode_conf_change(entry).expect("conf change decodes") {
+                    let conf_state = self
+                        .raw
+                        .apply_conf_change(&cc)
+                        .expect("conf change applies");
+                    self.conf_states.push(conf_state);
                 }
             }
             self.applied_index = last.index;
@@ -151,6 +164,30 @@ impl Network {
         }
     }
 
+    /// A new cluster of `ids` bootstrapped as etcd does (one committed
+    /// ConfChangeAddNode entry per voter), so that nodes joining later learn
+    /// the membership from the log.
+    pub fn bootstrapped(ids: &[u64], make_config: impl Fn(u64) -> Config) -> Network {
+        let mut nodes = BTreeMap::new();
+        for &id in ids {
+            let mut node = Network::node(&make_config(id), MemoryStorage::new());
+            node.raw.bootstrap(ids).expect("bootstrap");
+            // Persist and apply the bootstrap entries, as a node's first
+            // Ready loop would (a node with unapplied configuration
+            // entries does not campaign).
+            while node.process_ready() {
+                assert!(node.persist_all().is_empty(), "bootstrap sends nothing");
+            }
+            nodes.insert(id, node);
+        }
+        Network {
+            nodes,
+            in_flight: VecDeque::new(),
+            cut: BTreeSet::new(),
+            ignored: BTreeSet::new(),
+        }
+    }
+
     /// A new cluster of `ids` with the default config.
     pub fn new(ids: &[u64]) -> Network {
         Network::with_config(ids, config)
@@ -166,6 +203,8 @@ impl Network {
             applied: BTreeMap::new(),
             applied_index,
             durable_hard_state,
+            read_states: Vec::new(),
+            conf_states: Vec::new(),
         }
     }
 
@@ -288,4 +327,124 @@ pub fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
 /// Whether `m` is of type `t`.
 pub fn is(m: &Message, t: MessageType) -> bool {
     m.msg_type == t as i32
+}
+
+/// A storage for a member of the voter set `voters` whose log holds one
+/// entry per element of `terms` (index 1, 2, ...; data "index/term"), with
+/// a HardState of `term`, no vote and commit 0: a node with a history.
+pub fn storage_with_log(voters: &[u64], terms: &[u64], term: u64) -> MemoryStorage {
+    let conf_state = ConfState {
+        voters: voters.to_vec(),
+        ..Default::default()
+    };
+    let mut storage = MemoryStorage::new_with_conf_state(conf_state);
+    let entries: Vec<Entry> = terms
+        .iter()
+        .enumerate()
+        .map(|(offset, &t)| {
+            let index = offset as u64 + 1;
+            Entry::new(t, index, format!("{index}/{t}").into_bytes())
+        })
+        .collect();
+    storage.append(&entries).expect("append history");
+    storage.set_hard_state(HardState {
+        term,
+        vote: 0,
+        commit: 0,
+    });
+    storage
+}
+
+impl Network {
+    /// A cluster of `ids` whose nodes start from the storages (and configs)
+    /// given: nodes with a history.
+    pub fn with_storages(
+        ids: &[u64],
+        make_config: impl Fn(u64) -> Config,
+        make_storage: impl Fn(u64) -> MemoryStorage,
+    ) -> Network {
+        let mut nodes = BTreeMap::new();
+        for &id in ids {
+            nodes.insert(id, Network::node(&make_config(id), make_storage(id)));
+        }
+        Network {
+            nodes,
+            in_flight: VecDeque::new(),
+            cut: BTreeSet::new(),
+            ignored: BTreeSet::new(),
+        }
+    }
+
+    /// Like [`Network::stabilize`], but every message passes through
+    /// `filter` just before delivery: it may look at it or change it, and
+    /// returning false drops it.
+    pub fn stabilize_with(&mut self, mut filter: impl FnMut(&mut Message) -> bool) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            let ids: Vec<u64> = self.nodes.keys().copied().collect();
+            for id in ids {
+                let node = self.node_mut(id);
+                while node.process_ready() {
+                    moved = true;
+                }
+                let outgoing = node.persist_all();
+                self.send(outgoing);
+            }
+            while let Some(mut m) = self.in_flight.pop_front() {
+                moved = true;
+                if filter(&mut m) {
+                    self.deliver(m);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("network did not stabilize in 10000 rounds");
+    }
+
+    /// Hands out, persists and sends everything node `id` has ready (one
+    /// node's turn), without delivering anything.
+    pub fn flush(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        while node.process_ready() {}
+        let outgoing = node.persist_all();
+        self.send(outgoing);
+    }
+
+    /// Delivers the messages in flight now (not those they provoke);
+    /// returns how many.
+    pub fn deliver_in_flight(&mut self) -> usize {
+        let messages: Vec<Message> = self.in_flight.drain(..).collect();
+        let count = messages.len();
+        for m in messages {
+            self.deliver(m);
+        }
+        count
+    }
+
+    /// Removes and returns the in-flight messages matching `pred`.
+    pub fn take_in_flight(&mut self, pred: impl Fn(&Message) -> bool) -> Vec<Message> {
+        let (taken, kept): (Vec<Message>, Vec<Message>) =
+            self.in_flight.drain(..).partition(|m| pred(m));
+        self.in_flight = kept.into();
+        taken
+    }
+
+    /// Crashes node `id` and restarts it from its storage with `config`:
+    /// Readies not yet persisted are lost, as are the messages to it in
+    /// flight.
+    pub fn restart(&mut self, id: u64, config: &Config) {
+        let storage = self.get(id).raw.store().clone();
+        self.in_flight.retain(|m| m.to != id);
+        self.nodes.insert(id, Network::node(config, storage));
+    }
+
+    /// Ticks every node and stabilizes, `count` times.
+    pub fn tick_and_stabilize(&mut self, count: usize) {
+        for _ in 0..count {
+            self.tick_all();
+            self.stabilize();
+        }
+    }
 }

@@ -344,3 +344,41 @@ fn invalid_config_is_refused() {
         Some(RaftError::Config(_))
     ));
 }
+
+#[test]
+fn bootstrap_commits_one_conf_change_per_voter() {
+    let mut raw = RawNode::new(&Config::new(1), MemoryStorage::new()).expect("node");
+    raw.bootstrap(&[1, 2, 3]).expect("bootstrap");
+    assert_eq!(raw.raft.conf_state().voters, vec![1, 2, 3]);
+    let ready = next(&mut raw);
+    assert_eq!(ready.entries.len(), 3);
+    assert!(
+        ready
+            .entries
+            .iter()
+            .all(|e| e.entry_type() == EntryType::EntryConfChange && e.term == 1)
+    );
+    assert_eq!(
+        ready.hard_state,
+        Some(HardState {
+            term: 1,
+            vote: 0,
+            commit: 3
+        })
+    );
+    assert!(ready.committed_entries.is_empty(), "not durable yet");
+    persist(&mut raw, &ready);
+    let ready = next(&mut raw);
+    assert_eq!(ready.committed_entries.len(), 3);
+}
+
+#[test]
+fn bootstrap_refuses_empty_voters_and_non_empty_storage() {
+    let mut raw = RawNode::new(&Config::new(1), MemoryStorage::new()).expect("node");
+    assert_eq!(raw.bootstrap(&[]), Err(RaftError::BootstrapWithoutVoters));
+    let mut configured = node(1, &[1]);
+    assert_eq!(
+        configured.bootstrap(&[1]),
+        Err(RaftError::BootstrapNonEmptyStorage { last_index: 0 })
+    );
+}
