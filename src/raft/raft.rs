@@ -1555,20 +1555,16 @@ impl<S: Storage> Raft<S> {
                     request_ctx: request_context(&m),
                 });
             }
-            MessageType::MsgTransferLeader => {
-                if self.lead != 0 {
-                    m.to = self.lead;
-                    m.term = 0;
-                    self.send(m);
-                }
+            MessageType::MsgTransferLeader if self.lead != 0 => {
+                m.to = self.lead;
+                m.term = 0;
+                self.send(m);
             }
             MessageType::MsgTimeoutNow => self.hup(CampaignType::Transfer),
-            MessageType::MsgForgetLeader => {
-                // With lease reads, forgetting the leader would let this node
-                // vote while the old leader still serves reads on its lease.
-                if self.read_only_option != ReadOnlyOption::LeaseBased {
-                    self.lead = 0;
-                }
+            // With lease reads, forgetting the leader would let this node
+            // vote while the old leader still serves reads on its lease.
+            MessageType::MsgForgetLeader if self.read_only_option != ReadOnlyOption::LeaseBased => {
+                self.lead = 0;
             }
             _ => {}
         }
