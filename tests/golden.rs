@@ -11,9 +11,11 @@
 
 mod support;
 
-use ringraft::raft::{Config, MemoryStorage, SnapshotStatus, StateRole, Storage};
+use ringraft::raft::raft::decode_conf_change;
+use ringraft::raft::{Config, MemoryStorage, ReadOnlyOption, SnapshotStatus, StateRole, Storage};
 use ringraft::raftpb::{
-    ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -175,6 +177,8 @@ struct Args {
     name: String,
     positional: Vec<String>,
     options: BTreeMap<String, String>,
+    /// Every `key=value` in the order written (for options that repeat).
+    ordered: Vec<(String, String)>,
 }
 
 impl Args {
@@ -183,10 +187,12 @@ impl Args {
         let name = words.next().unwrap_or_default().to_string();
         let mut positional = Vec::new();
         let mut options = BTreeMap::new();
+        let mut ordered = Vec::new();
         for word in words {
             match word.split_once('=') {
                 Some((key, value)) => {
                     options.insert(key.to_string(), value.to_string());
+                    ordered.push((key.to_string(), value.to_string()));
                 }
                 None => positional.push(word.to_string()),
             }
@@ -195,6 +201,7 @@ impl Args {
             name,
             positional,
             options,
+            ordered,
         }
     }
 
@@ -262,6 +269,76 @@ fn parse_id_list(value: &str) -> Result<Vec<u64>, String> {
         .collect()
 }
 
+/// A membership change to propose, in etcd's v1 or v2 encoding.
+enum ConfChangeProposal {
+    V1(ConfChange),
+    V2(ConfChangeV2),
+}
+
+/// `propose-conf-change ID [v1] [transition=auto|implicit|explicit]
+/// add=4 remove=(2,3) learner=5 update=1 ...`: the changes in the order
+/// written. No change at all is the empty ConfChangeV2 that leaves a joint
+/// configuration.
+fn conf_change_proposal(args: &Args) -> Result<ConfChangeProposal, String> {
+    let v1 = match args.positional.get(1).map(String::as_str) {
+        None => false,
+        Some("v1") => true,
+        Some(other) => return Err(format!("propose-conf-change: unexpected {other:?}")),
+    };
+    if args.positional.len() > 2 {
+        return Err("propose-conf-change: too many arguments".to_string());
+    }
+    let mut transition = ConfChangeTransition::ConfChangeTransitionAuto;
+    let mut changes = Vec::new();
+    for (key, value) in &args.ordered {
+        let change_type = match key.as_str() {
+            "transition" => {
+                transition = match value.as_str() {
+                    "auto" => ConfChangeTransition::ConfChangeTransitionAuto,
+                    "implicit" => ConfChangeTransition::ConfChangeTransitionJointImplicit,
+                    "explicit" => ConfChangeTransition::ConfChangeTransitionJointExplicit,
+                    other => {
+                        return Err(format!(
+                            "transition: expected auto, implicit or explicit, got {other:?}"
+                        ));
+                    }
+                };
+                continue;
+            }
+            "add" => ConfChangeType::ConfChangeAddNode,
+            "remove" => ConfChangeType::ConfChangeRemoveNode,
+            "learner" => ConfChangeType::ConfChangeAddLearnerNode,
+            "update" => ConfChangeType::ConfChangeUpdateNode,
+            other => return Err(format!("propose-conf-change: unknown option {other}")),
+        };
+        for node_id in parse_id_list(value)? {
+            changes.push(ConfChangeSingle {
+                change_type: change_type as i32,
+                node_id,
+            });
+        }
+    }
+    if !v1 {
+        return Ok(ConfChangeProposal::V2(ConfChangeV2 {
+            transition: transition as i32,
+            changes,
+            context: Vec::new(),
+        }));
+    }
+    if args.options.contains_key("transition") {
+        return Err("propose-conf-change: a v1 change has no transition".to_string());
+    }
+    let [change] = changes.as_slice() else {
+        return Err("propose-conf-change: a v1 change makes exactly one change".to_string());
+    };
+    Ok(ConfChangeProposal::V1(ConfChange {
+        id: 0,
+        change_type: change.change_type,
+        node_id: change.node_id,
+        context: Vec::new(),
+    }))
+}
+
 // ---------------------------------------------------------------------------
 // Formatting
 // ---------------------------------------------------------------------------
@@ -275,25 +352,74 @@ fn fmt_data(data: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(data))
 }
 
-/// `index/term EntryType "data"`.
+/// `index/term EntryType "data"`; a configuration change entry shows its
+/// changes instead of its encoded data: `add=4 remove=2 learner=5
+/// update=3`, then `transition=implicit|explicit` when not automatic, and
+/// `leave-joint` for an empty change.
 fn fmt_entry(e: &Entry) -> String {
     let entry_type = EntryType::try_from(e.entry_type).map_or_else(
         |_| format!("EntryType({})", e.entry_type),
         |t| format!("{t:?}"),
     );
-    format!("{}/{} {entry_type} {}", e.index, e.term, fmt_data(&e.data))
+    let body = match decode_conf_change(e) {
+        Ok(Some(cc)) => fmt_conf_change(&cc),
+        // A normal entry, or a change that does not decode.
+        _ => fmt_data(&e.data),
+    };
+    format!("{}/{} {entry_type} {body}", e.index, e.term)
 }
 
+/// `add=4 remove=2 transition=explicit context="c"`, or `leave-joint`.
+fn fmt_conf_change(cc: &ConfChangeV2) -> String {
+    let mut parts: Vec<String> = cc
+        .changes
+        .iter()
+        .map(|c| {
+            let kind = match ConfChangeType::try_from(c.change_type) {
+                Ok(ConfChangeType::ConfChangeAddNode) => "add".to_string(),
+                Ok(ConfChangeType::ConfChangeRemoveNode) => "remove".to_string(),
+                Ok(ConfChangeType::ConfChangeAddLearnerNode) => "learner".to_string(),
+                Ok(ConfChangeType::ConfChangeUpdateNode) => "update".to_string(),
+                Err(_) => format!("type({})", c.change_type),
+            };
+            format!("{kind}={}", c.node_id)
+        })
+        .collect();
+    match ConfChangeTransition::try_from(cc.transition) {
+        Ok(ConfChangeTransition::ConfChangeTransitionAuto) => {}
+        Ok(ConfChangeTransition::ConfChangeTransitionJointImplicit) => {
+            parts.push("transition=implicit".to_string());
+        }
+        Ok(ConfChangeTransition::ConfChangeTransitionJointExplicit) => {
+            parts.push("transition=explicit".to_string());
+        }
+        Err(_) => parts.push(format!("transition({})", cc.transition)),
+    }
+    if parts.is_empty() {
+        parts.push("leave-joint".to_string());
+    }
+    if !cc.context.is_empty() {
+        parts.push(format!("context={}", fmt_data(&cc.context)));
+    }
+    parts.join(" ")
+}
+
+/// `voters=(1,4,5)&&(1,2,3) learners=(6) learners_next=(3) autoleave`: the
+/// outgoing half of a joint configuration after `&&`, the other parts only
+/// when non-empty (or set).
 fn fmt_conf_state(cs: &ConfState) -> String {
     let mut text = format!("voters={}", fmt_ids(&cs.voters));
+    if !cs.voters_outgoing.is_empty() {
+        let _ = write!(text, "&&{}", fmt_ids(&cs.voters_outgoing));
+    }
     if !cs.learners.is_empty() {
         let _ = write!(text, " learners={}", fmt_ids(&cs.learners));
     }
-    if !cs.voters_outgoing.is_empty() {
-        let _ = write!(text, " voters_outgoing={}", fmt_ids(&cs.voters_outgoing));
-    }
     if !cs.learners_next.is_empty() {
         let _ = write!(text, " learners_next={}", fmt_ids(&cs.learners_next));
+    }
+    if cs.auto_leave {
+        text.push_str(" autoleave");
     }
     text
 }
@@ -318,14 +444,15 @@ fn fmt_hard_state(hs: &HardState) -> String {
 
 /// One message on one line: `from->to Type term=T`, then what the type
 /// uses: `log=index/term` (MsgApp: the entry before `entries`; votes: the
-/// candidate's last entry), `index=` (MsgAppResp), `commit=`, `reject`,
+/// candidate's last entry), `index=` (MsgAppResp, MsgReadIndexResp),
+/// `commit=`, `reject`,
 /// `hint=index/term`, `context=`, `entries=[...]`, `snap=`.
 fn fmt_msg(m: &Message) -> String {
     let msg_type = MessageType::try_from(m.msg_type)
         .map_or_else(|_| format!("MsgType({})", m.msg_type), |t| format!("{t:?}"));
     let mut text = format!("{}->{} {msg_type} term={}", m.from, m.to, m.term);
     let is = |t: MessageType| m.msg_type == t as i32;
-    if is(MessageType::MsgAppResp) {
+    if is(MessageType::MsgAppResp) || is(MessageType::MsgReadIndexResp) {
         let _ = write!(text, " index={}", m.index);
     } else if m.index != 0
         || m.log_term != 0
@@ -410,6 +537,10 @@ fn fmt_change(id: u64, before: Summary, after: Summary) -> Option<String> {
 struct Env {
     net: Network,
     configs: BTreeMap<u64, Config>,
+    /// Per node, the indexes of the configuration changes it applied since
+    /// it started (`compact` must not snapshot a membership newer than its
+    /// index).
+    conf_changes_applied: BTreeMap<u64, Vec<u64>>,
     /// Set once a command panicked: the rest of the file is not run.
     poisoned: bool,
 }
@@ -424,6 +555,7 @@ impl Env {
                 ignored: BTreeSet::new(),
             },
             configs: BTreeMap::new(),
+            conf_changes_applied: BTreeMap::new(),
             poisoned: false,
         }
     }
@@ -596,6 +728,9 @@ impl Env {
                         raft.raft_log.committed,
                         raft.raft_log.applied
                     );
+                    if raft.lead_transferee != 0 {
+                        let _ = write!(line, " transferee={}", raft.lead_transferee);
+                    }
                     if !node.unpersisted.is_empty() {
                         let _ = write!(line, " unpersisted={}", node.unpersisted.len());
                     }
@@ -651,6 +786,75 @@ impl Env {
                 };
                 self.reporting(id, peer, out, |node| node.raw.report_snapshot(peer, status))
             }
+            "propose-conf-change" => {
+                let id = args.id(0)?;
+                let proposal = conf_change_proposal(args)?;
+                self.stepping(&[id], out, |env| {
+                    let raw = &mut env.node_mut(id)?.raw;
+                    match &proposal {
+                        ConfChangeProposal::V1(cc) => raw.propose_conf_change_v1(cc),
+                        ConfChangeProposal::V2(cc) => raw.propose_conf_change(cc),
+                    }
+                    .map_err(|e| e.to_string())
+                })
+            }
+            "read-index" => {
+                args.check_options(&[])?;
+                let id = args.id(0)?;
+                let context = args
+                    .positional
+                    .get(1)
+                    .ok_or("read-index: missing CTX")?
+                    .clone()
+                    .into_bytes();
+                self.stepping(&[id], out, |env| {
+                    env.node_mut(id)?
+                        .raw
+                        .read_index(context)
+                        .map_err(|e| e.to_string())
+                })
+            }
+            "transfer-leader" => {
+                args.check_options(&[])?;
+                let id = args.id(0)?;
+                let to = args.id(1)?;
+                self.stepping(&[id], out, |env| {
+                    env.node_mut(id)?.raw.transfer_leader(to);
+                    Ok(())
+                })?;
+                let transferee = self.node(id)?.raw.raft.lead_transferee;
+                out.push(format!("{id}: transferee={transferee}"));
+                Ok(())
+            }
+            "forget-leader" => {
+                args.check_options(&[])?;
+                let id = args.id(0)?;
+                self.stepping(&[id], out, |env| {
+                    env.node_mut(id)?.raw.forget_leader();
+                    Ok(())
+                })
+            }
+            "restart" => {
+                args.check_options(&[])?;
+                let id = args.id(0)?;
+                self.restart(id, out)
+            }
+            "membership" => {
+                args.check_options(&[])?;
+                for id in self.ids_or_all(args)? {
+                    let raft = &self.node(id)?.raw.raft;
+                    let mut line = format!("{id}: {}", fmt_conf_state(&raft.conf_state()));
+                    if raft.state == StateRole::Leader && raft.pending_conf_index > 0 {
+                        let _ = write!(
+                            line,
+                            " pending-conf-index={} applied={}",
+                            raft.pending_conf_index, raft.raft_log.applied
+                        );
+                    }
+                    out.push(line);
+                }
+                Ok(())
+            }
             other => Err(format!("unknown command {other:?}")),
         }
     }
@@ -681,12 +885,26 @@ impl Env {
             "heartbeat",
             "seed",
             "disable-forwarding",
+            "read-only",
+            "bootstrap",
+            "join",
         ])?;
         let count = args.id(0)?;
         let first = self.net.nodes.keys().last().copied().unwrap_or(0) + 1;
         let ids: Vec<u64> = (first..first + count).collect();
         let voters = args.option_ids("voters")?.unwrap_or_else(|| ids.clone());
         let learners = args.option_ids("learners")?.unwrap_or_default();
+        let bootstrap = args.option_bool("bootstrap")?.unwrap_or(false);
+        let join = args.option_bool("join")?.unwrap_or(false);
+        if (bootstrap || join) && (args.options.contains_key("index") || !learners.is_empty()) {
+            return Err("add-nodes: bootstrap and join take no index= or learners=".to_string());
+        }
+        if bootstrap && join {
+            return Err("add-nodes: bootstrap or join, not both".to_string());
+        }
+        if join && args.options.contains_key("voters") {
+            return Err("add-nodes: a joining node learns the voters from the log".to_string());
+        }
         let conf_state = ConfState {
             voters: voters.clone(),
             learners: learners.clone(),
@@ -727,6 +945,32 @@ impl Env {
             if let Some(v) = args.option_u64("seed")? {
                 config.seed = v;
             }
+            match args.options.get("read-only").map(String::as_str) {
+                None | Some("safe") => {}
+                Some("lease") => config.read_only = ReadOnlyOption::LeaseBased,
+                Some(other) => {
+                    return Err(format!("read-only: expected safe or lease, got {other:?}"));
+                }
+            }
+            config.validate().map_err(|e| e.to_string())?;
+            if bootstrap || join {
+                let mut node = Network::node(&config, MemoryStorage::new());
+                if bootstrap {
+                    // As etcd: one committed ConfChangeAddNode entry per
+                    // voter, persisted and applied by the node's first
+                    // Ready loop (before it can campaign).
+                    node.raw.bootstrap(&voters).map_err(|e| e.to_string())?;
+                    while node.process_ready() {
+                        assert!(node.persist_all().is_empty(), "bootstrap sends nothing");
+                    }
+                    self.conf_changes_applied
+                        .insert(id, (1..=voters.len() as u64).collect());
+                }
+                self.net.nodes.insert(id, node);
+                self.configs.insert(id, config);
+                out.push(self.describe_node(id)?);
+                continue;
+            }
             let mut storage = MemoryStorage::new_with_conf_state(conf_state.clone());
             if index > 0 {
                 // Start from a snapshot at index/1, as if the log up to
@@ -751,17 +995,66 @@ impl Env {
             let node = Network::node(&config, storage);
             self.net.nodes.insert(id, node);
             self.configs.insert(id, config);
-            let raft = &self.net.nodes[&id].raw.raft;
-            out.push(format!(
-                "{id}: {} term={} commit={} last={}/{} {}",
-                raft.state,
-                raft.term,
-                raft.raft_log.committed,
-                raft.raft_log.last_index(),
-                raft.raft_log.last_term(),
-                fmt_conf_state(&raft.conf_state())
-            ));
+            out.push(self.describe_node(id)?);
         }
+        Ok(())
+    }
+
+    /// `ID: role term=T commit=C last=index/term membership`, plus
+    /// `applied=A` when it is not the commit index.
+    fn describe_node(&self, id: u64) -> Result<String, String> {
+        let raft = &self.node(id)?.raw.raft;
+        let mut line = format!(
+            "{id}: {} term={} commit={} last={}/{}",
+            raft.state,
+            raft.term,
+            raft.raft_log.committed,
+            raft.raft_log.last_index(),
+            raft.raft_log.last_term(),
+        );
+        if raft.raft_log.applied != raft.raft_log.committed {
+            let _ = write!(line, " applied={}", raft.raft_log.applied);
+        }
+        let _ = write!(line, " {}", fmt_conf_state(&raft.conf_state()));
+        Ok(line)
+    }
+
+    /// Crashes node `id` and restarts it from its `MemoryStorage` (what it
+    /// persisted): Readies handed out but not persisted are lost with the
+    /// rest of its memory, and so are the messages in flight to it. It
+    /// restarts with `applied` = its storage snapshot's index, so the next
+    /// Ready hands the committed entries after it out again (configuration
+    /// changes included), as etcd's server replays its WAL.
+    fn restart(&mut self, id: u64, out: &mut Vec<String>) -> Result<(), String> {
+        let node = self.node(id)?;
+        let lost: Vec<u64> = node.unpersisted.iter().map(|r| r.number).collect();
+        let snapshot_index = node
+            .raw
+            .store()
+            .snapshot(0)
+            .map_err(|e| e.to_string())?
+            .metadata
+            .index;
+        match (lost.first(), lost.last()) {
+            (Some(low), Some(high)) if low == high => {
+                out.push(format!("> {id} crashed: Ready {low} lost (not persisted)"));
+            }
+            (Some(low), Some(high)) => {
+                out.push(format!(
+                    "> {id} crashed: Readies {low}..{high} lost (not persisted)"
+                ));
+            }
+            _ => out.push(format!("> {id} crashed")),
+        }
+        for m in self.net.in_flight.iter().filter(|m| m.to == id) {
+            out.push(format!("  {} (dropped: crashed)", fmt_msg(m)));
+        }
+        let mut config = self.configs[&id].clone();
+        config.applied = snapshot_index;
+        self.net.restart(id, &config);
+        self.conf_changes_applied.remove(&id);
+        out.push(format!("> {id} restarted:"));
+        out.push(format!("  {}", self.describe_node(id)?));
         Ok(())
     }
 
@@ -834,11 +1127,43 @@ impl Env {
             return Ok(false);
         }
         let self_messages = node.raw.raft.msgs_after_append.clone();
+        let before = summary(node);
+        let last_before = node.raw.raft.raft_log.last_index();
+        let conf_states_before = node.conf_states.len();
         node.process_ready();
+        let after = summary(node);
+        let last_after = node.raw.raft.raft_log.last_index();
         let ready = node
             .unpersisted
             .back()
             .expect("a Ready was just handed out");
+        // The configuration changes applied with this Ready's committed
+        // entries, in order, with the membership each produced.
+        let conf_entries: Vec<&Entry> = ready
+            .committed_entries
+            .iter()
+            .filter(|e| e.entry_type() != EntryType::EntryNormal)
+            .collect();
+        let applied_changes: Vec<String> = conf_entries
+            .iter()
+            .zip(&node.conf_states[conf_states_before..])
+            .map(|(e, cs)| format!("  Applied {}/{}: {}", e.index, e.term, fmt_conf_state(cs)))
+            .collect();
+        let conf_indexes: Vec<u64> = conf_entries.iter().map(|e| e.index).collect();
+        // A leader that applied the change entering an auto-leave joint
+        // configuration proposes to leave it.
+        let proposed_on_apply: Vec<String> = if last_after > last_before {
+            node.raw
+                .raft
+                .raft_log
+                .slice(last_before + 1, last_after + 1, u64::MAX)
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|e| format!("  Proposed on apply: {}", fmt_entry(e)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         out.push(format!("> {id} Ready {}:", ready.number));
         if let Some(ss) = &ready.soft_state {
             out.push(format!(
@@ -870,6 +1195,21 @@ impl Env {
                     .map(|e| format!("    {}", fmt_entry(e))),
             );
         }
+        out.extend(applied_changes);
+        if let Some(change) = fmt_change(id, before, after) {
+            out.push(format!("  {change}"));
+        }
+        out.extend(proposed_on_apply);
+        if !ready.read_states.is_empty() {
+            out.push("  ReadStates:".to_string());
+            for rs in &ready.read_states {
+                out.push(format!(
+                    "    index={} context={}",
+                    rs.index,
+                    fmt_data(&rs.request_ctx)
+                ));
+            }
+        }
         out.push(format!("  must-sync={}", ready.must_sync));
         if !ready.append_messages.is_empty() || !ready.messages.is_empty() {
             out.push("  Messages:".to_string());
@@ -883,6 +1223,10 @@ impl Env {
                 out.push(format!("    {}", fmt_msg(m)));
             }
         }
+        self.conf_changes_applied
+            .entry(id)
+            .or_default()
+            .extend(conf_indexes);
         Ok(true)
     }
 
@@ -1105,11 +1449,33 @@ impl Env {
     }
 
     fn compact(&mut self, id: u64, index: u64, out: &mut Vec<String>) -> Result<(), String> {
+        // The snapshot carries the current membership: it must be the
+        // membership at `index`, or a restart would apply later changes
+        // twice.
+        let later = self
+            .conf_changes_applied
+            .get(&id)
+            .and_then(|indexes| indexes.iter().find(|&&i| i > index).copied());
+        if let Some(later) = later {
+            return Err(format!(
+                "cannot compact {id} at {index}: it applied a configuration change at {later}"
+            ));
+        }
         let node = self.node_mut(id)?;
         if index > node.applied_index {
             return Err(format!(
                 "cannot compact {id} at {index}: applied only up to {}",
                 node.applied_index
+            ));
+        }
+        // The harness applies committed entries when a Ready is handed out,
+        // before its HardState is durable; a snapshot past the durable
+        // commit index would not survive a restart (the node layer applies
+        // only after persisting).
+        if index > node.durable_hard_state.commit {
+            return Err(format!(
+                "cannot compact {id} at {index}: its durable commit index is only {}",
+                node.durable_hard_state.commit
             ));
         }
         let conf_state = node.raw.raft.conf_state();
