@@ -445,6 +445,7 @@ fn fmt_hard_state(hs: &HardState) -> String {
 /// One message on one line: `from->to Type term=T`, then what the type
 /// uses: `log=index/term` (MsgApp: the entry before `entries`; votes: the
 /// candidate's last entry), `index=` (MsgAppResp, MsgReadIndexResp),
+/// `tick=` (heartbeats: the leader's clock, echoed for its lease),
 /// `commit=`, `reject`,
 /// `hint=index/term`, `context=`, `entries=[...]`, `snap=`.
 fn fmt_msg(m: &Message) -> String {
@@ -454,6 +455,9 @@ fn fmt_msg(m: &Message) -> String {
     let is = |t: MessageType| m.msg_type == t as i32;
     if is(MessageType::MsgAppResp) || is(MessageType::MsgReadIndexResp) {
         let _ = write!(text, " index={}", m.index);
+    } else if is(MessageType::MsgHeartbeat) || is(MessageType::MsgHeartbeatResp) {
+        // Heartbeats carry the leader's clock for its lease in `index`.
+        let _ = write!(text, " tick={}", m.index);
     } else if m.index != 0
         || m.log_term != 0
         || is(MessageType::MsgApp)

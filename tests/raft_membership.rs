@@ -507,6 +507,8 @@ fn lease_read_is_answered_without_a_heartbeat_round() {
     });
     net.elect(1);
     net.propose(1, b"x");
+    // One heartbeat round establishes the lease.
+    net.tick_and_stabilize(1);
     net.node_mut(1)
         .raw
         .read_index(b"lease".to_vec())
@@ -515,6 +517,61 @@ fn lease_read_is_answered_without_a_heartbeat_round() {
     assert!(net.in_flight.is_empty(), "no heartbeat round needed");
     assert_eq!(net.get(1).read_states.len(), 1);
     assert_eq!(net.get(1).read_states[0].index, committed(&net, 1));
+}
+
+fn lease_network() -> Network {
+    Network::bootstrapped(&[1, 2, 3], |id| {
+        let mut c = config(id);
+        c.check_quorum = true;
+        c.read_only = ReadOnlyOption::LeaseBased;
+        c
+    })
+}
+
+#[test]
+fn lease_read_before_any_acknowledged_heartbeat_confirms_with_a_round() {
+    let mut net = lease_network();
+    net.elect(1);
+    net.node_mut(1)
+        .raw
+        .read_index(b"early".to_vec())
+        .expect("read");
+    net.flush(1);
+    assert!(net.get(1).read_states.is_empty());
+    assert!(
+        net.in_flight.iter().any(|m| m.context == b"early"
+            && m.msg_type() == ringraft::raftpb::MessageType::MsgHeartbeat)
+    );
+    net.stabilize();
+    assert_eq!(net.get(1).read_states.len(), 1);
+}
+
+#[test]
+fn lease_expires_before_followers_stop_honouring_it() {
+    let mut net = lease_network();
+    net.elect(1);
+    net.tick_and_stabilize(1);
+    net.isolate(1);
+    // election_tick is 10: the lease covers 8 of the leader's ticks after
+    // the last acknowledged heartbeat was sent (less than 9 tick periods,
+    // while a follower ignores votes for at least 9 after receiving it).
+    for ticks in 1..=10 {
+        net.node_mut(1).raw.tick();
+        net.stabilize();
+        net.node_mut(1)
+            .raw
+            .read_index(format!("t{ticks}").into_bytes())
+            .expect("read");
+        net.flush(1);
+        let answered = net.get(1).read_states.len();
+        if ticks <= 8 {
+            assert_eq!(answered, ticks, "lease still held after {ticks} ticks");
+        } else {
+            assert_eq!(answered, 8, "lease must have expired after {ticks} ticks");
+        }
+    }
+    // Meanwhile no follower has voted for anyone while the lease held.
+    assert_eq!(net.get(2).raw.raft.vote, 1);
 }
 
 #[test]

@@ -282,6 +282,11 @@ pub struct Raft<S: Storage> {
     /// Read requests that arrived before this leader committed an entry of
     /// its term; answered once it has (leader only).
     pending_read_index_messages: Vec<Message>,
+    /// Ticks since this node started: the leader's clock for its lease.
+    ticks: u64,
+    /// Per follower, the latest leader tick at which a heartbeat was sent
+    /// that the follower has acknowledged (leader only, lease reads).
+    lease_acks: BTreeMap<u64, u64>,
     max_msg_size: u64,
     max_uncommitted_size: u64,
     check_quorum: bool,
@@ -401,6 +406,8 @@ impl<S: Storage> Raft<S> {
             read_states: Vec::new(),
             read_only: ReadOnly::default(),
             pending_read_index_messages: Vec::new(),
+            ticks: 0,
+            lease_acks: BTreeMap::new(),
             max_msg_size: config.max_size_per_msg,
             max_uncommitted_size: config.max_uncommitted_entries_size,
             check_quorum: config.check_quorum,
@@ -546,6 +553,7 @@ impl<S: Storage> Raft<S> {
         self.uncommitted_size = 0;
         self.read_only.clear();
         self.pending_read_index_messages.clear();
+        self.lease_acks.clear();
     }
 
     /// Becomes a follower of `lead` (0 if unknown) in `term`.
@@ -607,6 +615,7 @@ impl<S: Storage> Raft<S> {
 
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         match self.state {
             StateRole::Leader => self.tick_heartbeat(),
             _ => self.tick_election(),
@@ -807,13 +816,44 @@ impl<S: Storage> Raft<S> {
         // it might not have those entries yet.
         let matched = self.trk.get(to).map_or(0, |pr| pr.matched);
         let commit = matched.min(self.raft_log.committed);
+        // `index` carries the leader's clock; the follower echoes it, which
+        // tells the leader from when that follower's lease promise runs.
         self.send(Message {
             msg_type: MessageType::MsgHeartbeat as i32,
             to,
             commit,
             context,
+            index: self.ticks,
             ..Default::default()
         });
+    }
+
+    /// Whether this leader's lease holds: a quorum of voters acknowledged
+    /// heartbeats recent enough that none of them will vote for another
+    /// candidate yet. A follower ignores vote requests for `election_tick`
+    /// of its ticks after hearing from the leader; with clocks ticking at
+    /// the same rate (the lease's assumption), that promise covers at least
+    /// `election_tick - 2` of the leader's ticks after it sent the
+    /// heartbeat (one tick lost to the follower's tick phase, one to ours).
+    /// No lease while a leadership transfer may let the target campaign.
+    fn lease_holds(&self) -> bool {
+        if self.lead_transferee != 0 {
+            return false;
+        }
+        let now = self.ticks;
+        let lease_ticks = self.election_timeout as u64;
+        let holds = |sent: u64| {
+            now.checked_sub(sent)
+                .is_some_and(|age| age + 2 <= lease_ticks)
+        };
+        let own_id = self.id;
+        let result = self.trk.config().voters.vote_result(&|id| {
+            if id == own_id {
+                return Some(true);
+            }
+            Some(self.lease_acks.get(&id).is_some_and(|&sent| holds(sent)))
+        });
+        result == VoteResult::Won
     }
 
     /// Advances the commit index to what a quorum has; true if it moved.
@@ -1197,14 +1237,21 @@ impl<S: Storage> Raft<S> {
     fn send_read_index_response(&mut self, m: Message) {
         let committed = self.raft_log.committed;
         match self.read_only_option {
-            ReadOnlyOption::Safe => {
-                let context = request_context(&m);
-                self.read_only.add_request(committed, m);
-                self.read_only.recv_ack(self.id, &context);
-                self.bcast_heartbeat_with_context(context);
+            ReadOnlyOption::Safe => self.confirm_with_heartbeat_round(m, committed),
+            ReadOnlyOption::LeaseBased if self.lease_holds() => {
+                self.respond_to_read_index(m, committed)
             }
-            ReadOnlyOption::LeaseBased => self.respond_to_read_index(m, committed),
+            // Lease not (yet, or no longer) established: confirm
+            // leadership with a heartbeat round as the safe mode does.
+            ReadOnlyOption::LeaseBased => self.confirm_with_heartbeat_round(m, committed),
         }
+    }
+
+    fn confirm_with_heartbeat_round(&mut self, m: Message, committed: u64) {
+        let context = request_context(&m);
+        self.read_only.add_request(committed, m);
+        self.read_only.recv_ack(self.id, &context);
+        self.bcast_heartbeat_with_context(context);
     }
 
     fn respond_to_read_index(&mut self, request: Message, index: u64) {
@@ -1416,7 +1463,11 @@ impl<S: Storage> Raft<S> {
         if pr.matched < last_index || pr.state == ProgressState::Probe {
             self.send_append(m.from);
         }
-        if self.read_only_option != ReadOnlyOption::Safe || m.context.is_empty() {
+        if m.index <= self.ticks {
+            let acked = self.lease_acks.entry(m.from).or_insert(0);
+            *acked = (*acked).max(m.index);
+        }
+        if m.context.is_empty() {
             return;
         }
         let Some(acks) = self.read_only.recv_ack(m.from, &m.context) else {
@@ -1644,6 +1695,7 @@ impl<S: Storage> Raft<S> {
             msg_type: MessageType::MsgHeartbeatResp as i32,
             to: m.from,
             context: m.context.clone(),
+            index: m.index,
             ..Default::default()
         });
     }
