@@ -446,7 +446,7 @@ fn read_index_waits_for_an_entry_of_the_leaders_term() {
     net.tick_and_stabilize(2);
     let states = &net.get(2).read_states;
     assert_eq!(states.len(), 1);
-    assert!(states[0].index >= net.get(2).raw.raft.raft_log.committed - 0);
+    assert!(states[0].index >= net.get(2).raw.raft.raft_log.committed);
     assert_eq!(
         net.get(2).raw.raft.raft_log.term(states[0].index),
         Ok(net.get(2).raw.raft.term)
