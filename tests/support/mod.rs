@@ -244,26 +244,7 @@ impl Network {
 
     /// Processes, persists and delivers until nothing moves.
     pub fn stabilize(&mut self) {
-        for _ in 0..10_000 {
-            let mut moved = false;
-            let ids: Vec<u64> = self.nodes.keys().copied().collect();
-            for id in ids {
-                let node = self.node_mut(id);
-                while node.process_ready() {
-                    moved = true;
-                }
-                let outgoing = node.persist_all();
-                self.send(outgoing);
-            }
-            while let Some(m) = self.in_flight.pop_front() {
-                moved = true;
-                self.deliver(m);
-            }
-            if !moved {
-                return;
-            }
-        }
-        panic!("network did not stabilize in 10000 rounds");
+        self.stabilize_with(|_| true);
     }
 
     /// Makes `id` campaign and runs the network until it is quiet.
