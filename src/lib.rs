@@ -8,3 +8,6 @@
 
 pub mod raft;
 pub mod raftpb;
+pub mod snap;
+pub mod storage;
+pub mod wal;

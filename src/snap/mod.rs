@@ -1,0 +1,20 @@
+//! Snapshot files: `{term:016x}-{index:016x}.snap`, each holding a
+//! `snappb.Snapshot` whose `data` is the encoded raft snapshot and whose `crc`
+//! is the CRC-32C of that data (etcd's format).
+//!
+//! Owns: the file format ([`codec`], pure), file names ([`snap_name`]), and
+//! the [`Snapshotter`]: durable saving, choosing the newest snapshot the WAL
+//! vouches for, setting aside broken files, purging old ones.
+//! Guarantees: a snapshot file appears complete under its name or not at
+//! all; a file that fails its CRC or decode is never returned.
+//! May not touch: WAL segments (the caller passes the WAL's snapshot
+//! markers), the raft core.
+
+pub mod codec;
+pub mod error;
+pub mod snap_name;
+pub mod snapshotter;
+
+pub use error::SnapError;
+pub use snap_name::SnapName;
+pub use snapshotter::Snapshotter;

@@ -1,0 +1,253 @@
+//! The durable storage of one node, as etcd's server sees it: a WAL and a
+//! snapshot directory under one data directory, saved in a safe order.
+//!
+//! Owns: the data directory layout (ours: `<data-dir>/wal` and
+//! `<data-dir>/snap`; etcd's: `<data-dir>/member/wal` and
+//! `<data-dir>/member/snap`, read and written alike), recovery at boot (load
+//! the newest snapshot a WAL marker vouches for, open the WAL at it, repair a
+//! torn tail once), and the save order for snapshots: snapshot file, then the
+//! WAL marker (synced), then releasing older segments.
+//! Guarantees: a WAL marker never exists without its snapshot file; segments
+//! are released only once the snapshot is one a restart would use: its
+//! marker is durable and a durable hard state commits its index. (etcd
+//! releases right after the marker; a crash before the commit reaches the
+//! WAL then makes the restart fall back to an older snapshot whose segments
+//! a purge may already have removed.)
+//! May not touch: the raft core's in-memory `raft::storage::MemoryStorage`
+//! (a different thing: it is rebuilt from what [`Storage::open`] returns),
+//! file formats (owned by `wal` and `snap`).
+
+use crate::raftpb::{Entry, HardState, Metadata, Snapshot, walpb};
+use crate::snap::{SnapError, Snapshotter};
+use crate::wal::{RepairOutcome, Wal, WalContents, WalError, WalOptions, repair};
+use std::path::{Path, PathBuf};
+
+/// Which directory layout a data directory uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataDirLayout {
+    /// `<data-dir>/wal` and `<data-dir>/snap`.
+    Ringraft,
+    /// `<data-dir>/member/wal` and `<data-dir>/member/snap`, as etcd lays
+    /// them out.
+    Etcd,
+}
+
+/// Where a node's WAL and snapshots live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir {
+    /// The data directory.
+    pub root: PathBuf,
+    /// Its layout.
+    pub layout: DataDirLayout,
+    /// The WAL directory.
+    pub wal_dir: PathBuf,
+    /// The snapshot directory.
+    pub snap_dir: PathBuf,
+}
+
+impl DataDir {
+    /// Our layout under `root`.
+    pub fn ringraft(root: &Path) -> DataDir {
+        DataDir {
+            root: root.to_path_buf(),
+            layout: DataDirLayout::Ringraft,
+            wal_dir: root.join("wal"),
+            snap_dir: root.join("snap"),
+        }
+    }
+
+    /// etcd's layout under `root`.
+    pub fn etcd(root: &Path) -> DataDir {
+        let member = root.join("member");
+        DataDir {
+            root: root.to_path_buf(),
+            layout: DataDirLayout::Etcd,
+            wal_dir: member.join("wal"),
+            snap_dir: member.join("snap"),
+        }
+    }
+
+    /// etcd's layout if `root/member/wal` exists, ours otherwise.
+    pub fn detect(root: &Path) -> DataDir {
+        if root.join("member").join("wal").is_dir() {
+            DataDir::etcd(root)
+        } else {
+            DataDir::ringraft(root)
+        }
+    }
+
+    /// True when the WAL directory holds segments.
+    pub fn wal_exists(&self) -> bool {
+        crate::wal::segment_name::list_segments(&self.wal_dir).is_ok_and(|s| !s.is_empty())
+    }
+}
+
+/// Errors of the storage façade.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// From the WAL.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// From the snapshot files.
+    #[error(transparent)]
+    Snap(#[from] SnapError),
+}
+
+/// What a node restarts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// The newest usable snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// Metadata, hard state and entries after the snapshot.
+    pub contents: WalContents,
+    /// The torn-tail repair done while opening, if one was needed.
+    pub repair: Option<RepairOutcome>,
+}
+
+/// A node's WAL and snapshotter, used together.
+#[derive(Debug)]
+pub struct Storage {
+    wal: Wal,
+    snapshotter: Snapshotter,
+    /// Index of the newest saved snapshot whose segments are not yet
+    /// released, waiting for a hard state that commits it.
+    pending_release: Option<u64>,
+}
+
+impl Storage {
+    /// Creates the storage of a new member in `data_dir`.
+    pub fn create(
+        data_dir: &DataDir,
+        metadata: &Metadata,
+        options: WalOptions,
+    ) -> Result<Storage, StorageError> {
+        let snapshotter = Snapshotter::new(&data_dir.snap_dir)?;
+        let wal = Wal::create(&data_dir.wal_dir, metadata, options)?;
+        Ok(Storage {
+            wal,
+            snapshotter,
+            pending_release: None,
+        })
+    }
+
+    /// Opens existing storage: the newest snapshot the WAL vouches for (at or
+    /// below its commit index), then the WAL from that snapshot on. A torn
+    /// tail is repaired once (keeping a `.broken` copy); corruption is an
+    /// error.
+    pub fn open(
+        data_dir: &DataDir,
+        options: WalOptions,
+    ) -> Result<(Storage, Recovered), StorageError> {
+        let snapshotter = Snapshotter::new(&data_dir.snap_dir)?;
+        let markers = crate::wal::valid_snapshot_entries(&data_dir.wal_dir)?;
+        let snapshot = snapshotter.load_newest_available(&markers)?;
+        let at = snapshot
+            .as_ref()
+            .map_or_else(walpb::Snapshot::default, |s| walpb::Snapshot {
+                index: s.metadata.index,
+                term: s.metadata.term,
+                conf_state: Some(s.metadata.conf_state.clone()),
+            });
+        let (wal, contents, repair) = open_wal_repairing_once(&data_dir.wal_dir, &at, options)?;
+        let recovered = Recovered {
+            snapshot,
+            contents,
+            repair,
+        };
+        let storage = Storage {
+            wal,
+            snapshotter,
+            pending_release: None,
+        };
+        Ok((storage, recovered))
+    }
+
+    /// Saves entries and the hard state (syncing when raft requires it).
+    pub fn save(&mut self, hard_state: &HardState, entries: &[Entry]) -> Result<(), StorageError> {
+        self.wal.save(hard_state, entries)?;
+        self.release_if_committed()
+    }
+
+    /// Saves a snapshot in the safe order: the snapshot file (durable), then
+    /// the WAL marker (synced), then releases the segments before it, as
+    /// soon as a durable hard state commits its index. An empty snapshot is
+    /// ignored.
+    pub fn save_snap(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        if snapshot.is_empty() {
+            return Ok(());
+        }
+        self.snapshotter.save(snapshot)?;
+        let marker = walpb::Snapshot {
+            index: snapshot.metadata.index,
+            term: snapshot.metadata.term,
+            conf_state: Some(snapshot.metadata.conf_state.clone()),
+        };
+        self.wal.save_snapshot(&marker)?;
+        let index = snapshot.metadata.index;
+        self.pending_release = Some(self.pending_release.map_or(index, |p| p.max(index)));
+        self.release_if_committed()
+    }
+
+    /// Releases the segments before the pending snapshot once the WAL's hard
+    /// state commits it, syncing first so that commit is durable.
+    fn release_if_committed(&mut self) -> Result<(), StorageError> {
+        let Some(index) = self.pending_release else {
+            return Ok(());
+        };
+        if self.wal.hard_state().commit < index {
+            return Ok(());
+        }
+        self.wal.sync()?;
+        self.wal.release_lock_to(index);
+        self.pending_release = None;
+        Ok(())
+    }
+
+    /// Writes everything buffered and syncs the WAL.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        Ok(self.wal.sync()?)
+    }
+
+    /// Removes released WAL segments beyond `max_wal_files` and snapshot
+    /// files beyond the newest `max_snap_files`; returns the removed paths.
+    pub fn purge(
+        &mut self,
+        max_wal_files: usize,
+        max_snap_files: usize,
+    ) -> Result<Vec<PathBuf>, StorageError> {
+        let mut removed = self.wal.purge(max_wal_files)?;
+        removed.extend(self.snapshotter.purge(max_snap_files)?);
+        Ok(removed)
+    }
+
+    /// Syncs and closes.
+    pub fn close(self) -> Result<(), StorageError> {
+        Ok(self.wal.close()?)
+    }
+
+    /// The WAL.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// The snapshotter.
+    pub fn snapshotter(&self) -> &Snapshotter {
+        &self.snapshotter
+    }
+}
+
+fn open_wal_repairing_once(
+    wal_dir: &Path,
+    at: &walpb::Snapshot,
+    options: WalOptions,
+) -> Result<(Wal, WalContents, Option<RepairOutcome>), WalError> {
+    match Wal::open(wal_dir, at, options) {
+        Ok((wal, contents)) => Ok((wal, contents, None)),
+        Err(WalError::TornTail { .. }) => {
+            let outcome = repair(wal_dir)?;
+            let (wal, contents) = Wal::open(wal_dir, at, options)?;
+            Ok((wal, contents, Some(outcome)))
+        }
+        Err(e) => Err(e),
+    }
+}
