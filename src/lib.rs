@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod kv;
 pub mod raft;
 pub mod raftpb;
 pub mod snap;

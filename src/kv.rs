@@ -1,0 +1,282 @@
+//! The replicated key-value state machine: an ordered map of bytes to bytes
+//! that every member builds by applying the same committed entries in the
+//! same order.
+//!
+//! Owns: the map, the applied index, the prost encoding of commands
+//! ([`KvCommand`]) and of snapshots ([`KvSnapshot`]).
+//!
+//! Guarantees: applying is deterministic — the same entries give the same
+//! state on every member, including for entries that do not decode (they
+//! are skipped the same way everywhere, never crash a member); an entry at
+//! or below the applied index is ignored (replay after restart is
+//! harmless); a gap in indexes is refused, since it would mean the caller
+//! lost an entry. `restore(snapshot())` yields an equal store.
+//!
+//! May not touch: raft, files or the network. The apply actor feeds it
+//! committed entries and asks it for snapshots.
+
+use prost::Message as _;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// Set `key` to `value`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Put {
+    /// The key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    /// The new value.
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// Remove `key`.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct Delete {
+    /// The key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+}
+
+/// The operation a command performs.
+#[derive(Clone, PartialEq, Eq, prost::Oneof)]
+pub enum Operation {
+    /// Set a key.
+    #[prost(message, tag = "1")]
+    Put(Put),
+    /// Remove a key.
+    #[prost(message, tag = "2")]
+    Delete(Delete),
+}
+
+/// A command as stored in a raft entry's data.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct KvCommand {
+    /// What to do.
+    #[prost(oneof = "Operation", tags = "1, 2")]
+    pub operation: Option<Operation>,
+}
+
+impl KvCommand {
+    /// The encoded command setting `key` to `value`.
+    pub fn put(key: &[u8], value: &[u8]) -> Vec<u8> {
+        KvCommand {
+            operation: Some(Operation::Put(Put {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            })),
+        }
+        .encode_to_vec()
+    }
+
+    /// The encoded command removing `key`.
+    pub fn delete(key: &[u8]) -> Vec<u8> {
+        KvCommand {
+            operation: Some(Operation::Delete(Delete { key: key.to_vec() })),
+        }
+        .encode_to_vec()
+    }
+}
+
+/// One key and its value in a snapshot.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct KvPair {
+    /// The key.
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    /// The value.
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// The encoded state machine: the data of a raft snapshot.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct KvSnapshot {
+    /// The index of the last entry the state includes.
+    #[prost(uint64, tag = "1")]
+    pub applied_index: u64,
+    /// Every pair, in key order.
+    #[prost(message, repeated, tag = "2")]
+    pub pairs: Vec<KvPair>,
+}
+
+/// Why applying or restoring failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    /// An entry was skipped: the caller lost one.
+    #[error("entry {index} applied after {applied}: entries {first_missing}..{index} are missing")]
+    Gap {
+        /// The entry offered.
+        index: u64,
+        /// The applied index before it.
+        applied: u64,
+        /// The first missing index.
+        first_missing: u64,
+    },
+    /// A snapshot's data does not decode.
+    #[error("snapshot data does not decode: {reason}")]
+    SnapshotDecode {
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A snapshot holds the same key twice or out of order.
+    #[error("snapshot keys are not strictly increasing at pair {position}")]
+    SnapshotUnordered {
+        /// The position of the offending pair.
+        position: usize,
+    },
+}
+
+/// What applying one entry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// A key was set; whether it existed before.
+    Put {
+        /// The key had a value before.
+        replaced: bool,
+    },
+    /// A key was removed; whether it existed.
+    Deleted {
+        /// The key had a value.
+        existed: bool,
+    },
+    /// An entry without a command (a leader's empty entry, a membership
+    /// change): only the applied index moved.
+    NoOp,
+    /// The entry was at or below the applied index: already applied.
+    AlreadyApplied,
+    /// The entry's data is not a command; skipped on every member alike.
+    Rejected {
+        /// Why it did not decode.
+        reason: String,
+    },
+}
+
+/// The key-value state machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KvStore {
+    pairs: BTreeMap<Vec<u8>, Vec<u8>>,
+    applied_index: u64,
+}
+
+impl KvStore {
+    /// An empty store at applied index 0.
+    pub fn new() -> KvStore {
+        KvStore::default()
+    }
+
+    /// The index of the last entry applied.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.pairs.get(key).map(Vec::as_slice)
+    }
+
+    /// Up to `limit` pairs whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.pairs
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    /// Applies the entry at `index` carrying `data` (an encoded
+    /// [`KvCommand`], or empty for entries without a command).
+    pub fn apply(&mut self, index: u64, data: &[u8]) -> Result<ApplyOutcome, KvError> {
+        if index <= self.applied_index {
+            return Ok(ApplyOutcome::AlreadyApplied);
+        }
+        if index != self.applied_index + 1 {
+            return Err(KvError::Gap {
+                index,
+                applied: self.applied_index,
+                first_missing: self.applied_index + 1,
+            });
+        }
+        self.applied_index = index;
+        if data.is_empty() {
+            return Ok(ApplyOutcome::NoOp);
+        }
+        let command = match KvCommand::decode(data) {
+            Ok(command) => command,
+            Err(error) => {
+                return Ok(ApplyOutcome::Rejected {
+                    reason: error.to_string(),
+                });
+            }
+        };
+        Ok(match command.operation {
+            Some(Operation::Put(put)) => ApplyOutcome::Put {
+                replaced: self.pairs.insert(put.key, put.value).is_some(),
+            },
+            Some(Operation::Delete(delete)) => ApplyOutcome::Deleted {
+                existed: self.pairs.remove(&delete.key).is_some(),
+            },
+            None => ApplyOutcome::Rejected {
+                reason: "command without operation".to_string(),
+            },
+        })
+    }
+
+    /// Advances the applied index over an entry that carries no command
+    /// for this store (a membership change).
+    pub fn apply_no_op(&mut self, index: u64) -> Result<ApplyOutcome, KvError> {
+        self.apply(index, &[])
+    }
+
+    /// The encoded state (the data of a raft snapshot at the applied index).
+    pub fn snapshot(&self) -> Vec<u8> {
+        KvSnapshot {
+            applied_index: self.applied_index,
+            pairs: self
+                .pairs
+                .iter()
+                .map(|(key, value)| KvPair {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+
+    /// A store rebuilt from [`KvStore::snapshot`] data.
+    pub fn restore(data: &[u8]) -> Result<KvStore, KvError> {
+        let snapshot = KvSnapshot::decode(data).map_err(|error| KvError::SnapshotDecode {
+            reason: error.to_string(),
+        })?;
+        let mut pairs = BTreeMap::new();
+        let mut previous: Option<&[u8]> = None;
+        for (position, pair) in snapshot.pairs.iter().enumerate() {
+            if previous.is_some_and(|prev| prev >= pair.key.as_slice()) {
+                return Err(KvError::SnapshotUnordered { position });
+            }
+            previous = Some(&pair.key);
+        }
+        for pair in snapshot.pairs {
+            pairs.insert(pair.key, pair.value);
+        }
+        Ok(KvStore {
+            pairs,
+            applied_index: snapshot.applied_index,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
