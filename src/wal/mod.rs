@@ -40,4 +40,4 @@ pub use replay::WalContents;
 pub use scan::TornTailReport;
 pub use segment_name::SegmentName;
 pub use verify::{VerifyReport, valid_snapshot_entries, verify};
-pub use writer::{DEFAULT_SEGMENT_SIZE_BYTES, Wal, WalOptions};
+pub use writer::{DEFAULT_SEGMENT_SIZE_BYTES, UnwrittenBytes, Wal, WalOptions};

@@ -49,6 +49,34 @@ impl TailSegment {
         &mut self.pending
     }
 
+    /// Bytes already handed to the file (or to a caller's write).
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes
+    }
+
+    /// The open segment file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Hands the buffered bytes and their offset to a caller that writes
+    /// them itself; they count as written from now on.
+    pub fn take_pending(&mut self) -> (u64, Vec<u8>) {
+        let offset = self.written_bytes;
+        let bytes = std::mem::take(&mut self.pending);
+        self.written_bytes += bytes.len() as u64;
+        (offset, bytes)
+    }
+
+    /// Reuses `buffer`'s capacity for the next frames when nothing is
+    /// buffered.
+    pub fn reuse_buffer(&mut self, mut buffer: Vec<u8>) {
+        if self.pending.is_empty() && buffer.capacity() > self.pending.capacity() {
+            buffer.clear();
+            self.pending = buffer;
+        }
+    }
+
     /// Writes the buffered whole pages once enough have gathered, keeping a
     /// partial last page buffered (etcd's page writer does the same).
     pub fn write_full_pages_if_large(&mut self) -> io::Result<()> {

@@ -50,6 +50,17 @@ impl Default for WalOptions {
     }
 }
 
+/// Encoded WAL bytes handed to a caller that writes them itself.
+#[derive(Debug)]
+pub struct UnwrittenBytes {
+    /// The segment they belong to.
+    pub segment: SegmentName,
+    /// Where in that segment they start.
+    pub file_offset: u64,
+    /// The frames.
+    pub bytes: Vec<u8>,
+}
+
 /// A segment this WAL holds a lock on.
 #[derive(Debug)]
 struct LockedSegment {
@@ -66,6 +77,8 @@ pub struct Wal {
     hard_state: HardState,
     last_entry_index: u64,
     encoder: Encoder,
+    /// Reused buffer for encoding one record's data.
+    scratch: Vec<u8>,
     tail: TailSegment,
     locked: Vec<LockedSegment>,
     pipeline: SegmentPipeline,
@@ -102,6 +115,7 @@ impl Wal {
             hard_state: HardState::default(),
             last_entry_index: 0,
             encoder,
+            scratch: Vec::new(),
             tail: TailSegment::new(name, path, tail_file, header_bytes),
             locked: vec![LockedSegment { name, file }],
             pipeline: SegmentPipeline::start(dir, options.segment_size_bytes),
@@ -156,6 +170,7 @@ impl Wal {
             hard_state: replayed.contents.hard_state,
             last_entry_index: replayed.last_entry_index,
             encoder: Encoder::new(end.running_crc),
+            scratch: Vec::new(),
             tail: TailSegment::new(end.last, path, tail_file, end.data_end),
             locked,
             pipeline: SegmentPipeline::start(dir, options.segment_size_bytes),
@@ -171,26 +186,7 @@ impl Wal {
     /// changed. A commit-only change is buffered. Cuts a new segment when the
     /// tail reaches the segment size.
     pub fn save(&mut self, hard_state: &HardState, entries: &[Entry]) -> Result<(), WalError> {
-        self.check_usable()?;
-        if hard_state.is_empty() && entries.is_empty() {
-            return Ok(());
-        }
-        let must_sync = !entries.is_empty()
-            || hard_state.term != self.hard_state.term
-            || hard_state.vote != self.hard_state.vote;
-        assert_appendable(entries, self.last_entry_index, self.hard_state.commit);
-        for entry in entries {
-            let data = entry.encode_to_vec();
-            self.encoder
-                .encode(RecordType::Entry, &data, self.tail.pending_mut());
-            self.last_entry_index = entry.index;
-        }
-        if !hard_state.is_empty() {
-            let data = hard_state.encode_to_vec();
-            self.encoder
-                .encode(RecordType::State, &data, self.tail.pending_mut());
-            self.hard_state = *hard_state;
-        }
+        let must_sync = self.encode_save(hard_state, entries)?;
         if self.tail.offset() >= self.options.segment_size_bytes {
             return self.cut();
         }
@@ -201,15 +197,117 @@ impl Wal {
         self.io_result(result)
     }
 
+    /// The encoding half of [`save`](Self::save), for a caller that does
+    /// the IO itself (the persistence actor's group commit): appends the
+    /// frames of `entries` and `hard_state` to the unwritten buffer and
+    /// returns whether raft requires a sync before acknowledging them. No
+    /// IO; the caller then uses [`take_unwritten`](Self::take_unwritten),
+    /// syncs, and [`cut_if_full`](Self::cut_if_full).
+    pub fn encode_save(
+        &mut self,
+        hard_state: &HardState,
+        entries: &[Entry],
+    ) -> Result<bool, WalError> {
+        self.check_usable()?;
+        if hard_state.is_empty() && entries.is_empty() {
+            return Ok(false);
+        }
+        let must_sync = !entries.is_empty()
+            || hard_state.term != self.hard_state.term
+            || hard_state.vote != self.hard_state.vote;
+        assert_appendable(entries, self.last_entry_index, self.hard_state.commit);
+        for entry in entries {
+            // One scratch buffer for every record: no allocation per entry.
+            self.scratch.clear();
+            entry.encode_raw(&mut self.scratch);
+            self.encoder
+                .encode(RecordType::Entry, &self.scratch, self.tail.pending_mut());
+            self.last_entry_index = entry.index;
+        }
+        if !hard_state.is_empty() {
+            let data = hard_state.encode_to_vec();
+            self.encoder
+                .encode(RecordType::State, &data, self.tail.pending_mut());
+            self.hard_state = *hard_state;
+        }
+        Ok(must_sync)
+    }
+
     /// Appends a snapshot marker and syncs. The snapshot file must already
     /// be durable (the storage façade orders this).
     pub fn save_snapshot(&mut self, snapshot: &walpb::Snapshot) -> Result<(), WalError> {
+        self.encode_snapshot_marker(snapshot)?;
+        self.sync()
+    }
+
+    /// The encoding half of [`save_snapshot`](Self::save_snapshot): appends
+    /// the marker to the unwritten buffer without IO. The marker must be
+    /// synced before it is relied on, and its snapshot file must be durable
+    /// before the marker is written.
+    pub fn encode_snapshot_marker(&mut self, snapshot: &walpb::Snapshot) -> Result<(), WalError> {
         self.check_usable()?;
         let data = snapshot.encode_to_vec();
         self.encoder
             .encode(RecordType::Snapshot, &data, self.tail.pending_mut());
         self.last_entry_index = self.last_entry_index.max(snapshot.index);
-        self.sync()
+        Ok(())
+    }
+
+    /// Hands every encoded, unwritten byte to the caller, which must write
+    /// them at [`UnwrittenBytes::file_offset`] of the tail segment
+    /// ([`tail_file`](Self::tail_file)) before its next sync. The WAL counts
+    /// them as written from now on, so the caller must call
+    /// [`mark_failed`](Self::mark_failed) if that write fails. Pass the
+    /// buffer back with [`reuse_buffer`](Self::reuse_buffer) to keep its
+    /// capacity.
+    pub fn take_unwritten(&mut self) -> Result<UnwrittenBytes, WalError> {
+        self.check_usable()?;
+        let (file_offset, bytes) = self.tail.take_pending();
+        Ok(UnwrittenBytes {
+            segment: self.tail.name,
+            file_offset,
+            bytes,
+        })
+    }
+
+    /// Gives an emptied buffer from [`take_unwritten`](Self::take_unwritten)
+    /// back, so the next batch is encoded without growing a new one.
+    pub fn reuse_buffer(&mut self, buffer: Vec<u8>) {
+        self.tail.reuse_buffer(buffer);
+    }
+
+    /// True when encoded bytes wait to be written.
+    pub fn has_unwritten(&self) -> bool {
+        self.tail.offset() > self.tail.written_bytes()
+    }
+
+    /// The tail segment's open file, for a caller writing and syncing it
+    /// through its own IO backend.
+    pub fn tail_file(&self) -> &File {
+        self.tail.file()
+    }
+
+    /// The tail segment's path.
+    pub fn tail_path(&self) -> &Path {
+        &self.tail.path
+    }
+
+    /// Cuts a new segment when the tail has reached the segment size; a cut
+    /// writes and syncs anything unwritten first. Returns whether it cut.
+    pub fn cut_if_full(&mut self) -> Result<bool, WalError> {
+        self.check_usable()?;
+        if self.tail.offset() < self.options.segment_size_bytes {
+            return Ok(false);
+        }
+        self.cut()?;
+        Ok(true)
+    }
+
+    /// Records that a write or sync done by the caller failed: the WAL then
+    /// refuses all further writes and never syncs again (not even when
+    /// dropped), since the kernel may have dropped the unsynced pages.
+    pub fn mark_failed(&mut self) {
+        self.unusable = true;
     }
 
     /// Writes everything buffered and waits for `fdatasync`.

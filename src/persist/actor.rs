@@ -1,0 +1,390 @@
+//! The persistence actor's loop: group commit of Readies and snapshot saves
+//! into the WAL, then acknowledgements.
+//!
+//! Owns: the open [`Wal`] and [`Snapshotter`] while the actor runs, the
+//! order of IO, the acknowledgement of Ready numbers, the release and purge
+//! of files a snapshot made unnecessary.
+//! Guarantees:
+//! - While idle it blocks on the queue. When work arrives it drains what is
+//!   queued up to the byte cap, encodes every record into one buffer, issues
+//!   one write (in page-aligned chunks) and one fdatasync, and then
+//!   acknowledges the highest Ready number the batch holds.
+//! - While that fdatasync is under way it already drains, encodes and writes
+//!   the next batch (a two-stage pipeline); the next fdatasync starts only
+//!   after the previous one succeeded, and a Ready is acknowledged only after
+//!   an fdatasync that started after its bytes were written.
+//! - A batch that needs no sync (commit-only hard states) is acknowledged
+//!   without one, but never before an earlier Ready.
+//! - A snapshot's file is durable before its WAL marker is even encoded;
+//!   older segments are released only once a synced hard state commits the
+//!   snapshot (the `Storage` façade's rule).
+//! - The first failed write or sync stops the actor: nothing more is
+//!   acknowledged, the failure is published, every queued request fails with
+//!   it, and the WAL refuses further writes (no sync is ever retried).
+//! - Shutdown finishes what was queued before it, syncs, closes the WAL.
+//!
+//! Segment cuts go through the WAL's own cut (its next segment is
+//! preallocated by a helper thread ahead of time) right after the batch
+//! that filled the tail is written; the cut's sync of the finished segment
+//! covers that batch.
+//! May not touch: the raft core or `MemoryStorage` (the raft actor applies
+//! acknowledgements), file formats (the WAL and snapshot modules own them).
+
+use super::backend::{IoBackend, SyncInFlight};
+use super::config::PersistConfig;
+use super::error::{PersistError, SharedPersistError};
+use super::metric_names::{
+    ENTRIES_PER_FSYNC, QUEUE_DEPTH, READIES_PER_FSYNC, WAL_FSYNC_DURATION_SECONDS,
+    WAL_WRITE_BYTES_TOTAL, WAL_WRITE_DURATION_SECONDS,
+};
+use super::progress::PersistProgress;
+use super::request::{PersistRequest, ReadyToPersist, SnapshotReply};
+use super::snapshot_file::save_snapshot_file;
+use crate::raftpb::{Snapshot, walpb};
+use crate::snap::Snapshotter;
+use crate::wal::{SegmentName, Wal};
+use crossbeam_channel::{Receiver, TryRecvError};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// What one batch holds, acknowledged together.
+#[derive(Debug, Default)]
+struct Covered {
+    highest_number: Option<u64>,
+    readies: u64,
+    entries: u64,
+    snapshot_replies: Vec<SnapshotReply>,
+    needs_sync: bool,
+}
+
+/// A batch written and waiting for its fdatasync.
+struct InFlight {
+    sync: SyncInFlight,
+    covered: Covered,
+    started: Instant,
+    /// The commit index of the last hard state the sync covers.
+    synced_commit: u64,
+    path: PathBuf,
+}
+
+/// The actor's state on its thread.
+pub(crate) struct Actor<B: IoBackend> {
+    wal: Wal,
+    snapshotter: Snapshotter,
+    config: PersistConfig,
+    backend: B,
+    requests: Receiver<PersistRequest>,
+    progress: watch::Sender<PersistProgress>,
+    tail: Option<(SegmentName, B::Handle)>,
+    last_number: u64,
+    pending_release: Option<u64>,
+}
+
+impl<B: IoBackend> Actor<B> {
+    pub(crate) fn new(
+        wal: Wal,
+        snapshotter: Snapshotter,
+        config: PersistConfig,
+        backend: B,
+        requests: Receiver<PersistRequest>,
+        progress: watch::Sender<PersistProgress>,
+    ) -> Actor<B> {
+        Actor {
+            wal,
+            snapshotter,
+            config,
+            backend,
+            requests,
+            progress,
+            tail: None,
+            last_number: 0,
+            pending_release: None,
+        }
+    }
+
+    /// Runs until shutdown (every sender gone, or a shutdown request) or
+    /// the first failure, which it publishes and returns.
+    pub(crate) async fn run(mut self) -> Result<(), SharedPersistError> {
+        if let Err(error) = self.run_until_stopped().await {
+            return Err(self.fail(error));
+        }
+        // Everything is synced; closing syncs once more through the WAL
+        // itself, which is cheap with nothing dirty.
+        let Actor { wal, .. } = self;
+        wal.close().map_err(|e| Arc::new(PersistError::from(e)))
+    }
+
+    async fn run_until_stopped(&mut self) -> Result<(), PersistError> {
+        let mut in_flight: Option<InFlight> = None;
+        loop {
+            let Some(first) = self.next_request(in_flight.is_some()) else {
+                if let Some(previous) = in_flight.take() {
+                    self.complete(previous).await?;
+                }
+                continue;
+            };
+            let (batch, shutdown) = self.gather(first);
+            let covered = self.encode(batch).await?;
+            if covered.needs_sync {
+                // Written while the previous sync is under way; synced after.
+                self.write_unwritten().await?;
+                if let Some(previous) = in_flight.take() {
+                    self.complete(previous).await?;
+                }
+                if self.wal.cut_if_full()? {
+                    // The cut synced the finished segment, this batch too.
+                    let commit = self.wal.hard_state().commit;
+                    self.acknowledge_synced(covered, commit)?;
+                } else {
+                    in_flight = Some(self.begin_sync(covered).await?);
+                }
+            } else {
+                if let Some(previous) = in_flight.take() {
+                    self.complete(previous).await?;
+                }
+                self.acknowledge(covered);
+            }
+            if shutdown {
+                if let Some(previous) = in_flight.take() {
+                    self.complete(previous).await?;
+                }
+                return self.finish().await;
+            }
+        }
+    }
+
+    /// Blocks for the next request while nothing is in flight; only looks
+    /// (`None`: nothing queued) while a sync is under way. A closed queue
+    /// (every sender gone) reads as a shutdown request.
+    fn next_request(&self, sync_in_flight: bool) -> Option<PersistRequest> {
+        if sync_in_flight {
+            match self.requests.try_recv() {
+                Ok(request) => Some(request),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => Some(PersistRequest::Shutdown),
+            }
+        } else {
+            Some(self.requests.recv().unwrap_or(PersistRequest::Shutdown))
+        }
+    }
+
+    /// `first` and whatever is queued behind it, up to the byte cap or a
+    /// shutdown request (which ends the batch and is reported).
+    fn gather(&self, first: PersistRequest) -> (Vec<PersistRequest>, bool) {
+        metrics::gauge!(QUEUE_DEPTH).set(self.requests.len() as f64);
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut next = Some(first);
+        while let Some(request) = next {
+            if matches!(request, PersistRequest::Shutdown) {
+                return (batch, true);
+            }
+            batch_bytes += request.approx_bytes();
+            batch.push(request);
+            if batch_bytes >= self.config.max_batch_bytes {
+                break;
+            }
+            next = self.requests.try_recv().ok();
+        }
+        (batch, false)
+    }
+
+    /// Encodes a batch into the WAL's buffer (saving snapshot files first).
+    async fn encode(&mut self, batch: Vec<PersistRequest>) -> Result<Covered, PersistError> {
+        let mut covered = Covered::default();
+        for request in batch {
+            match request {
+                PersistRequest::Ready(ready) => self.encode_ready(ready, &mut covered).await?,
+                PersistRequest::SaveSnapshot { snapshot, reply } => {
+                    if !snapshot.is_empty() {
+                        self.save_snapshot(&snapshot).await?;
+                        covered.needs_sync = true;
+                    }
+                    covered.snapshot_replies.push(reply);
+                }
+                PersistRequest::Shutdown => {}
+            }
+        }
+        Ok(covered)
+    }
+
+    async fn encode_ready(
+        &mut self,
+        ready: ReadyToPersist,
+        covered: &mut Covered,
+    ) -> Result<(), PersistError> {
+        if ready.number <= self.last_number {
+            return Err(PersistError::ReadyOutOfOrder {
+                previous: self.last_number,
+                number: ready.number,
+            });
+        }
+        self.last_number = ready.number;
+        if let Some(snapshot) = &ready.snapshot
+            && !snapshot.is_empty()
+        {
+            // etcd's order for a Ready: the snapshot, then its entries.
+            self.save_snapshot(snapshot).await?;
+            covered.needs_sync = true;
+        }
+        let hard_state = ready.hard_state.unwrap_or_default();
+        let wal_wants_sync = self.wal.encode_save(&hard_state, &ready.entries)?;
+        covered.needs_sync |= wal_wants_sync || ready.must_sync;
+        covered.readies += 1;
+        covered.entries += ready.entries.len() as u64;
+        covered.highest_number = Some(ready.number);
+        Ok(())
+    }
+
+    /// The snapshot file (durable), then its WAL marker into the buffer.
+    async fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), PersistError> {
+        save_snapshot_file(&self.backend, self.snapshotter.dir(), snapshot).await?;
+        self.wal.encode_snapshot_marker(&walpb::Snapshot {
+            index: snapshot.metadata.index,
+            term: snapshot.metadata.term,
+            conf_state: Some(snapshot.metadata.conf_state.clone()),
+        })?;
+        let index = snapshot.metadata.index;
+        self.pending_release = Some(self.pending_release.map_or(index, |p| p.max(index)));
+        Ok(())
+    }
+
+    /// The backend's handle on the tail segment, adopted anew after a cut.
+    fn tail_handle(&mut self) -> Result<B::Handle, PersistError> {
+        let segment = self.wal.tail_segment();
+        if let Some((name, handle)) = &self.tail
+            && *name == segment
+        {
+            return Ok(handle.clone());
+        }
+        let handle = self
+            .backend
+            .adopt(self.wal.tail_file(), self.wal.tail_path())
+            .map_err(|e| PersistError::io("opening WAL segment", self.wal.tail_path(), e))?;
+        self.tail = Some((segment, handle.clone()));
+        Ok(handle)
+    }
+
+    /// Writes every encoded, unwritten byte: one buffer, one write.
+    async fn write_unwritten(&mut self) -> Result<(), PersistError> {
+        if !self.wal.has_unwritten() {
+            return Ok(());
+        }
+        let handle = self.tail_handle()?;
+        let unwritten = self.wal.take_unwritten()?;
+        let len = unwritten.bytes.len();
+        let started = Instant::now();
+        let (result, buffer) = self
+            .backend
+            .write_all_at(&handle, unwritten.file_offset, unwritten.bytes)
+            .await;
+        result.map_err(|e| PersistError::io("writing WAL", self.wal.tail_path(), e))?;
+        metrics::histogram!(WAL_WRITE_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::counter!(WAL_WRITE_BYTES_TOTAL).increment(len as u64);
+        self.wal.reuse_buffer(buffer);
+        Ok(())
+    }
+
+    async fn begin_sync(&mut self, covered: Covered) -> Result<InFlight, PersistError> {
+        let handle = self.tail_handle()?;
+        let started = Instant::now();
+        let sync = self.backend.begin_sync_data(&handle).await;
+        Ok(InFlight {
+            sync,
+            covered,
+            started,
+            synced_commit: self.wal.hard_state().commit,
+            path: self.wal.tail_path().to_path_buf(),
+        })
+    }
+
+    /// Waits for an in-flight sync and acknowledges what it covers.
+    async fn complete(&mut self, in_flight: InFlight) -> Result<(), PersistError> {
+        let result = in_flight.sync.wait().await;
+        metrics::histogram!(WAL_FSYNC_DURATION_SECONDS)
+            .record(in_flight.started.elapsed().as_secs_f64());
+        result.map_err(|e| PersistError::io("fdatasync of WAL", &in_flight.path, e))?;
+        self.acknowledge_synced(in_flight.covered, in_flight.synced_commit)
+    }
+
+    fn acknowledge_synced(
+        &mut self,
+        covered: Covered,
+        synced_commit: u64,
+    ) -> Result<(), PersistError> {
+        metrics::histogram!(READIES_PER_FSYNC).record(covered.readies as f64);
+        metrics::histogram!(ENTRIES_PER_FSYNC).record(covered.entries as f64);
+        // Release (and purge) first, so that a snapshot save's reply means
+        // its cleanup is done too; rare, and cheap when nothing is pending.
+        self.release_if_committed(synced_commit)?;
+        self.acknowledge(covered);
+        Ok(())
+    }
+
+    /// Publishes the highest Ready number of `covered` and answers its
+    /// snapshot saves.
+    fn acknowledge(&mut self, covered: Covered) {
+        if let Some(number) = covered.highest_number {
+            self.backend.acknowledged(number);
+            self.progress.send_if_modified(|progress| {
+                let newer = number > progress.persisted.number;
+                if newer {
+                    progress.persisted.number = number;
+                }
+                newer
+            });
+        }
+        for reply in covered.snapshot_replies {
+            // The requester may have stopped waiting; nothing to do then.
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Releases the segments before the newest saved snapshot once a synced
+    /// hard state commits it, then purges old files as configured.
+    fn release_if_committed(&mut self, synced_commit: u64) -> Result<(), PersistError> {
+        let Some(index) = self.pending_release else {
+            return Ok(());
+        };
+        if synced_commit < index {
+            return Ok(());
+        }
+        self.wal.release_lock_to(index);
+        self.pending_release = None;
+        if let Some(max_wal_files) = self.config.max_wal_files {
+            self.wal.purge(max_wal_files)?;
+        }
+        if let Some(max_snap_files) = self.config.max_snap_files {
+            self.snapshotter.purge(max_snap_files)?;
+        }
+        Ok(())
+    }
+
+    /// Writes and syncs what commit-only Readies left buffered.
+    async fn finish(&mut self) -> Result<(), PersistError> {
+        if self.wal.has_unwritten() {
+            self.write_unwritten().await?;
+            let in_flight = self.begin_sync(Covered::default()).await?;
+            self.complete(in_flight).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops for good after `error`: the WAL refuses further writes, the
+    /// failure is published, every queued request fails with it.
+    fn fail(&mut self, error: PersistError) -> SharedPersistError {
+        self.wal.mark_failed();
+        let shared = Arc::new(error);
+        self.progress.send_modify(|progress| {
+            progress.failure = Some(Arc::clone(&shared));
+        });
+        while let Ok(request) = self.requests.try_recv() {
+            if let PersistRequest::SaveSnapshot { reply, .. } = request {
+                let _ = reply.send(Err(Arc::clone(&shared)));
+            }
+        }
+        shared
+    }
+}

@@ -1,0 +1,55 @@
+//! Settings of the persistence actor.
+//!
+//! Owns: [`PersistConfig`] and the choice of IO backend ([`BackendChoice`]).
+//! Guarantees: plain data; the defaults are what a node uses.
+//! May not touch: anything at run time (the actor reads these once).
+
+/// Which IO backend the actor uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// io_uring when a probe at start shows it works, plain syscalls
+    /// otherwise (with a log line saying so).
+    #[default]
+    Auto,
+    /// io_uring (a tokio-uring runtime); starting fails where it is not
+    /// available.
+    Uring,
+    /// `pwrite` + `fdatasync` on the actor's thread.
+    Std,
+}
+
+/// Default cap on the bytes of one group-commit batch.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Settings of the persistence actor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistConfig {
+    /// The IO backend.
+    pub backend: BackendChoice,
+    /// Stop draining the queue into one batch (one write, one fdatasync)
+    /// once its entries and snapshots reach this many bytes; a batch always
+    /// takes at least one request.
+    pub max_batch_bytes: usize,
+    /// Capacity of the request queue; `None` is unbounded, so that the raft
+    /// actor (a tokio task) never blocks on it and bounds what it has in
+    /// flight itself.
+    pub queue_capacity: Option<usize>,
+    /// After a snapshot save, keep at most this many released WAL segments
+    /// (etcd's `--max-wals`); `None` never purges.
+    pub max_wal_files: Option<usize>,
+    /// After a snapshot save, keep at most this many snapshot files (etcd's
+    /// `--max-snapshots`); `None` never purges.
+    pub max_snap_files: Option<usize>,
+}
+
+impl Default for PersistConfig {
+    fn default() -> PersistConfig {
+        PersistConfig {
+            backend: BackendChoice::Auto,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            queue_capacity: None,
+            max_wal_files: Some(5),
+            max_snap_files: Some(5),
+        }
+    }
+}

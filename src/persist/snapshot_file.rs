@@ -1,0 +1,61 @@
+//! Saving one snapshot file through the actor's IO backend, in the
+//! snapshotter's durable order: write a temporary file, fsync it, rename it
+//! into place, fsync the directory.
+//!
+//! Owns: that sequence when the persistence actor does it (the
+//! [`Snapshotter`](crate::snap::Snapshotter) does the same with plain
+//! syscalls).
+//! Guarantees: when this returns `Ok`, the file is durable under its final
+//! name; before that, only a `*.snap.tmp` file may exist, which the
+//! snapshotter removes when it next opens the directory.
+//! May not touch: the file format (`snap::codec` owns it), the WAL.
+
+use super::backend::IoBackend;
+use super::error::PersistError;
+use super::metric_names::SNAPSHOT_SAVE_DURATION_SECONDS;
+use crate::raftpb::Snapshot;
+use crate::snap::SnapName;
+use crate::snap::codec::encode_snapshot_file;
+use crate::wal::fs::sync_dir;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Suffix of a snapshot file being written; the snapshotter's own
+/// (`Snapshotter::new` removes leftovers with this suffix).
+const WRITING_SUFFIX: &str = ".tmp";
+
+/// Saves `snapshot` durably in `dir`; returns its path.
+pub(crate) async fn save_snapshot_file<B: IoBackend>(
+    backend: &B,
+    dir: &Path,
+    snapshot: &Snapshot,
+) -> Result<PathBuf, PersistError> {
+    let started = Instant::now();
+    let name = SnapName {
+        term: snapshot.metadata.term,
+        index: snapshot.metadata.index,
+    }
+    .file_name();
+    let path = dir.join(&name);
+    let writing = dir.join(format!("{name}{WRITING_SUFFIX}"));
+    let bytes = encode_snapshot_file(snapshot);
+    let file = File::create(&writing)
+        .map_err(|e| PersistError::io("creating snapshot file", &writing, e))?;
+    let handle = backend
+        .adopt(&file, &writing)
+        .map_err(|e| PersistError::io("opening snapshot file", &writing, e))?;
+    let (written, _) = backend.write_all_at(&handle, 0, bytes).await;
+    written.map_err(|e| PersistError::io("writing snapshot file", &writing, e))?;
+    backend
+        .sync_all(&handle)
+        .await
+        .map_err(|e| PersistError::io("fsync of snapshot file", &writing, e))?;
+    drop(handle);
+    drop(file);
+    std::fs::rename(&writing, &path)
+        .map_err(|e| PersistError::io("renaming snapshot file", &path, e))?;
+    sync_dir(dir).map_err(|e| PersistError::io("fsync of snapshot directory", dir, e))?;
+    metrics::histogram!(SNAPSHOT_SAVE_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+    Ok(path)
+}
