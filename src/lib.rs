@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod kv;
+pub mod node;
 pub mod persist;
 pub mod raft;
 pub mod raftpb;

@@ -234,6 +234,12 @@ impl Storage {
     pub fn snapshotter(&self) -> &Snapshotter {
         &self.snapshotter
     }
+
+    /// The WAL and the snapshotter, to hand to the persistence actor after
+    /// boot (which then applies the same release rule itself).
+    pub fn into_parts(self) -> (Wal, Snapshotter) {
+        (self.wal, self.snapshotter)
+    }
 }
 
 fn open_wal_repairing_once(

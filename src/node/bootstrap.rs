@@ -1,0 +1,331 @@
+//! Boot: turns a data directory (or its absence) into the state a node
+//! starts from, as DESIGN.md's "Boot" section lays out.
+//!
+//! Owns: choosing between a new cluster, joining one, restarting, and
+//! `force_new_cluster`; checking that the data directory belongs to this
+//! node and cluster; rebuilding the raft actor's `MemoryStorage` and the
+//! key-value state machine from the newest snapshot and the WAL after it.
+//!
+//! Guarantees: nothing acknowledged is lost — a restart rebuilds every
+//! entry the WAL holds; `force_new_cluster` drops only uncommitted entries
+//! and makes this node the only voter with configuration changes written
+//! (and synced) to the WAL before raft starts; a data directory written for
+//! another node or cluster is refused before anything is changed.
+//!
+//! May not touch: the running actors. Boot happens before they start; the
+//! raft actor applies committed entries after the snapshot itself (the raft
+//! node starts with `applied` = the snapshot index, so they are replayed).
+
+use crate::kv::{KvError, KvStore};
+use crate::raft::MemoryStorage;
+use crate::raft::raft::decode_conf_change;
+use crate::raftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Metadata, Snapshot,
+};
+use crate::storage::{DataDir, Recovered, Storage, StorageError};
+use crate::wal::WalOptions;
+use prost::Message as _;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// How this node enters its cluster when its data directory has no WAL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewMember {
+    /// Start a new cluster whose initial voters are these ids.
+    NewCluster {
+        /// The initial voters (including this node).
+        voters: Vec<u64>,
+    },
+    /// Join an existing cluster: learn the membership from the leader.
+    Join,
+}
+
+/// What boot needs to know.
+#[derive(Debug, Clone)]
+pub struct BootConfig {
+    /// This node's id (not 0).
+    pub node_id: u64,
+    /// The cluster's id (not 0).
+    pub cluster_id: u64,
+    /// Where the WAL and snapshots live.
+    pub data_dir: DataDir,
+    /// What to do without a WAL.
+    pub new_member: NewMember,
+    /// Disaster recovery: restart as the only voter of a new configuration.
+    pub force_new_cluster: bool,
+    /// WAL settings.
+    pub wal_options: WalOptions,
+}
+
+/// Why a node could not boot.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The data directory was written by another node or for another
+    /// cluster.
+    #[error(
+        "data directory {data_dir} belongs to node {found_node_id:#x} of cluster {found_cluster_id:#x}, not node {node_id:#x} of cluster {cluster_id:#x}"
+    )]
+    IdentityMismatch {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// This node's id.
+        node_id: u64,
+        /// This node's cluster id.
+        cluster_id: u64,
+        /// The node id in the WAL metadata.
+        found_node_id: u64,
+        /// The cluster id in the WAL metadata.
+        found_cluster_id: u64,
+    },
+    /// A new cluster needs voters, and this node among them.
+    #[error("new cluster voters {voters:?} must be non-empty and include node {node_id:#x}")]
+    BadInitialVoters {
+        /// This node's id.
+        node_id: u64,
+        /// The voters given.
+        voters: Vec<u64>,
+    },
+    /// Node and cluster ids must not be 0.
+    #[error("node id and cluster id must not be 0 (got node {node_id}, cluster {cluster_id})")]
+    ZeroId {
+        /// The node id given.
+        node_id: u64,
+        /// The cluster id given.
+        cluster_id: u64,
+    },
+    /// `force_new_cluster` needs an existing data directory.
+    #[error("force_new_cluster needs an existing WAL in {data_dir}")]
+    ForceNewClusterWithoutWal {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// The durable storage failed or is corrupt.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The snapshot's state machine data does not decode.
+    #[error("snapshot state machine: {0}")]
+    Kv(#[from] KvError),
+    /// The recovered log does not fit in the in-memory raft storage.
+    #[error("rebuilding the raft log from the WAL: {0}")]
+    RaftStorage(#[from] crate::raft::StorageError),
+    /// A configuration change entry in the WAL does not decode.
+    #[error("configuration change in the WAL: {0}")]
+    ConfChange(#[from] crate::raft::RaftError),
+}
+
+/// The state a node starts from.
+#[derive(Debug)]
+pub struct Booted {
+    /// The durable storage, for the persistence actor.
+    pub storage: Storage,
+    /// The raft actor's in-memory log, rebuilt from disk.
+    pub memory: MemoryStorage,
+    /// The state machine as of the snapshot.
+    pub kv: KvStore,
+    /// The index the state machine stands at (the snapshot's): raft
+    /// replays committed entries after it.
+    pub applied: u64,
+    /// Voters to pass to `RawNode::bootstrap` (a brand-new cluster only).
+    pub bootstrap_voters: Option<Vec<u64>>,
+    /// Entries read from the WAL after the snapshot.
+    pub wal_entries: usize,
+    /// Which path boot took.
+    pub path: BootPath,
+}
+
+/// Which path boot took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootPath {
+    /// A new WAL for a new cluster.
+    NewCluster,
+    /// A new WAL for a member joining a cluster.
+    Join,
+    /// Restarted from an existing WAL.
+    Restart,
+    /// Restarted as the only voter of a new configuration.
+    ForceNewCluster,
+}
+
+/// Boots per `config`: creates or opens the storage and rebuilds state.
+pub fn boot(config: &BootConfig) -> Result<Booted, BootError> {
+    if config.node_id == 0 || config.cluster_id == 0 {
+        return Err(BootError::ZeroId {
+            node_id: config.node_id,
+            cluster_id: config.cluster_id,
+        });
+    }
+    if !config.data_dir.wal_exists() {
+        if config.force_new_cluster {
+            return Err(BootError::ForceNewClusterWithoutWal {
+                data_dir: config.data_dir.root.clone(),
+            });
+        }
+        return create(config);
+    }
+    let (storage, recovered) = Storage::open(&config.data_dir, config.wal_options)?;
+    check_identity(config, &recovered.contents.metadata)?;
+    let mut booted = restart(storage, recovered)?;
+    if config.force_new_cluster {
+        force_new_cluster(&mut booted, config.node_id)?;
+    }
+    Ok(booted)
+}
+
+fn create(config: &BootConfig) -> Result<Booted, BootError> {
+    let (bootstrap_voters, path) = match &config.new_member {
+        NewMember::NewCluster { voters } => {
+            if voters.is_empty() || !voters.contains(&config.node_id) {
+                return Err(BootError::BadInitialVoters {
+                    node_id: config.node_id,
+                    voters: voters.clone(),
+                });
+            }
+            (Some(voters.clone()), BootPath::NewCluster)
+        }
+        NewMember::Join => (None, BootPath::Join),
+    };
+    let metadata = Metadata {
+        node_id: config.node_id,
+        cluster_id: config.cluster_id,
+    };
+    let storage = Storage::create(&config.data_dir, &metadata, config.wal_options)?;
+    Ok(Booted {
+        storage,
+        memory: MemoryStorage::new(),
+        kv: KvStore::new(),
+        applied: 0,
+        bootstrap_voters,
+        wal_entries: 0,
+        path,
+    })
+}
+
+fn check_identity(config: &BootConfig, metadata: &Metadata) -> Result<(), BootError> {
+    if metadata.node_id == config.node_id && metadata.cluster_id == config.cluster_id {
+        return Ok(());
+    }
+    Err(BootError::IdentityMismatch {
+        data_dir: config.data_dir.root.clone(),
+        node_id: config.node_id,
+        cluster_id: config.cluster_id,
+        found_node_id: metadata.node_id,
+        found_cluster_id: metadata.cluster_id,
+    })
+}
+
+/// Rebuilds MemoryStorage (snapshot, hard state, entries) and the state
+/// machine (from the snapshot; raft replays the rest).
+fn restart(storage: Storage, recovered: Recovered) -> Result<Booted, BootError> {
+    let mut memory = MemoryStorage::new();
+    let mut kv = KvStore::new();
+    let mut applied = 0;
+    if let Some(snapshot) = recovered.snapshot {
+        applied = snapshot.metadata.index;
+        kv = KvStore::restore(&snapshot.data)?;
+        memory.apply_snapshot(snapshot)?;
+    }
+    let contents = recovered.contents;
+    memory.set_hard_state(contents.hard_state);
+    memory.append(&contents.entries)?;
+    Ok(Booted {
+        storage,
+        memory,
+        kv,
+        applied,
+        bootstrap_voters: None,
+        wal_entries: contents.entries.len(),
+        path: BootPath::Restart,
+    })
+}
+
+/// Disaster recovery (etcd's `--force-new-cluster`): replaces entries past
+/// the durable commit index with committed configuration changes
+/// removing every other member (and adding this node if it is not one), and
+/// syncs them to the WAL before raft sees them.
+fn force_new_cluster(booted: &mut Booted, node_id: u64) -> Result<(), BootError> {
+    let hard_state = booted.memory.hard_state();
+    let committed = hard_state.commit;
+    let members = members_at_commit(&booted.memory, committed)?;
+    let mut changes: Vec<ConfChange> = members
+        .iter()
+        .filter(|&&id| id != node_id)
+        .map(|&id| conf_change(ConfChangeType::ConfChangeRemoveNode, id))
+        .collect();
+    if !members.contains(&node_id) {
+        changes.push(conf_change(ConfChangeType::ConfChangeAddNode, node_id));
+    }
+    let term = hard_state.term.max(1);
+    let entries: Vec<Entry> = changes
+        .iter()
+        .zip(committed + 1..)
+        .map(|(cc, index)| Entry {
+            entry_type: EntryType::EntryConfChange as i32,
+            term,
+            index,
+            data: cc.encode_to_vec(),
+        })
+        .collect();
+    let new_commit = committed + entries.len() as u64;
+    let new_hard_state = HardState {
+        term,
+        vote: hard_state.vote,
+        commit: new_commit,
+    };
+    // Appending right after the commit index replaces the uncommitted tail
+    // (MemoryStorage and the WAL both truncate a conflicting suffix). With
+    // nothing to append (this node already is the only member) the tail is
+    // kept: uncommitted entries may still be committed by a later leader.
+    booted.memory.append(&entries)?;
+    booted.memory.set_hard_state(new_hard_state);
+    booted.storage.save(&new_hard_state, &entries)?;
+    booted.storage.sync()?;
+    booted.path = BootPath::ForceNewCluster;
+    Ok(())
+}
+
+/// Every member (voter or learner) as of the committed log: the snapshot's
+/// configuration plus the committed configuration changes after it.
+fn members_at_commit(memory: &MemoryStorage, committed: u64) -> Result<BTreeSet<u64>, BootError> {
+    use crate::raft::Storage as _;
+    let snapshot: Snapshot = memory.snapshot(0)?;
+    let conf_state: &ConfState = &snapshot.metadata.conf_state;
+    let mut members: BTreeSet<u64> = conf_state
+        .voters
+        .iter()
+        .chain(&conf_state.learners)
+        .chain(&conf_state.voters_outgoing)
+        .copied()
+        .collect();
+    let first_index = memory.first_index()?;
+    if committed < first_index {
+        return Ok(members);
+    }
+    for entry in memory.entries(first_index, committed + 1, crate::raft::NO_LIMIT)? {
+        let Some(cc) = decode_conf_change(&entry)? else {
+            continue;
+        };
+        for change in cc.changes {
+            match ConfChangeType::try_from(change.change_type) {
+                Ok(ConfChangeType::ConfChangeRemoveNode) => {
+                    members.remove(&change.node_id);
+                }
+                Ok(ConfChangeType::ConfChangeUpdateNode) | Err(_) => {}
+                Ok(_) => {
+                    members.insert(change.node_id);
+                }
+            }
+        }
+    }
+    Ok(members)
+}
+
+fn conf_change(change_type: ConfChangeType, node_id: u64) -> ConfChange {
+    ConfChange {
+        change_type: change_type as i32,
+        node_id,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+//! Boot paths on real data directories: new cluster, join, restart with and
+//! without a snapshot, identity checks, force_new_cluster.
+
+use super::*;
+use crate::kv::KvCommand;
+use crate::raft::Storage as _;
+use crate::raftpb::SnapshotMetadata;
+
+const OPTIONS: WalOptions = WalOptions {
+    segment_size_bytes: 256 * 1024,
+};
+
+fn config(root: &std::path::Path, node_id: u64, new_member: NewMember) -> BootConfig {
+    BootConfig {
+        node_id,
+        cluster_id: 7,
+        data_dir: DataDir::ringraft(root),
+        new_member,
+        force_new_cluster: false,
+        wal_options: OPTIONS,
+    }
+}
+
+fn new_cluster(voters: &[u64]) -> NewMember {
+    NewMember::NewCluster {
+        voters: voters.to_vec(),
+    }
+}
+
+fn add_node_entry(index: u64, node_id: u64) -> Entry {
+    Entry {
+        entry_type: EntryType::EntryConfChange as i32,
+        term: 1,
+        index,
+        data: conf_change(ConfChangeType::ConfChangeAddNode, node_id).encode_to_vec(),
+    }
+}
+
+fn put_entry(index: u64, term: u64, key: &[u8]) -> Entry {
+    Entry::new(term, index, KvCommand::put(key, b"v"))
+}
+
+/// A data directory of node 1 in cluster 7 holding a bootstrapped 3-node
+/// log (1..=3), puts at 4 and 5, HardState commit `commit`.
+fn written_data_dir(root: &std::path::Path, commit: u64) {
+    let booted = boot(&config(root, 1, new_cluster(&[1, 2, 3]))).expect("create");
+    let mut storage = booted.storage;
+    let mut entries: Vec<Entry> = (1..=3).map(|i| add_node_entry(i, i)).collect();
+    entries.push(put_entry(4, 2, b"a"));
+    entries.push(put_entry(5, 2, b"b"));
+    let hard_state = HardState {
+        term: 2,
+        vote: 1,
+        commit,
+    };
+    storage.save(&hard_state, &entries).expect("save");
+    storage.close().expect("close");
+}
+
+#[test]
+fn new_cluster_creates_the_wal_and_asks_for_bootstrap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let booted = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("boot");
+    assert_eq!(booted.path, BootPath::NewCluster);
+    assert_eq!(booted.bootstrap_voters, Some(vec![1, 2, 3]));
+    assert_eq!(booted.applied, 0);
+    assert!(DataDir::ringraft(dir.path()).wal_exists());
+    booted.storage.close().expect("close");
+    let again = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("restart");
+    assert_eq!(again.path, BootPath::Restart);
+    assert_eq!(again.bootstrap_voters, None, "never bootstrap twice");
+}
+
+#[test]
+fn joining_member_starts_empty_without_bootstrap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let booted = boot(&config(dir.path(), 4, NewMember::Join)).expect("boot");
+    assert_eq!(booted.path, BootPath::Join);
+    assert_eq!(booted.bootstrap_voters, None);
+    assert_eq!(booted.memory.last_index(), Ok(0));
+}
+
+#[test]
+fn bad_initial_voters_and_zero_ids_are_refused_before_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let result = boot(&config(dir.path(), 4, new_cluster(&[1, 2, 3])));
+    assert!(matches!(
+        result,
+        Err(BootError::BadInitialVoters { node_id: 4, .. })
+    ));
+    let mut zero = config(dir.path(), 0, new_cluster(&[1]));
+    assert!(matches!(boot(&zero), Err(BootError::ZeroId { .. })));
+    zero.node_id = 1;
+    zero.cluster_id = 0;
+    assert!(matches!(boot(&zero), Err(BootError::ZeroId { .. })));
+    assert!(!DataDir::ringraft(dir.path()).wal_exists());
+}
+
+#[test]
+fn another_nodes_or_clusters_data_directory_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_data_dir(dir.path(), 5);
+    let other_node = boot(&config(dir.path(), 2, new_cluster(&[1, 2, 3])));
+    let error = other_node.expect_err("node 2 must not use node 1's data");
+    assert!(matches!(
+        error,
+        BootError::IdentityMismatch {
+            node_id: 2,
+            found_node_id: 1,
+            ..
+        }
+    ));
+    assert!(error.to_string().contains("belongs to node 0x1"), "{error}");
+    let mut other_cluster = config(dir.path(), 1, new_cluster(&[1, 2, 3]));
+    other_cluster.cluster_id = 8;
+    assert!(matches!(
+        boot(&other_cluster),
+        Err(BootError::IdentityMismatch {
+            cluster_id: 8,
+            found_cluster_id: 7,
+            ..
+        })
+    ));
+    // Refused without damage: the owner still boots.
+    boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("owner boots");
+}
+
+#[test]
+fn restart_rebuilds_memory_storage_from_the_wal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_data_dir(dir.path(), 5);
+    let booted = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("boot");
+    assert_eq!(booted.path, BootPath::Restart);
+    assert_eq!(booted.wal_entries, 5);
+    assert_eq!(booted.applied, 0, "no snapshot: raft replays everything");
+    assert_eq!(booted.memory.last_index(), Ok(5));
+    assert_eq!(booted.memory.term(5), Ok(2));
+    assert_eq!(
+        booted.memory.hard_state(),
+        HardState {
+            term: 2,
+            vote: 1,
+            commit: 5
+        }
+    );
+}
+
+#[test]
+fn restart_from_snapshot_reads_only_the_wal_tail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_data_dir(dir.path(), 5);
+    {
+        let (mut storage, _) =
+            Storage::open(&DataDir::ringraft(dir.path()), OPTIONS).expect("open");
+        let mut kv = KvStore::new();
+        for index in 1..=3 {
+            kv.apply_no_op(index).expect("apply");
+        }
+        kv.apply(4, &KvCommand::put(b"a", b"v")).expect("apply");
+        let snapshot = Snapshot {
+            data: kv.snapshot(),
+            metadata: SnapshotMetadata {
+                conf_state: ConfState {
+                    voters: vec![1, 2, 3],
+                    ..Default::default()
+                },
+                index: 4,
+                term: 2,
+            },
+        };
+        storage.save_snap(&snapshot).expect("save snapshot");
+        storage.close().expect("close");
+    }
+    let booted = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("boot");
+    assert_eq!(booted.applied, 4);
+    assert_eq!(booted.kv.get(b"a"), Some(&b"v"[..]));
+    assert_eq!(booted.kv.applied_index(), 4);
+    assert_eq!(booted.wal_entries, 1, "only entry 5 after the snapshot");
+    assert_eq!(booted.memory.first_index(), Ok(5));
+    assert_eq!(booted.memory.last_index(), Ok(5));
+}
+
+#[test]
+fn force_new_cluster_keeps_committed_entries_and_leaves_one_voter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Entry 5 is not committed.
+    written_data_dir(dir.path(), 4);
+    let mut forced = config(dir.path(), 1, new_cluster(&[1, 2, 3]));
+    forced.force_new_cluster = true;
+    let booted = boot(&forced).expect("force");
+    assert_eq!(booted.path, BootPath::ForceNewCluster);
+    let entries = booted
+        .memory
+        .entries(
+            1,
+            booted.memory.last_index().expect("last") + 1,
+            crate::raft::NO_LIMIT,
+        )
+        .expect("entries");
+    let indexes: Vec<u64> = entries.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        entries[3].data,
+        KvCommand::put(b"a", b"v"),
+        "committed put kept"
+    );
+    let removals: Vec<ChangeSummary> = entries[4..].iter().map(summary).collect();
+    assert_eq!(
+        removals,
+        vec![
+            (ConfChangeType::ConfChangeRemoveNode, 2),
+            (ConfChangeType::ConfChangeRemoveNode, 3)
+        ]
+    );
+    assert_eq!(booted.memory.hard_state().commit, 6);
+    booted.storage.close().expect("close");
+
+    // The change is durable: a normal restart sees the same log.
+    let again = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("restart");
+    assert_eq!(again.memory.last_index(), Ok(6));
+    assert_eq!(again.memory.hard_state().commit, 6);
+    let last = again
+        .memory
+        .entries(6, 7, crate::raft::NO_LIMIT)
+        .expect("entry");
+    assert_eq!(summary(&last[0]), (ConfChangeType::ConfChangeRemoveNode, 3));
+}
+
+type ChangeSummary = (ConfChangeType, u64);
+
+fn summary(entry: &Entry) -> ChangeSummary {
+    let cc = decode_conf_change(entry)
+        .expect("decodes")
+        .expect("a conf change");
+    let change = &cc.changes[0];
+    (
+        ConfChangeType::try_from(change.change_type).expect("type"),
+        change.node_id,
+    )
+}
+
+#[test]
+fn force_new_cluster_without_wal_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut forced = config(dir.path(), 1, new_cluster(&[1]));
+    forced.force_new_cluster = true;
+    assert!(matches!(
+        boot(&forced),
+        Err(BootError::ForceNewClusterWithoutWal { .. })
+    ));
+}
