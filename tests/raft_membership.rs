@@ -662,3 +662,249 @@ fn forget_leader_lets_a_follower_vote_at_once() {
     lease.node_mut(2).raw.forget_leader();
     assert_eq!(lease.get(2).raw.raft.lead, 1);
 }
+
+// ---------------------------------------------------------------------------
+// Regressions for core bugs found by the randomized test
+// (tests/raft_random.rs, `random_membership_*` and `random_lease_reads`).
+
+/// Node 1 leads {1,2}, proposes its own removal and then one more entry.
+/// Node 2 receives the removal, never the entry after it, and does not
+/// learn that the removal committed before 1 applies it.
+fn removed_leader_with_a_longer_log() -> Network {
+    let mut net = Network::bootstrapped(&[1, 2], config);
+    net.elect(1);
+    let leader = &mut net.node_mut(1).raw;
+    leader
+        .propose_conf_change(&single(ConfChangeRemoveNode, 1))
+        .expect("accepted");
+    leader.propose(b"only on 1".to_vec()).expect("accepted");
+    net.stabilize_with(|m| !(m.to == 2 && m.entries.iter().any(|e| e.data == b"only on 1")));
+    assert_eq!(voters(&net, 1), vec![2], "1 applied its removal");
+    assert_eq!(voters(&net, 2), vec![1, 2], "2 has not");
+    net
+}
+
+/// Seed 1 of `random_membership_3_nodes` (before the fix): a leader that
+/// applied its own removal stepped down at once. Node 2, which has not
+/// learned that the removal committed, still counts {1,2} and needs 1's
+/// vote; 1 refuses it while its log is longer, and as a non-member never
+/// campaigns itself: the group stalled for good. The removed leader now
+/// keeps replicating (refusing proposals) until a voter has its whole log.
+#[test]
+fn removed_leader_hands_over_until_a_voter_has_its_log() {
+    let mut net = removed_leader_with_a_longer_log();
+    assert_eq!(net.get(1).role(), StateRole::Leader, "1 is handing over");
+    assert_eq!(
+        net.node_mut(1).raw.propose(b"refused".to_vec()),
+        Err(RaftError::ProposalDropped(DropReason::NotInConfiguration))
+    );
+    let leader = wait_for_leader_among(&mut net, &[2]);
+    assert_eq!(leader, 2);
+    assert_ne!(net.get(1).role(), StateRole::Leader);
+    assert_eq!(voters(&net, 2), vec![2]);
+    net.propose(2, b"after");
+    assert!(net.get(2).applied.values().any(|(_, d)| d == b"only on 1"));
+}
+
+/// Seed 126 of `random_membership_3_nodes` (before the fix): a leader
+/// that is not a voter of its single-voter configuration answered reads
+/// alone (the singleton shortcut), while that voter already led a later
+/// term and had committed more.
+#[test]
+fn removed_leader_does_not_answer_reads_alone_for_the_single_voter() {
+    let mut net = removed_leader_with_a_longer_log();
+    assert_eq!(net.get(1).role(), StateRole::Leader);
+    net.node_mut(1)
+        .raw
+        .read_index(b"alone?".to_vec())
+        .expect("read");
+    net.flush(1);
+    assert!(
+        net.get(1).read_states.is_empty(),
+        "answered without confirming with the only voter"
+    );
+}
+
+/// Seed 119 of `random_membership_3_nodes` (before the fix): a follower
+/// handed out a committed configuration change for application, then
+/// installed a snapshot (and its configuration) before the application
+/// applied the change; applying it then changed a configuration that
+/// already included it. The snapshot is now refused until the change is
+/// applied.
+#[test]
+fn snapshot_waits_for_configuration_changes_being_applied() {
+    use prost::Message as _;
+    use ringraft::raftpb::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
+    let conf_state = ConfState {
+        voters: vec![1, 2, 3],
+        ..Default::default()
+    };
+    let mut raw =
+        RawNode::new(&config(2), MemoryStorage::new_with_conf_state(conf_state)).expect("node");
+    let add_learner = single(ConfChangeAddLearnerNode, 4);
+    let append = Message {
+        msg_type: MessageType::MsgApp as i32,
+        from: 1,
+        to: 2,
+        term: 1,
+        commit: 1,
+        entries: vec![Entry {
+            entry_type: EntryType::EntryConfChangeV2 as i32,
+            term: 1,
+            index: 1,
+            data: add_learner.encode_to_vec(),
+        }],
+        ..Default::default()
+    };
+    raw.step(append).expect("append");
+    // Persist the entry, then hand out the committed change (not applied).
+    let mut handed_out = None;
+    while raw.has_ready() {
+        let ready = raw.ready();
+        raw.advance_append_async(&ready);
+        let store = raw.store_mut();
+        store.append(&ready.entries).expect("append");
+        if let Some(hs) = ready.hard_state {
+            store.set_hard_state(hs);
+        }
+        raw.on_persisted(ready.number);
+        if !ready.committed_entries.is_empty() {
+            handed_out = Some(ready.committed_entries);
+            break;
+        }
+    }
+    assert_eq!(handed_out.expect("committed change handed out").len(), 1);
+    let mut snapshot = Snapshot::default();
+    snapshot.metadata.index = 5;
+    snapshot.metadata.term = 1;
+    snapshot.metadata.conf_state = ConfState {
+        voters: vec![1, 2, 3],
+        learners: vec![4],
+        ..Default::default()
+    };
+    let snap = Message {
+        msg_type: MessageType::MsgSnap as i32,
+        from: 1,
+        to: 2,
+        term: 1,
+        snapshot: Some(snapshot),
+        ..Default::default()
+    };
+    raw.step(snap.clone()).expect("snapshot");
+    assert!(
+        raw.raft.raft_log.unstable.snapshot.is_none(),
+        "snapshot installed while a configuration change is being applied"
+    );
+    assert_eq!(raw.raft.conf_state().learners, Vec::<u64>::new());
+    // Once the application has applied the change, the snapshot goes in.
+    let cs = raw.apply_conf_change(&add_learner).expect("applies");
+    assert_eq!(cs.learners, vec![4]);
+    raw.advance_apply(1);
+    raw.step(snap).expect("snapshot");
+    assert!(raw.raft.raft_log.unstable.snapshot.is_some());
+}
+
+/// Seed 1233 of `random_membership_3_nodes` (before the fix): a learner
+/// whose term a vote request raised (from a removed node with an old
+/// configuration) ignored the leader of the lower term without a word
+/// (neither pre-vote nor check-quorum), and as a learner it never
+/// campaigns: it never heard from a leader again. It now answers with its
+/// term, so the leader steps down and the next one includes it.
+#[test]
+fn learner_with_a_higher_term_brings_the_leader_up_to_it() {
+    use ringraft::raftpb::{Message, MessageType};
+    let mut net = Network::bootstrapped(&[1, 2, 3], config);
+    net.elect(1);
+    add_joining_node(&mut net, 4);
+    propose_change(&mut net, 1, &single(ConfChangeAddLearnerNode, 4));
+    let term = net.get(1).raw.raft.term;
+    let vote = Message {
+        msg_type: MessageType::MsgVote as i32,
+        from: 3,
+        to: 4,
+        term: term + 5,
+        ..Default::default()
+    };
+    net.node_mut(4).raw.step(vote).expect("vote request");
+    assert_eq!(net.get(4).raw.raft.term, term + 5);
+    // The candidate is gone: nobody else learns the term from 4's answer.
+    net.stabilize_with(|m| m.msg_type() != MessageType::MsgVoteResp);
+    for _ in 0..100 {
+        net.tick_all();
+        net.stabilize();
+    }
+    let leader = wait_for_leader(&mut net);
+    assert!(net.get(leader).raw.raft.term > term + 5);
+    net.propose(leader, b"reaches the learner");
+    assert!(
+        net.get(4)
+            .applied
+            .values()
+            .any(|(_, d)| d == b"reaches the learner")
+    );
+}
+
+/// Found while adding lease reads to the randomized test: a follower that
+/// acknowledged the leader's heartbeat and then restarts has forgotten it
+/// (no leader, election timer at zero). Were it to grant its vote at once, a
+/// new leader could commit while the old leader's lease, which counted that
+/// acknowledgement, still holds (etcd's lease reads have this gap). A node
+/// restarted with lease reads on refuses votes for its first election
+/// timeout, so the old leader's answers never miss an acknowledged write.
+#[test]
+fn lease_read_after_a_follower_restart_is_not_stale() {
+    let mut net = lease_network();
+    net.elect(1);
+    net.propose(1, b"x");
+    // 3 is cut off from 1 (not from 2); every clock ticks together, until
+    // 3 is one tick away from campaigning.
+    net.cut_link(1, 3);
+    for _ in 0..200 {
+        let r = &net.get(3).raw.raft;
+        if r.state == StateRole::Follower
+            && r.election_elapsed() + 1 == r.randomized_election_timeout()
+        {
+            break;
+        }
+        net.tick_all();
+        net.stabilize();
+    }
+    // 2 acknowledged 1's last heartbeat; now 1 is cut off and 2 restarts.
+    net.isolate(1);
+    let mut restart = restart_config(&net, 2);
+    restart.check_quorum = true;
+    restart.read_only = ReadOnlyOption::LeaseBased;
+    net.restart(2, &restart);
+    // Each tick: whoever leads among 2 and 3 writes; 1 tries a lease read.
+    let mut acknowledged_at_request = std::collections::BTreeMap::new();
+    let mut new_leader_wrote = false;
+    for tick in 0..40u32 {
+        net.tick_all();
+        net.stabilize();
+        for id in [2, 3] {
+            if net.get(id).role() == StateRole::Leader {
+                net.propose(id, format!("w{tick}").as_bytes());
+                new_leader_wrote = true;
+            }
+        }
+        let acknowledged = committed(&net, 2).max(committed(&net, 3));
+        let context = format!("r{tick}").into_bytes();
+        acknowledged_at_request.insert(context.clone(), acknowledged);
+        if net.get(1).role() == StateRole::Leader {
+            net.node_mut(1).raw.read_index(context).expect("read");
+            net.flush(1);
+        }
+    }
+    assert!(
+        new_leader_wrote,
+        "2 and 3 elect a leader once the lease ran out"
+    );
+    for state in &net.get(1).read_states {
+        let acknowledged = acknowledged_at_request[&state.request_ctx];
+        assert!(
+            state.index >= acknowledged,
+            "lease read at the old leader answered with {} < {acknowledged}",
+            state.index
+        );
+    }
+}

@@ -287,6 +287,10 @@ pub struct Raft<S: Storage> {
     /// Per follower, the latest leader tick at which a heartbeat was sent
     /// that the follower has acknowledged (leader only, lease reads).
     lease_acks: BTreeMap<u64, u64>,
+    /// This node restarted with lease reads on: it may have acknowledged a
+    /// leader's heartbeat just before, and forgot that with its election
+    /// timer, so it refuses votes for the first election timeout.
+    restarted_under_lease: bool,
     max_msg_size: u64,
     max_uncommitted_size: u64,
     check_quorum: bool,
@@ -408,6 +412,10 @@ impl<S: Storage> Raft<S> {
             pending_read_index_messages: Vec::new(),
             ticks: 0,
             lease_acks: BTreeMap::new(),
+            // A node that ever answered a leader persisted a term first, so
+            // an empty HardState means a first start, which promised nothing.
+            restarted_under_lease: config.read_only == ReadOnlyOption::LeaseBased
+                && !initial.hard_state.is_empty(),
             max_msg_size: config.max_size_per_msg,
             max_uncommitted_size: config.max_uncommitted_entries_size,
             check_quorum: config.check_quorum,
@@ -515,6 +523,11 @@ impl<S: Storage> Raft<S> {
     pub fn promotable(&self) -> bool {
         self.trk.get(self.id).is_some_and(|pr| !pr.is_learner)
             && !self.raft_log.has_next_or_in_progress_snapshot()
+    }
+
+    /// Whether this node is a learner of its configuration.
+    fn is_learner(&self) -> bool {
+        self.trk.get(self.id).is_some_and(|pr| pr.is_learner)
     }
 
     fn past_election_timeout(&self) -> bool {
@@ -828,6 +841,13 @@ impl<S: Storage> Raft<S> {
         });
     }
 
+    /// Whether a restarted node still honours the lease of a leader it may
+    /// have acknowledged before the restart: during its first election
+    /// timeout of ticks.
+    fn honours_lease_of_forgotten_leader(&self) -> bool {
+        self.restarted_under_lease && self.ticks < self.election_timeout as u64
+    }
+
     /// Whether this leader's lease holds: a quorum of voters acknowledged
     /// heartbeats recent enough that none of them will vote for another
     /// candidate yet. A follower ignores vote requests for `election_tick`
@@ -933,6 +953,24 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// Whether committed entries handed out for application and not yet
+    /// acknowledged applied hold a configuration change (which the
+    /// application will apply with `apply_conf_change`).
+    fn has_conf_change_being_applied(&self) -> bool {
+        let low = self.raft_log.applied + 1;
+        let high = self.raft_log.applying + 1;
+        if low >= high {
+            return false;
+        }
+        match self.raft_log.slice(low, high, super::NO_LIMIT) {
+            Ok(entries) => entries
+                .iter()
+                .any(|e| e.entry_type() != EntryType::EntryNormal),
+            // Entries being applied are never compacted.
+            Err(_) => false,
+        }
+    }
+
     /// Campaigns for leadership. The node's own vote is counted only once
     /// its new term and vote are durable (it is queued to itself).
     pub fn campaign(&mut self, campaign_type: CampaignType) {
@@ -1023,7 +1061,7 @@ impl<S: Storage> Raft<S> {
         if matches!(msg_type, MessageType::MsgVote | MessageType::MsgPreVote) {
             let force = m.context == CAMPAIGN_TRANSFER;
             let in_lease = self.check_quorum
-                && self.lead != 0
+                && (self.lead != 0 || self.honours_lease_of_forgotten_leader())
                 && self.election_elapsed < self.election_timeout;
             if !force && in_lease {
                 // We heard from a leader within the minimum election
@@ -1050,12 +1088,15 @@ impl<S: Storage> Raft<S> {
     fn step_lower_term(&mut self, m: &Message, msg_type: MessageType) {
         match msg_type {
             MessageType::MsgHeartbeat | MessageType::MsgApp
-                if self.check_quorum || self.pre_vote =>
+                if self.check_quorum || self.pre_vote || self.is_learner() =>
             {
                 // A leader cut off from the cluster may be unable to win an
                 // election at a higher term (pre-vote or check-quorum keeps
                 // our term from moving); answering with our term makes it
-                // step down instead of being stuck.
+                // step down instead of being stuck. So must a learner (whose
+                // term a vote request raised): it never campaigns, so
+                // nothing else would bring the leader's term up to ours, and
+                // it would never hear from the leader again.
                 self.send(Message {
                     msg_type: MessageType::MsgAppResp as i32,
                     to: m.from,
@@ -1158,8 +1199,9 @@ impl<S: Storage> Raft<S> {
         if m.entries.is_empty() {
             return Err(RaftError::ProposalDropped(DropReason::Empty));
         }
-        if !self.trk.progress().contains_key(&self.id) {
-            // Removed from the configuration while leading.
+        if !self.trk.config().voters.contains(self.id) {
+            // Removed or demoted while leading: handing over, see
+            // `maybe_step_down_as_non_voter`.
             return Err(RaftError::ProposalDropped(DropReason::NotInConfiguration));
         }
         if m.from != 0 && m.from != self.id && !self.trk.progress().contains_key(&m.from) {
@@ -1226,7 +1268,10 @@ impl<S: Storage> Raft<S> {
             self.pending_read_index_messages.push(m);
             return;
         }
-        if self.trk.is_singleton() {
+        // Only when that single voter is this leader: a removed or demoted
+        // leader still handing over must confirm with the voter, which may
+        // already lead a later term.
+        if self.trk.is_singleton() && self.trk.config().voters.contains(self.id) {
             let committed = self.raft_log.committed;
             self.respond_to_read_index(m, committed);
             return;
@@ -1337,12 +1382,10 @@ impl<S: Storage> Raft<S> {
         if self.state != StateRole::Leader {
             return conf_state;
         }
-        let still_voter = self.trk.get(self.id).is_some_and(|pr| !pr.is_learner);
-        if !still_voter {
-            // A leader removed or demoted steps down; the remaining voters
-            // elect a new leader after an election timeout.
-            let term = self.term;
-            self.become_follower(term, 0);
+        // A leader removed or demoted steps down; the remaining voters
+        // elect a new leader after an election timeout. Until one of them
+        // has its whole log, it keeps replicating (and refuses proposals).
+        if self.maybe_step_down_as_non_voter() {
             return conf_state;
         }
         if self.maybe_commit() {
@@ -1356,6 +1399,32 @@ impl<S: Storage> Raft<S> {
             self.abort_leader_transfer();
         }
         conf_state
+    }
+
+    /// A leader that is no longer a voter of its configuration (removed, or
+    /// demoted to learner) steps down, but only once a voter has all of its
+    /// log; returns whether it did. Stepping down earlier can stall the
+    /// group for good: voters that have not yet learned that the change
+    /// committed still count this node in their quorum (joint or old
+    /// configuration) and need its vote, which it refuses them while its
+    /// log is longer than theirs, and as a non-voter it never campaigns
+    /// itself. Meanwhile it keeps replicating and refuses proposals.
+    fn maybe_step_down_as_non_voter(&mut self) -> bool {
+        if self.state != StateRole::Leader || self.trk.config().voters.contains(self.id) {
+            return false;
+        }
+        let last_index = self.raft_log.last_index();
+        let own_id = self.id;
+        let caught_up =
+            self.trk.config().voters.ids().into_iter().any(|id| {
+                id != own_id && self.trk.get(id).is_some_and(|pr| pr.matched >= last_index)
+            });
+        if !caught_up {
+            return false;
+        }
+        let term = self.term;
+        self.become_follower(term, 0);
+        true
     }
 
     /// The application applied entries up to `index`. A leader in a joint
@@ -1451,6 +1520,8 @@ impl<S: Storage> Raft<S> {
         if from == self.lead_transferee && matched == last_index {
             self.send_timeout_now(from);
         }
+        // A removed or demoted leader hands over once a voter caught up.
+        self.maybe_step_down_as_non_voter();
     }
 
     fn handle_heartbeat_response(&mut self, m: &Message) {
@@ -1747,6 +1818,15 @@ impl<S: Storage> Raft<S> {
         }
         if self.raft_log.match_term(index, term) {
             self.raft_log.commit_to(index);
+            return false;
+        }
+        if self.has_conf_change_being_applied() {
+            // A configuration change handed out for application is not yet
+            // applied: installing the snapshot's configuration now would
+            // have the application apply that change on top of a
+            // configuration that already includes it (twice, out of order:
+            // a wrong configuration, or a refused change). Refuse; the
+            // leader sends the snapshot again later.
             return false;
         }
         let conf_state = conf_state.clone();
