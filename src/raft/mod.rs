@@ -10,6 +10,7 @@
 
 pub mod confchange;
 pub mod config;
+pub mod error;
 pub mod log;
 pub mod progress;
 pub mod quorum;
@@ -17,6 +18,7 @@ pub mod quorum;
 pub mod raft;
 pub mod raw_node;
 pub mod read_only;
+pub mod rng;
 pub mod storage;
 pub mod tracker;
 pub mod unstable;
