@@ -1,9 +1,109 @@
 //! The node: the actors of DESIGN.md wired together for an embedding tokio
-//! program. So far only boot ([`bootstrap`]) exists; the raft actor, the
-//! apply actor, the embedding handle and the in-process transport are the
-//! rest of the node issue.
+//! program.
 //!
-//! Owns: turning a data directory into a running node.
+//! - [`bootstrap`]: turns a data directory into the state a node starts
+//!   from;
+//! - [`raft_actor`]: owns `RawNode` and `MemoryStorage`, pipelines Readies
+//!   to the persistence actor (`crate::persist`, its own OS thread);
+//! - [`apply_actor`]: applies committed entries to the key-value store,
+//!   completes proposals, serves reads;
+//! - [`handle`]: the embedding API ([`NodeHandle`]);
+//! - [`transport`]: the [`Transport`] trait and the in-process network;
+//! - [`envelope`], [`config`], [`error`]: request ids in entries, settings,
+//!   errors.
+//!
+//! Owns: turning a data directory into a running node ([`Node::start`]).
 //! May not touch: file formats (`wal`, `snap`) and the raft core's rules.
+//!
+//! TODO (later slices of the node issue): membership methods on the handle
+//! (`add_member`, `add_learner`, `promote`, `remove_member`,
+//! `transfer_leader`); snapshots every `snapshot_count` applied entries and
+//! compaction keeping `snapshot_catchup_entries`, catching up followers by
+//! MsgSnap (the apply actor already restores from a snapshot a Ready
+//! carries); crash-stop without drain; metrics; a TCP transport; the node
+//! bench (`benches/node.rs`).
 
+pub mod apply_actor;
 pub mod bootstrap;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod handle;
+pub mod raft_actor;
+pub mod transport;
+
+pub use apply_actor::{Query, QueryResult};
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use handle::{Consistency, NodeHandle, NodeStatus};
+pub use transport::{InProcessNetwork, PeerInbox, Transport, TransportError};
+
+use crate::persist::PersistActor;
+use crate::raft::RawNode;
+use apply_actor::ApplyActor;
+use raft_actor::{RaftActor, RaftActorParts};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// Starting a node.
+#[derive(Debug)]
+pub struct Node;
+
+impl Node {
+    /// Boots from `config.data_dir` (see [`bootstrap::boot`]), starts the
+    /// persistence actor on its own thread, and spawns the raft and apply
+    /// actors on the caller's tokio runtime. `transport` sends to peers;
+    /// `peers` receives their messages. Boot reads the data directory on
+    /// the calling thread (a restart replays the WAL), so a caller on a
+    /// busy runtime may prefer `spawn_blocking`.
+    pub fn start(
+        config: NodeConfig,
+        transport: Arc<dyn Transport>,
+        peers: PeerInbox,
+    ) -> Result<NodeHandle, NodeError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| NodeError::NoRuntime)?;
+        let booted = bootstrap::boot(&config.boot_config())?;
+        let mut raw = RawNode::new(&config.raft_config(booted.applied), booted.memory)?;
+        if let Some(voters) = &booted.bootstrap_voters {
+            raw.bootstrap(voters)?;
+        }
+        let (wal, snapshotter) = booted.storage.into_parts();
+        // The raft actor must never block on the queue: it bounds the bytes
+        // in flight itself (`max_inflight_bytes`).
+        let mut persist_config = config.persist.clone();
+        persist_config.queue_capacity = None;
+        let persist = PersistActor::start(wal, snapshotter, persist_config)
+            .map_err(|e| NodeError::Storage(Arc::new(e)))?;
+
+        let (apply_sender, apply_inbox) = mpsc::unbounded_channel();
+        let (applied_sender, applied) = watch::channel(booted.kv.applied_index());
+        let apply_actor = ApplyActor::new(booted.kv, apply_inbox, applied_sender);
+        let apply_task = runtime.spawn(apply_actor.run());
+
+        let (request_sender, requests) = mpsc::channel(config.request_queue_capacity.max(1));
+        let (control_sender, control) = mpsc::unbounded_channel();
+        let weak_apply = apply_sender.downgrade();
+        let parts = RaftActorParts {
+            raw,
+            persist,
+            transport,
+            peers,
+            requests,
+            control,
+            apply: apply_sender,
+            applied: applied.clone(),
+            apply_task,
+        };
+        let actor = RaftActor::new(parts, &config);
+        let task = runtime.spawn(actor.run());
+        Ok(NodeHandle::new(
+            config.node_id,
+            request_sender,
+            control_sender,
+            weak_apply,
+            applied,
+            config.request_timeout,
+            task,
+        ))
+    }
+}

@@ -1,0 +1,109 @@
+//! Settings of a node.
+//!
+//! Owns: [`NodeConfig`] and how it maps onto boot, raft and persistence
+//! settings.
+//! Guarantees: plain data; the defaults are etcd's where etcd has one
+//! (100 ms tick, election 10 ticks, heartbeat 1 tick, pre-vote and
+//! check-quorum on).
+//! May not touch: anything at run time.
+
+use super::bootstrap::{BootConfig, NewMember};
+use crate::persist::PersistConfig;
+use crate::raft::Config;
+use crate::storage::DataDir;
+use crate::wal::WalOptions;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default cap on the bytes of Readies handed to the persistence actor and
+/// not yet acknowledged.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Everything a node is started with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (not 0).
+    pub node_id: u64,
+    /// The cluster's id (not 0).
+    pub cluster_id: u64,
+    /// The data directory (etcd's layout is detected).
+    pub data_dir: PathBuf,
+    /// What to do when the data directory has no WAL.
+    pub new_member: NewMember,
+    /// Disaster recovery: restart as the only voter.
+    pub force_new_cluster: bool,
+    /// WAL settings.
+    pub wal_options: WalOptions,
+    /// Persistence actor settings (`queue_capacity` is ignored: the raft
+    /// actor must never block on the queue, and bounds what it has in
+    /// flight by `max_inflight_bytes` instead).
+    pub persist: PersistConfig,
+    /// Duration of one raft tick.
+    pub tick_interval: Duration,
+    /// Ticks without a leader before campaigning.
+    pub election_tick: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_tick: usize,
+    /// How long `put`, `delete` and `get` wait before failing with
+    /// `Timeout`.
+    pub request_timeout: Duration,
+    /// Back-pressure: while this many bytes of Readies wait for the
+    /// persistence actor, the raft actor takes no new client requests and
+    /// hands out no new Ready.
+    pub max_inflight_bytes: usize,
+    /// A leader sends its appends before its own fsync (Raft thesis
+    /// §10.2.1); off by default.
+    pub send_appends_early: bool,
+    /// Capacity of the client request queue (callers wait when it is full).
+    pub request_queue_capacity: usize,
+}
+
+impl NodeConfig {
+    /// A config with the defaults for node `node_id` of `cluster_id` in
+    /// `data_dir`, starting a new cluster of `voters` if there is no WAL.
+    pub fn new(node_id: u64, cluster_id: u64, data_dir: PathBuf, voters: &[u64]) -> NodeConfig {
+        NodeConfig {
+            node_id,
+            cluster_id,
+            data_dir,
+            new_member: NewMember::NewCluster {
+                voters: voters.to_vec(),
+            },
+            force_new_cluster: false,
+            wal_options: WalOptions::default(),
+            persist: PersistConfig::default(),
+            tick_interval: Duration::from_millis(100),
+            election_tick: 10,
+            heartbeat_tick: 1,
+            request_timeout: Duration::from_secs(5),
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            send_appends_early: false,
+            request_queue_capacity: 4096,
+        }
+    }
+
+    /// The boot settings.
+    pub fn boot_config(&self) -> BootConfig {
+        BootConfig {
+            node_id: self.node_id,
+            cluster_id: self.cluster_id,
+            data_dir: DataDir::detect(&self.data_dir),
+            new_member: self.new_member.clone(),
+            force_new_cluster: self.force_new_cluster,
+            wal_options: self.wal_options,
+        }
+    }
+
+    /// The raft settings for a node whose state machine stands at
+    /// `applied`.
+    pub fn raft_config(&self, applied: u64) -> Config {
+        let mut config = Config::new(self.node_id);
+        config.election_tick = self.election_tick;
+        config.heartbeat_tick = self.heartbeat_tick;
+        config.applied = applied;
+        config.pre_vote = true;
+        config.check_quorum = true;
+        config.seed = self.node_id ^ self.cluster_id.rotate_left(17);
+        config
+    }
+}

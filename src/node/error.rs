@@ -1,0 +1,64 @@
+//! What a node's callers can be told.
+//!
+//! Owns: [`NodeError`].
+//! Guarantees: each failure a caller may react to differently has its own
+//! variant (retry elsewhere, retry later, give up).
+//! May not touch: anything but error values.
+
+use super::bootstrap::BootError;
+use crate::persist::SharedPersistError;
+use crate::raft::RaftError;
+
+/// Why a node request or start failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeError {
+    /// This node cannot serve the request without a leader, or only the
+    /// leader can.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader_hint: Option<u64>,
+    },
+    /// Raft refused the proposal (leader transfer, size limit, ...).
+    #[error("proposal dropped: {reason}")]
+    ProposalDropped {
+        /// Raft's reason.
+        reason: String,
+    },
+    /// The request did not complete in time; it may still apply later.
+    #[error("request timed out")]
+    Timeout,
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+    /// The durable storage failed: the node stopped for good.
+    #[error("storage: {0}")]
+    Storage(SharedPersistError),
+    /// The node could not boot from its data directory.
+    #[error("boot: {0}")]
+    Boot(std::sync::Arc<BootError>),
+    /// The raft core refused its configuration or state.
+    #[error("raft: {0}")]
+    Raft(std::sync::Arc<RaftError>),
+    /// The raft actor's in-memory log refused a persisted Ready (a bug).
+    #[error("raft log: {0}")]
+    RaftLog(String),
+    /// `Node::start` was called outside a tokio runtime.
+    #[error("Node::start must be called within a tokio runtime")]
+    NoRuntime,
+    /// The state machine refused a committed entry (a lost entry).
+    #[error("state machine: {0}")]
+    StateMachine(String),
+}
+
+impl From<BootError> for NodeError {
+    fn from(error: BootError) -> NodeError {
+        NodeError::Boot(std::sync::Arc::new(error))
+    }
+}
+
+impl From<RaftError> for NodeError {
+    fn from(error: RaftError) -> NodeError {
+        NodeError::Raft(std::sync::Arc::new(error))
+    }
+}

@@ -1,0 +1,538 @@
+//! The raft actor: the tokio task that owns the raft core (`RawNode`) and
+//! its `MemoryStorage`, and drives them by the protocol of
+//! `raft::raw_node` with pipelined persistence.
+//!
+//! Owns: the `RawNode`, the Readies handed to the persistence actor and not
+//! yet acknowledged (with their messages and committed entries), the tick
+//! timer, the linearizable reads waiting for their read index, the
+//! persistence actor's lifetime.
+//!
+//! Guarantees:
+//! - every Ready is handed to the persistence actor without waiting
+//!   (several may be in flight); while `max_inflight_bytes` of them wait,
+//!   the actor takes no client request and hands out no new Ready
+//!   (back-pressure), but keeps ticking and stepping peer messages;
+//! - on `Persisted{n}` the entries, snapshot and HardState of every Ready
+//!   ≤ n go into `MemoryStorage`, then `on_persisted(n)`, then their
+//!   messages go out (a leader's appends go out at once instead when
+//!   `send_appends_early` is on), then their committed entries and
+//!   snapshots go to the apply actor, in order. A Ready that needs no
+//!   persistence is not sent to the persistence actor: it is released as
+//!   soon as every earlier Ready is;
+//! - committed configuration changes are applied to raft here
+//!   (`apply_conf_change`) when their Ready is released, before the entries
+//!   are forwarded: membership is raft's business and the state machine
+//!   only needs the applied index to move;
+//! - a proposal is registered with the apply actor (by its
+//!   [`RequestId`]) on the same ordered channel as committed entries, so
+//!   the registration always arrives before the entry can apply;
+//! - a failed persistence (WAL write or fdatasync) stops the node: nothing
+//!   more is sent or acknowledged.
+//!
+//! May not touch: files (the persistence actor's), the state machine (the
+//! apply actor's). It never blocks: the persistence queue is unbounded and
+//! bounded here by bytes in flight; the transport does not block.
+//! TODO (later slices): membership requests and leader transfer from the
+//! handle, snapshots and compaction, metrics.
+
+use super::apply_actor::{ApplyMsg, ProposalReply, Query, ReadReply};
+use super::config::NodeConfig;
+use super::envelope::{self, RequestId};
+use super::error::NodeError;
+use super::handle::NodeStatus;
+use super::transport::{PeerInbox, Transport};
+use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist};
+use crate::raft::raft::decode_conf_change;
+use crate::raft::{DropReason, MemoryStorage, RaftError, RawNode, Ready, SnapshotStatus};
+use crate::raftpb::{Message, MessageType};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// A client request that goes through raft.
+#[derive(Debug)]
+pub(crate) enum ClientRequest {
+    /// Propose an encoded `KvCommand`; answered when it applies locally.
+    Propose {
+        /// The command.
+        command: Vec<u8>,
+        /// The caller.
+        reply: ProposalReply,
+    },
+    /// A linearizable read (ReadIndex).
+    Read {
+        /// What to read.
+        query: Query,
+        /// The caller.
+        reply: ReadReply,
+    },
+}
+
+/// Requests served regardless of back-pressure.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Report the node's status.
+    Status(oneshot::Sender<NodeStatus>),
+    /// Stop taking requests, finish what is in flight, stop.
+    Shutdown,
+    /// Stop at once, as a crash would: release nothing more (no message
+    /// held for an unacknowledged Ready is sent, no waiter is answered).
+    Crash,
+}
+
+/// How the main loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Graceful,
+    Crash,
+}
+
+/// Requests taken from one queue before handing out a Ready, so that one
+/// Ready (one fsync) carries many of them.
+const MAX_BATCH: usize = 256;
+/// How long a graceful shutdown waits for in-flight Readies.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Ready handed out and not yet released.
+struct InFlight {
+    ready: Ready,
+    /// Sent to the persistence actor (false: needed no persistence).
+    submitted: bool,
+    bytes: usize,
+    appends_sent: bool,
+}
+
+/// Everything the raft actor is started with.
+pub(crate) struct RaftActorParts {
+    /// The raft core over the rebuilt `MemoryStorage`.
+    pub(crate) raw: RawNode<MemoryStorage>,
+    /// The persistence actor (shut down when the raft actor ends).
+    pub(crate) persist: PersistActor,
+    /// Sends to peers.
+    pub(crate) transport: Arc<dyn Transport>,
+    /// Messages from peers.
+    pub(crate) peers: PeerInbox,
+    /// Client requests.
+    pub(crate) requests: mpsc::Receiver<ClientRequest>,
+    /// Control requests.
+    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+    /// To the apply actor.
+    pub(crate) apply: mpsc::UnboundedSender<ApplyMsg>,
+    /// The apply actor's applied index.
+    pub(crate) applied: watch::Receiver<u64>,
+    /// The apply actor's task.
+    pub(crate) apply_task: JoinHandle<Result<(), NodeError>>,
+}
+
+/// The raft actor's state.
+pub(crate) struct RaftActor {
+    id: u64,
+    raw: RawNode<MemoryStorage>,
+    persist: Option<PersistActor>,
+    sender: PersistSender,
+    persisted: PersistedWatch,
+    acked: u64,
+    transport: Arc<dyn Transport>,
+    peers: PeerInbox,
+    requests: mpsc::Receiver<ClientRequest>,
+    control: mpsc::UnboundedReceiver<Control>,
+    apply: mpsc::UnboundedSender<ApplyMsg>,
+    applied: watch::Receiver<u64>,
+    apply_task: Option<JoinHandle<Result<(), NodeError>>>,
+    in_flight: VecDeque<InFlight>,
+    in_flight_bytes: usize,
+    max_inflight_bytes: usize,
+    send_appends_early: bool,
+    tick_interval: Duration,
+    next_seq: u64,
+    pending_reads: HashMap<u64, (Query, ReadReply)>,
+    leader: u64,
+}
+
+/// A starting point for request sequence numbers that a previous life of
+/// this node did not use: the wall clock in nanoseconds.
+fn boot_sequence() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2))
+}
+
+impl RaftActor {
+    /// An actor over `parts` with the settings of `config`.
+    pub(crate) fn new(parts: RaftActorParts, config: &NodeConfig) -> RaftActor {
+        let sender = parts.persist.sender();
+        let persisted = parts.persist.watch();
+        let leader = parts.raw.raft.soft_state().leader_id;
+        RaftActor {
+            id: config.node_id,
+            raw: parts.raw,
+            persist: Some(parts.persist),
+            sender,
+            persisted,
+            acked: 0,
+            transport: parts.transport,
+            peers: parts.peers,
+            requests: parts.requests,
+            control: parts.control,
+            apply: parts.apply,
+            applied: parts.applied,
+            apply_task: Some(parts.apply_task),
+            in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
+            max_inflight_bytes: config.max_inflight_bytes.max(1),
+            send_appends_early: config.send_appends_early,
+            tick_interval: config.tick_interval,
+            next_seq: boot_sequence(),
+            pending_reads: HashMap::new(),
+            leader,
+        }
+    }
+
+    /// Runs until shutdown or a fatal failure; then drains what is in
+    /// flight (on shutdown), stops the apply actor and the persistence
+    /// actor. Returns the failure that stopped the node, if any.
+    pub(crate) async fn run(mut self) -> Result<(), NodeError> {
+        let outcome = self.main_loop().await;
+        match &outcome {
+            Ok(Exit::Graceful) => self.drain().await,
+            Ok(Exit::Crash) => tracing::warn!(node = self.id, "stopping without drain"),
+            Err(error) => tracing::error!(node = self.id, %error, "raft actor stops"),
+        }
+        let outcome = outcome.map(|_| ());
+        self.pending_reads.clear();
+        let RaftActor {
+            persist,
+            apply,
+            apply_task,
+            ..
+        } = self;
+        drop(apply);
+        let apply_outcome = match apply_task {
+            Some(task) => task.await.unwrap_or(Err(NodeError::Stopped)),
+            None => Ok(()),
+        };
+        let persist_outcome = match persist {
+            Some(persist) => tokio::task::spawn_blocking(move || persist.shutdown())
+                .await
+                .unwrap_or_else(|_| Err(Arc::new(crate::persist::PersistError::Stopped)))
+                .map_err(NodeError::Storage),
+            None => Ok(()),
+        };
+        outcome.and(apply_outcome).and(persist_outcome)
+    }
+
+    async fn main_loop(&mut self) -> Result<Exit, NodeError> {
+        let mut ticker = tokio::time::interval(self.tick_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.hand_out_readies()?;
+            let accepting = self.in_flight_bytes < self.max_inflight_bytes;
+            tokio::select! {
+                biased;
+                persisted = self.persisted.changed() => {
+                    let persisted = persisted.map_err(NodeError::Storage)?;
+                    self.acked = self.acked.max(persisted.number);
+                    self.release()?;
+                }
+                control = self.control.recv() => match control {
+                    Some(Control::Status(reply)) => {
+                        let _ = reply.send(self.status());
+                    }
+                    Some(Control::Shutdown) | None => return Ok(Exit::Graceful),
+                    Some(Control::Crash) => return Ok(Exit::Crash),
+                },
+                changed = self.applied.changed() => {
+                    // The apply actor ended: it failed (its task says why).
+                    changed.map_err(|_| NodeError::Stopped)?;
+                    let applied = *self.applied.borrow_and_update();
+                    self.raw.advance_apply(applied);
+                }
+                _ = ticker.tick() => {
+                    self.raw.tick();
+                    self.pending_reads.retain(|_, (_, reply)| !reply.is_closed());
+                }
+                Some(message) = self.peers.recv() => {
+                    self.step(message);
+                    for _ in 1..MAX_BATCH {
+                        match self.peers.try_recv() {
+                            Ok(message) => self.step(message),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(request) = self.requests.recv(), if accepting => {
+                    self.handle_request(request);
+                    for _ in 1..MAX_BATCH {
+                        match self.requests.try_recv() {
+                            Ok(request) => self.handle_request(request),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits (bounded) for the Readies in flight to be acknowledged and
+    /// releases them.
+    async fn drain(&mut self) {
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while self.in_flight.iter().any(|f| f.submitted) {
+            match tokio::time::timeout_at(deadline, self.persisted.changed()).await {
+                Ok(Ok(persisted)) => {
+                    self.acked = self.acked.max(persisted.number);
+                    if let Err(error) = self.release() {
+                        tracing::warn!(node = self.id, %error, "while draining");
+                        return;
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(node = self.id, %error, "persistence failed while draining");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(node = self.id, "in-flight Readies not acknowledged in time");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, message: Message) {
+        if let Err(error) = self.raw.step(message) {
+            tracing::debug!(node = self.id, %error, "peer message refused");
+        }
+    }
+
+    fn handle_request(&mut self, request: ClientRequest) {
+        match request {
+            ClientRequest::Propose { command, reply } => {
+                let id = RequestId {
+                    node_id: self.id,
+                    seq: self.next_seq,
+                };
+                self.next_seq = self.next_seq.wrapping_add(1);
+                match self.raw.propose(envelope::wrap(command, id)) {
+                    Ok(()) => {
+                        // Refused only when the apply actor ended; the
+                        // caller then sees the node as stopped.
+                        let _ = self.apply.send(ApplyMsg::Register { id, reply });
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(self.refusal(error)));
+                    }
+                }
+            }
+            ClientRequest::Read { query, reply } => {
+                let seq = self.next_seq;
+                self.next_seq = self.next_seq.wrapping_add(1);
+                let mut context = self.id.to_be_bytes().to_vec();
+                context.extend_from_slice(&seq.to_be_bytes());
+                match self.raw.read_index(context) {
+                    Ok(()) => {
+                        self.pending_reads.insert(seq, (query, reply));
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(self.refusal(error)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// What a caller is told when raft refuses its request.
+    fn refusal(&self, error: RaftError) -> NodeError {
+        match error {
+            RaftError::ProposalDropped(
+                DropReason::NoLeader | DropReason::Campaigning | DropReason::ForwardingDisabled,
+            ) => NodeError::NotLeader {
+                leader_hint: (self.leader != 0).then_some(self.leader),
+            },
+            RaftError::ProposalDropped(reason) => NodeError::ProposalDropped {
+                reason: format!("{reason:?}"),
+            },
+            other => NodeError::from(other),
+        }
+    }
+
+    /// Hands out Readies while the in-flight byte budget allows.
+    fn hand_out_readies(&mut self) -> Result<(), NodeError> {
+        while self.in_flight_bytes < self.max_inflight_bytes && self.raw.has_ready() {
+            let mut ready = self.raw.ready();
+            self.raw.advance_append_async(&ready);
+            if let Some(soft_state) = ready.soft_state {
+                if soft_state.leader_id != self.leader {
+                    tracing::info!(
+                        node = self.id,
+                        leader = soft_state.leader_id,
+                        role = ?soft_state.role,
+                        "leader changed"
+                    );
+                }
+                self.leader = soft_state.leader_id;
+            }
+            for read_state in std::mem::take(&mut ready.read_states) {
+                self.forward_read(read_state.index, &read_state.request_ctx);
+            }
+            let mut appends_sent = false;
+            if self.send_appends_early && !ready.append_messages.is_empty() {
+                let appends = std::mem::take(&mut ready.append_messages);
+                self.send_messages(appends);
+                appends_sent = true;
+            }
+            let mut flight = InFlight {
+                ready,
+                submitted: false,
+                bytes: 0,
+                appends_sent,
+            };
+            if flight.ready.needs_persistence() {
+                let to_persist = ReadyToPersist::from_ready(&flight.ready);
+                flight.bytes = to_persist.approx_bytes();
+                self.sender.submit(to_persist).map_err(NodeError::Storage)?;
+                flight.submitted = true;
+                self.in_flight_bytes += flight.bytes;
+            }
+            self.in_flight.push_back(flight);
+            // A Ready needing no persistence goes out once every earlier
+            // Ready has.
+            self.release()?;
+        }
+        Ok(())
+    }
+
+    fn forward_read(&mut self, index: u64, context: &[u8]) {
+        let Some((node, seq)) = context.split_at_checked(8) else {
+            return;
+        };
+        if node != self.id.to_be_bytes() {
+            return;
+        }
+        let Ok(seq) = <[u8; 8]>::try_from(seq) else {
+            return;
+        };
+        if let Some((query, reply)) = self.pending_reads.remove(&u64::from_be_bytes(seq)) {
+            let _ = self.apply.send(ApplyMsg::Read {
+                index,
+                query,
+                reply,
+            });
+        }
+    }
+
+    /// Releases, in order, the Readies that are acknowledged (or needed no
+    /// persistence): into `MemoryStorage`, `on_persisted`, messages out,
+    /// committed entries to the apply actor.
+    fn release(&mut self) -> Result<(), NodeError> {
+        let mut released = Vec::new();
+        while let Some(front) = self.in_flight.front() {
+            if front.submitted && front.ready.number > self.acked {
+                break;
+            }
+            let Some(flight) = self.in_flight.pop_front() else {
+                break;
+            };
+            self.in_flight_bytes -= flight.bytes;
+            let store = self.raw.store_mut();
+            let ready = &flight.ready;
+            if let Some(snapshot) = &ready.snapshot {
+                store
+                    .apply_snapshot(snapshot.clone())
+                    .map_err(|e| NodeError::RaftLog(e.to_string()))?;
+            }
+            store
+                .append(&ready.entries)
+                .map_err(|e| NodeError::RaftLog(e.to_string()))?;
+            if let Some(hard_state) = ready.hard_state {
+                store.set_hard_state(hard_state);
+            }
+            released.push(flight);
+        }
+        let Some(last) = released.last() else {
+            return Ok(());
+        };
+        self.raw.on_persisted(last.ready.number);
+        for flight in released {
+            let InFlight {
+                ready,
+                appends_sent,
+                ..
+            } = flight;
+            if !appends_sent {
+                self.send_messages(ready.append_messages);
+            }
+            self.send_messages(ready.messages);
+            if let Some(snapshot) = ready.snapshot {
+                let _ = self.apply.send(ApplyMsg::Restore(snapshot));
+            }
+            if !ready.committed_entries.is_empty() {
+                for entry in &ready.committed_entries {
+                    self.apply_conf_change(entry);
+                }
+                let _ = self
+                    .apply
+                    .send(ApplyMsg::Committed(ready.committed_entries));
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, entry: &crate::raftpb::Entry) {
+        match decode_conf_change(entry) {
+            Ok(None) => {}
+            Ok(Some(cc)) => match self.raw.apply_conf_change(&cc) {
+                Ok(conf_state) => {
+                    tracing::info!(
+                        node = self.id,
+                        index = entry.index,
+                        ?conf_state,
+                        "membership changed"
+                    );
+                }
+                Err(error) => {
+                    tracing::error!(node = self.id, index = entry.index, %error, "membership change refused");
+                }
+            },
+            // Refused alike on every member (raft refuses malformed
+            // changes when proposed, so this is another writer's entry).
+            Err(error) => {
+                tracing::error!(node = self.id, index = entry.index, %error, "membership change does not decode");
+            }
+        }
+    }
+
+    fn send_messages(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            let msg_type = message.msg_type();
+            let sent = self.transport.send(message);
+            match (msg_type, sent) {
+                (MessageType::MsgSnap, Ok(())) => {
+                    self.raw.report_snapshot(to, SnapshotStatus::Finish);
+                }
+                (MessageType::MsgSnap, Err(_)) => {
+                    self.raw.report_snapshot(to, SnapshotStatus::Failure);
+                }
+                (MessageType::MsgApp, Err(_)) => self.raw.report_unreachable(to),
+                _ => {}
+            }
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let status = self.raw.status();
+        let leader = status.soft_state.leader_id;
+        NodeStatus {
+            id: self.id,
+            leader: (leader != 0).then_some(leader),
+            term: status.hard_state.term,
+            commit: status.hard_state.commit,
+            applied: *self.applied.borrow(),
+            role: status.soft_state.role,
+            voters: status.conf_state.voters,
+            learners: status.conf_state.learners,
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! A cluster of real nodes in one process (data directories in temp
+//! dirs, the in-process transport, a fast tick) and polling helpers with
+//! generous deadlines, shared by the `node_*` tests.
+#![allow(dead_code)]
+
+use ringraft::node::{Consistency, InProcessNetwork, Node, NodeConfig, NodeError, NodeHandle};
+use ringraft::raft::StateRole;
+use ringraft::wal::WalOptions;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use tokio::time::{Instant, sleep};
+
+pub const CLUSTER_ID: u64 = 0x77;
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// The test config: 10 ms ticks, 2 s request timeout, 1 MiB segments.
+pub fn config(id: u64, dir: &Path, voters: &[u64]) -> NodeConfig {
+    let mut config = NodeConfig::new(id, CLUSTER_ID, dir.to_path_buf(), voters);
+    config.tick_interval = Duration::from_millis(10);
+    config.request_timeout = Duration::from_secs(2);
+    config.wal_options = WalOptions {
+        segment_size_bytes: 1024 * 1024,
+    };
+    config
+}
+
+/// A cluster of nodes in one process, each with its own data directory.
+pub struct Cluster {
+    pub network: InProcessNetwork,
+    pub dirs: BTreeMap<u64, tempfile::TempDir>,
+    pub voters: Vec<u64>,
+    pub nodes: BTreeMap<u64, NodeHandle>,
+    pub tweak: fn(&mut NodeConfig),
+}
+
+impl Cluster {
+    pub fn new(voters: &[u64]) -> Cluster {
+        Cluster::with_config(voters, |_| {})
+    }
+
+    /// A cluster whose configs `tweak` adjusts.
+    pub fn with_config(voters: &[u64], tweak: fn(&mut NodeConfig)) -> Cluster {
+        let mut cluster = Cluster {
+            network: InProcessNetwork::new(),
+            dirs: BTreeMap::new(),
+            voters: voters.to_vec(),
+            nodes: BTreeMap::new(),
+            tweak,
+        };
+        for &id in voters {
+            let dir = tempfile::tempdir().expect("tempdir");
+            cluster.dirs.insert(id, dir);
+            cluster.start(id);
+        }
+        cluster
+    }
+
+    pub fn start(&mut self, id: u64) {
+        let dir = self.dirs[&id].path().to_path_buf();
+        let (transport, inbox) = self.network.endpoint(id);
+        let mut config = config(id, &dir, &self.voters);
+        (self.tweak)(&mut config);
+        let handle = Node::start(config, transport, inbox).expect("node starts");
+        self.nodes.insert(id, handle);
+    }
+
+    pub async fn stop(&mut self, id: u64) {
+        self.network.remove(id);
+        if let Some(handle) = self.nodes.remove(&id) {
+            handle.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    /// Stops `id` as a crash would (no drain).
+    pub async fn crash(&mut self, id: u64) {
+        self.network.remove(id);
+        if let Some(handle) = self.nodes.remove(&id) {
+            handle.crash().await.expect("crash stop");
+        }
+    }
+
+    pub fn node(&self, id: u64) -> &NodeHandle {
+        &self.nodes[&id]
+    }
+
+    /// Waits until every running node knows the same leader, which is one
+    /// of them and says it leads.
+    pub async fn leader(&self) -> u64 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let mut leaders = Vec::new();
+            let mut leader_role = false;
+            for handle in self.nodes.values() {
+                if let Ok(status) = handle.status().await {
+                    leaders.push(status.leader);
+                    if status.leader == Some(status.id) && status.role == StateRole::Leader {
+                        leader_role = true;
+                    }
+                }
+            }
+            let agreed = match leaders.first() {
+                Some(Some(leader)) if leaders.iter().all(|l| *l == Some(*leader)) => Some(*leader),
+                _ => None,
+            };
+            if let Some(leader) = agreed.filter(|l| {
+                leader_role && leaders.len() == self.nodes.len() && self.nodes.contains_key(l)
+            }) {
+                return leader;
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn shutdown(mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop(id).await;
+        }
+    }
+}
+
+/// Whether a failed request may be retried.
+pub fn retryable(error: &NodeError) -> bool {
+    matches!(
+        error,
+        NodeError::NotLeader { .. } | NodeError::Timeout | NodeError::ProposalDropped { .. }
+    )
+}
+
+/// Puts until acknowledged (a retried put may apply twice: harmless).
+pub async fn put(node: &NodeHandle, key: &[u8], value: &[u8]) -> u64 {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match node.put(key, value).await {
+            Ok(index) => return index,
+            Err(error) if retryable(&error) && Instant::now() < deadline => {
+                sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("put on node {} failed: {error}", node.id()),
+        }
+    }
+}
+
+pub async fn get(node: &NodeHandle, key: &[u8], consistency: Consistency) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match node.get(key, consistency).await {
+            Ok(value) => return value,
+            Err(error) if retryable(&error) && Instant::now() < deadline => {
+                sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("get on node {} failed: {error}", node.id()),
+        }
+    }
+}
+
+pub async fn wait_applied(node: &NodeHandle, index: u64) {
+    let deadline = Instant::now() + DEADLINE;
+    while node.applied_index() < index {
+        assert!(
+            Instant::now() < deadline,
+            "node {} stuck at {} < {index}",
+            node.id(),
+            node.applied_index()
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
