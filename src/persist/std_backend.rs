@@ -49,13 +49,18 @@ impl StdIo {
         std::thread::Builder::new()
             .name(SYNC_THREAD_NAME.to_string())
             .spawn(move || {
-                for job in receiver {
-                    let result = match job.kind {
-                        SyncKind::Data => job.file.sync_data(),
-                        SyncKind::All => job.file.sync_all(),
+                for SyncJob { file, kind, done } in receiver {
+                    let result = match kind {
+                        SyncKind::Data => file.sync_data(),
+                        SyncKind::All => file.sync_all(),
                     };
+                    // Close our descriptor before reporting: once the actor
+                    // has every result, no descriptor of this thread may
+                    // still hold the segment's flock (a reopen right after
+                    // shutdown would find the WAL locked).
+                    drop(file);
                     // The actor may have stopped waiting; nothing to do then.
-                    let _ = job.done.send(result);
+                    let _ = done.send(result);
                 }
             })?;
         Ok(StdIo { jobs })
