@@ -779,38 +779,32 @@ impl<S: Storage> Raft<S> {
         self.campaign(campaign_type);
     }
 
+    /// Whether a committed configuration change is not yet applied.
     fn has_unapplied_conf_change(&self) -> bool {
-        let low = self.raft_log.applied + 1;
-        let high = self.raft_log.committed + 1;
-        if low >= high {
-            return false;
-        }
-        match self.raft_log.slice(low, high, super::NO_LIMIT) {
-            Ok(entries) => entries
-                .iter()
-                .any(|e| e.entry_type() != EntryType::EntryNormal),
-            // Compacted committed entries cannot hold an unapplied change:
-            // compaction stops at the applied index.
-            Err(_) => false,
-        }
+        self.has_conf_change_in(self.raft_log.applied, self.raft_log.committed)
     }
 
     /// Whether committed entries handed out for application and not yet
     /// acknowledged applied hold a configuration change (which the
     /// application will apply with `apply_conf_change`).
     fn has_conf_change_being_applied(&self) -> bool {
-        let low = self.raft_log.applied + 1;
-        let high = self.raft_log.applying + 1;
-        if low >= high {
+        self.has_conf_change_in(self.raft_log.applied, self.raft_log.applying)
+    }
+
+    /// Whether entries `(after, up_to]` hold a configuration change. Both
+    /// callers ask about entries above the applied index, which compaction
+    /// never reaches, so an unreadable range holds none.
+    fn has_conf_change_in(&self, after: u64, up_to: u64) -> bool {
+        if after >= up_to {
             return false;
         }
-        match self.raft_log.slice(low, high, super::NO_LIMIT) {
-            Ok(entries) => entries
-                .iter()
-                .any(|e| e.entry_type() != EntryType::EntryNormal),
-            // Entries being applied are never compacted.
-            Err(_) => false,
-        }
+        self.raft_log
+            .slice(after + 1, up_to + 1, super::NO_LIMIT)
+            .is_ok_and(|entries| {
+                entries
+                    .iter()
+                    .any(|e| e.entry_type() != EntryType::EntryNormal)
+            })
     }
 
     /// Campaigns for leadership. The node's own vote is counted only once
