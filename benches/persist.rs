@@ -72,8 +72,8 @@ fn entry_frame_bytes() -> usize {
     frame.len()
 }
 
-/// The actor over a new WAL in `root`.
-fn start_actor(root: &Path, backend: BackendChoice, max_batch_bytes: usize) -> PersistActor {
+/// A new WAL and snapshot directory for node 1 under `root`.
+fn new_wal_and_snapshotter(root: &Path) -> (Wal, Snapshotter) {
     let data_dir = DataDir::ringraft(root);
     let wal = Wal::create(
         &data_dir.wal_dir,
@@ -85,6 +85,12 @@ fn start_actor(root: &Path, backend: BackendChoice, max_batch_bytes: usize) -> P
     )
     .expect("create WAL");
     let snapshotter = Snapshotter::new(&data_dir.snap_dir).expect("snapshotter");
+    (wal, snapshotter)
+}
+
+/// The actor over a new WAL in `root`.
+fn start_actor(root: &Path, backend: BackendChoice, max_batch_bytes: usize) -> PersistActor {
+    let (wal, snapshotter) = new_wal_and_snapshotter(root);
     let config = PersistConfig {
         backend,
         max_batch_bytes,
@@ -272,17 +278,7 @@ fn many_producers(c: &mut Criterion) {
         ] {
             group.bench_function(BenchmarkId::new(mode, name), |b| {
                 let dir = disk_dir();
-                let data_dir = DataDir::ringraft(dir.path());
-                let wal = Wal::create(
-                    &data_dir.wal_dir,
-                    &Metadata {
-                        node_id: 1,
-                        cluster_id: 1,
-                    },
-                    WalOptions::default(),
-                )
-                .expect("create WAL");
-                let snapshotter = Snapshotter::new(&data_dir.snap_dir).expect("snapshotter");
+                let (wal, snapshotter) = new_wal_and_snapshotter(dir.path());
                 let config = PersistConfig {
                     backend,
                     max_batch_bytes,
