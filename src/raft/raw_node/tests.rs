@@ -36,6 +36,18 @@ fn store(raw: &mut RawNode<MemoryStorage>, ready: &Ready) {
     }
 }
 
+/// Node `from` grants node 1 its vote in term 1.
+fn grant_vote(raw: &mut RawNode<MemoryStorage>, from: u64) {
+    raw.step(Message {
+        msg_type: MessageType::MsgVoteResp as i32,
+        from,
+        to: 1,
+        term: 1,
+        ..Default::default()
+    })
+    .expect("step");
+}
+
 /// A single-node leader with its empty entry committed and applied.
 fn leader() -> RawNode<MemoryStorage> {
     let mut raw = node(1, &[1]);
@@ -97,14 +109,7 @@ fn candidate_counts_its_own_vote_only_after_persistence() {
     let ready = next(&mut raw);
     // Node 2 grants: with our own vote that is a majority, but our vote is
     // not durable yet.
-    raw.step(Message {
-        msg_type: MessageType::MsgVoteResp as i32,
-        from: 2,
-        to: 1,
-        term: 1,
-        ..Default::default()
-    })
-    .expect("step");
+    grant_vote(&mut raw, 2);
     assert_eq!(raw.raft.state, StateRole::Candidate);
     persist(&mut raw, &ready);
     assert_eq!(raw.raft.state, StateRole::Leader);
@@ -253,14 +258,7 @@ fn leader_appends_are_marked_safe_to_send_early() {
     let mut raw = node(1, &[1, 2]);
     raw.campaign().expect("campaign");
     let ready = next(&mut raw);
-    raw.step(Message {
-        msg_type: MessageType::MsgVoteResp as i32,
-        from: 2,
-        to: 1,
-        term: 1,
-        ..Default::default()
-    })
-    .expect("step");
+    grant_vote(&mut raw, 2);
     persist(&mut raw, &ready);
     assert_eq!(raw.raft.state, StateRole::Leader);
     let ready = next(&mut raw);
