@@ -1,8 +1,12 @@
 //! ringraft: a raft storage service in the architecture of etcd's server.
 //!
-//! This crate owns the raft consensus core ([`raft`]) and its wire and disk
-//! types ([`raftpb`]). The durable storage, the actors, the node and the
-//! server arrive in later modules as `DESIGN.md` lays out.
+//! - [`raft`]: the consensus core (etcd's raft design) and [`raftpb`], its
+//!   wire and disk types;
+//! - [`wal`], [`snap`], [`storage`]: the etcd-compatible durable storage;
+//! - [`persist`]: the persistence actor (group-committed fsyncs);
+//! - [`node`]: the raft and apply actors and the embedding API
+//!   ([`node::NodeHandle`]), over the replicated [`kv`] store;
+//! - [`transport`]: how nodes send raft messages to each other.
 
 #![warn(missing_docs)]
 
@@ -13,4 +17,5 @@ pub mod raft;
 pub mod raftpb;
 pub mod snap;
 pub mod storage;
+pub mod transport;
 pub mod wal;

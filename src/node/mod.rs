@@ -8,7 +8,6 @@
 //! - [`apply_actor`]: applies committed entries to the key-value store,
 //!   completes proposals, serves reads;
 //! - [`handle`]: the embedding API ([`NodeHandle`]);
-//! - [`transport`]: the [`Transport`] trait and the in-process network;
 //! - [`envelope`], [`config`], [`error`]: request ids in entries, settings,
 //!   errors.
 //!
@@ -30,13 +29,12 @@ pub mod envelope;
 pub mod error;
 pub mod handle;
 pub mod raft_actor;
-pub mod transport;
 
+pub use crate::transport::{InProcessNetwork, PeerInbox, Transport, TransportError};
 pub use apply_actor::{Query, QueryResult};
 pub use config::NodeConfig;
 pub use error::NodeError;
 pub use handle::{Consistency, NodeHandle, NodeStatus};
-pub use transport::{InProcessNetwork, PeerInbox, Transport, TransportError};
 
 use crate::persist::PersistActor;
 use crate::raft::RawNode;

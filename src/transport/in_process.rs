@@ -1,52 +1,35 @@
-//! Sending raft messages between nodes: the [`Transport`] trait the raft
-//! actor sends through, and an in-process implementation over tokio
-//! channels ([`InProcessNetwork`]) for tests and benches.
+//! The in-process transport: nodes of one process talking over tokio
+//! channels, for tests and benches, with fault knobs.
 //!
-//! Owns: the registry of in-process nodes (id → inbox) and the fault knobs
-//! (directed links that drop messages).
+//! Owns: the registry of in-process nodes (id → inbox) and the fault knobs:
+//! directed links that drop messages, and directed links that delay them.
 //!
-//! Guarantees: `send` never blocks and never waits for the peer; a message
-//! to an unknown or stopped node, or over a cut link, is dropped (raft
-//! retries), and the sender learns it only as an error it may report to
-//! raft as unreachable. Messages on one link keep their order.
+//! Guarantees: as [`Transport`] says; a delayed link still delivers in
+//! order (one delivery task per delayed link, first in first out), and a
+//! link cut while a message waits in its delay drops that message.
 //!
-//! May not touch: raft state; what a message means. A TCP transport (length
-//! prefixed prost frames) is a later slice.
+//! May not touch: raft state; what a message means.
 
+use super::{PeerInbox, Transport, TransportError};
 use crate::raftpb::Message;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// Why a message was not handed to its recipient.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransportError {
-    /// No node with that id is registered (or it stopped).
-    #[error("node {0:#x} is unreachable")]
-    Unreachable(u64),
-    /// The link is cut by a test.
-    #[error("link {from:#x} -> {to:#x} drops messages")]
-    Dropped {
-        /// The sender.
-        from: u64,
-        /// The recipient.
-        to: u64,
-    },
-}
-
-/// Sends raft messages to peers; implementations must not block.
-pub trait Transport: Send + Sync + 'static {
-    /// Hands `message` to `message.to`, or fails at once.
-    fn send(&self, message: Message) -> Result<(), TransportError>;
-}
-
-/// The receiving end of a node's peer messages.
-pub type PeerInbox = mpsc::UnboundedReceiver<Message>;
+use tokio::time::Instant;
 
 #[derive(Debug, Default)]
 struct Registry {
     inboxes: HashMap<u64, mpsc::UnboundedSender<Message>>,
     cut: BTreeSet<(u64, u64)>,
+    /// Delayed links and the queue of their delivery task.
+    delayed: HashMap<(u64, u64), DelayedLink>,
+}
+
+#[derive(Debug)]
+struct DelayedLink {
+    delay: Duration,
+    queue: mpsc::UnboundedSender<(Instant, Message)>,
 }
 
 /// Nodes of one process talking over tokio channels; cheap to clone.
@@ -114,12 +97,52 @@ impl InProcessNetwork {
         }
     }
 
-    /// Restores every cut link.
+    /// Restores every cut link and removes every delay.
     pub fn heal(&self) {
-        self.lock().cut.clear();
+        let mut registry = self.lock();
+        registry.cut.clear();
+        // Dropping a link's queue ends its delivery task once it delivered
+        // what it holds.
+        registry.delayed.clear();
+    }
+
+    /// Delays every message from `from` to `to` by `delay` (order kept).
+    /// Must be called inside a tokio runtime (it spawns the link's
+    /// delivery task there).
+    pub fn delay(&self, from: u64, to: u64, delay: Duration) {
+        let (queue, mut pending) = mpsc::unbounded_channel::<(Instant, Message)>();
+        let network = self.clone();
+        tokio::spawn(async move {
+            while let Some((deliver_at, message)) = pending.recv().await {
+                tokio::time::sleep_until(deliver_at).await;
+                // Lost like any message to a stopped node; raft retries.
+                let _ = network.deliver_now(from, message);
+            }
+        });
+        self.lock()
+            .delayed
+            .insert((from, to), DelayedLink { delay, queue });
     }
 
     fn deliver(&self, from: u64, message: Message) -> Result<(), TransportError> {
+        let to = message.to;
+        {
+            let registry = self.lock();
+            if registry.cut.contains(&(from, to)) {
+                return Err(TransportError::Dropped { from, to });
+            }
+            if let Some(link) = registry.delayed.get(&(from, to)) {
+                let deliver_at = Instant::now() + link.delay;
+                return link
+                    .queue
+                    .send((deliver_at, message))
+                    .map_err(|_| TransportError::Unreachable(to));
+            }
+        }
+        self.deliver_now(from, message)
+    }
+
+    fn deliver_now(&self, from: u64, message: Message) -> Result<(), TransportError> {
         let to = message.to;
         let registry = self.lock();
         if registry.cut.contains(&(from, to)) {
@@ -183,5 +206,28 @@ mod tests {
         assert_eq!(one.send(message(1, 9)), Err(TransportError::Unreachable(9)));
         network.remove(2);
         assert_eq!(one.send(message(1, 2)), Err(TransportError::Unreachable(2)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delayed_link_delivers_late_and_in_order() {
+        let network = InProcessNetwork::new();
+        let (one, _inbox_one) = network.endpoint(1);
+        let (_two, mut inbox_two) = network.endpoint(2);
+        network.delay(1, 2, Duration::from_millis(50));
+        let sent_at = Instant::now();
+        for index in 1..=3 {
+            let mut m = message(1, 2);
+            m.index = index;
+            one.send(m).expect("queued");
+        }
+        assert!(inbox_two.try_recv().is_err(), "delivered before its delay");
+        for index in 1..=3 {
+            let m = inbox_two.recv().await.expect("delivered");
+            assert_eq!(m.index, index);
+            assert!(Instant::now() >= sent_at + Duration::from_millis(50));
+        }
+        network.heal();
+        one.send(message(1, 2)).expect("delivered");
+        assert!(inbox_two.try_recv().is_ok(), "heal removes the delay");
     }
 }
