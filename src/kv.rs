@@ -2,8 +2,11 @@
 //! that every member builds by applying the same committed entries in the
 //! same order.
 //!
-//! Owns: the map, the applied index, the prost encoding of commands
-//! ([`KvCommand`]) and of snapshots ([`KvSnapshot`]).
+//! Owns: the map, the applied index, the member directory (each member's
+//! peer address, as membership changes announced it: replicated state, so
+//! a restarted or snapshot-restored node knows where its peers are), the
+//! prost encoding of commands ([`KvCommand`]) and of snapshots
+//! ([`KvSnapshot`]).
 //!
 //! Guarantees: applying is deterministic — the same entries give the same
 //! state on every member, including for entries that do not decode (they
@@ -98,6 +101,38 @@ pub struct KvSnapshot {
     /// Every pair, in key order.
     #[prost(message, repeated, tag = "2")]
     pub pairs: Vec<KvPair>,
+    /// The member directory, in id order.
+    #[prost(message, repeated, tag = "3")]
+    pub members: Vec<MemberAddress>,
+}
+
+/// One member's peer address in a snapshot.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MemberAddress {
+    /// The member's node id.
+    #[prost(uint64, tag = "1")]
+    pub node_id: u64,
+    /// Where its peers reach it (empty: unknown, as for in-process nodes).
+    #[prost(string, tag = "2")]
+    pub peer_url: String,
+}
+
+/// A membership change as the member directory records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberChange {
+    /// `node_id` became a voter or learner reachable at `peer_url` (empty:
+    /// keep the address already known, as when a learner is promoted).
+    Added {
+        /// The member.
+        node_id: u64,
+        /// Its peer address.
+        peer_url: String,
+    },
+    /// `node_id` left.
+    Removed {
+        /// The member.
+        node_id: u64,
+    },
 }
 
 /// Why applying or restoring failed.
@@ -156,6 +191,7 @@ pub enum ApplyOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KvStore {
     pairs: BTreeMap<Vec<u8>, Vec<u8>>,
+    members: BTreeMap<u64, String>,
     applied_index: u64,
 }
 
@@ -234,9 +270,45 @@ impl KvStore {
     }
 
     /// Advances the applied index over an entry that carries no command
-    /// for this store (a membership change).
+    /// for this store.
     pub fn apply_no_op(&mut self, index: u64) -> Result<ApplyOutcome, KvError> {
         self.apply(index, &[])
+    }
+
+    /// Applies the membership changes of the entry at `index` to the member
+    /// directory.
+    pub fn apply_member_changes(
+        &mut self,
+        index: u64,
+        changes: &[MemberChange],
+    ) -> Result<ApplyOutcome, KvError> {
+        let outcome = self.apply(index, &[])?;
+        if outcome == ApplyOutcome::AlreadyApplied {
+            return Ok(outcome);
+        }
+        for change in changes {
+            self.record_member_change(change);
+        }
+        Ok(outcome)
+    }
+
+    fn record_member_change(&mut self, change: &MemberChange) {
+        match change {
+            MemberChange::Added { node_id, peer_url } => {
+                let known = self.members.entry(*node_id).or_default();
+                if !peer_url.is_empty() {
+                    known.clone_from(peer_url);
+                }
+            }
+            MemberChange::Removed { node_id } => {
+                self.members.remove(node_id);
+            }
+        }
+    }
+
+    /// The member directory: node id → peer address (empty when unknown).
+    pub fn members(&self) -> &BTreeMap<u64, String> {
+        &self.members
     }
 
     /// The encoded state (the data of a raft snapshot at the applied index).
@@ -249,6 +321,14 @@ impl KvStore {
                 .map(|(key, value)| KvPair {
                     key: key.clone(),
                     value: value.clone(),
+                })
+                .collect(),
+            members: self
+                .members
+                .iter()
+                .map(|(&node_id, peer_url)| MemberAddress {
+                    node_id,
+                    peer_url: peer_url.clone(),
                 })
                 .collect(),
         }
@@ -271,8 +351,14 @@ impl KvStore {
         for pair in snapshot.pairs {
             pairs.insert(pair.key, pair.value);
         }
+        let members = snapshot
+            .members
+            .into_iter()
+            .map(|member| (member.node_id, member.peer_url))
+            .collect();
         Ok(KvStore {
             pairs,
+            members,
             applied_index: snapshot.applied_index,
         })
     }

@@ -121,6 +121,34 @@ fn snapshot_round_trips() {
 }
 
 #[test]
+fn member_directory_follows_changes_and_snapshots() {
+    let mut kv = KvStore::new();
+    let add = |node_id: u64, peer_url: &str| MemberChange::Added {
+        node_id,
+        peer_url: peer_url.to_string(),
+    };
+    kv.apply_member_changes(1, &[add(1, "10.0.0.1:7380")])
+        .expect("apply");
+    kv.apply_member_changes(2, &[add(2, "10.0.0.2:7380")])
+        .expect("apply");
+    // A promotion carries no address: the known one stays.
+    kv.apply_member_changes(3, &[add(2, "")]).expect("apply");
+    kv.apply_member_changes(4, &[MemberChange::Removed { node_id: 1 }])
+        .expect("apply");
+    // Replayed after a restart: ignored.
+    assert_eq!(
+        kv.apply_member_changes(2, &[MemberChange::Removed { node_id: 2 }]),
+        Ok(ApplyOutcome::AlreadyApplied)
+    );
+    let expected: BTreeMap<u64, String> = [(2, "10.0.0.2:7380".to_string())].into();
+    assert_eq!(kv.members(), &expected);
+    assert_eq!(kv.applied_index(), 4);
+    let restored = KvStore::restore(&kv.snapshot()).expect("restore");
+    assert_eq!(restored.members(), &expected);
+    assert_eq!(restored, kv);
+}
+
+#[test]
 fn snapshot_of_empty_store_round_trips() {
     let kv = KvStore::new();
     assert_eq!(KvStore::restore(&kv.snapshot()), Ok(kv));
@@ -134,6 +162,7 @@ fn corrupt_snapshots_are_refused() {
     ));
     let unordered = KvSnapshot {
         applied_index: 2,
+        members: vec![],
         pairs: vec![
             KvPair {
                 key: b"b".to_vec(),

@@ -14,19 +14,24 @@
 //! after it applies. A gap in the entries (a lost entry) stops the actor
 //! and fails every waiter, rather than serving a wrong state.
 //!
-//! Membership changes do not come through here as changes: the raft actor
-//! applies them to raft itself (`apply_conf_change`) before forwarding the
-//! entries; for the state machine they only move the applied index.
+//! Membership changes are applied to raft by the raft actor
+//! (`apply_conf_change`) before it forwards the entries; here they only
+//! update the member directory of the state machine (peer addresses).
 //!
-//! May not touch: raft, files, the network. TODO (later slices): snapshot
-//! every `snapshot_count` applied entries (through `MemoryStorage`, the
-//! persistence actor, then compaction), metrics.
+//! Every `snapshot_count` applied entries it encodes the state machine and
+//! hands the snapshot data to the raft actor, which records it in
+//! `MemoryStorage`, has the persistence actor save it, and compacts.
+//!
+//! May not touch: raft, files, the network.
 
-use super::envelope::{RequestId, request_id};
+use super::envelope::{RequestId, member_peer_url, request_id};
 use super::error::NodeError;
-use crate::kv::KvStore;
-use crate::raftpb::{Entry, EntryType, Snapshot};
+use super::metric_names as names;
+use crate::kv::{ApplyOutcome, KvError, KvStore, MemberChange};
+use crate::raft::raft::decode_conf_change;
+use crate::raftpb::{ConfChangeType, Entry, EntryType, Snapshot};
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// A read of the state machine.
@@ -41,6 +46,8 @@ pub enum Query {
         /// At most this many pairs.
         limit: usize,
     },
+    /// The member directory.
+    Members,
 }
 
 /// The answer to a [`Query`].
@@ -50,6 +57,18 @@ pub enum QueryResult {
     Value(Option<Vec<u8>>),
     /// Pairs in key order.
     Pairs(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Node id → peer address (empty when unknown).
+    Members(BTreeMap<u64, String>),
+}
+
+/// The state machine encoded at `index`, for the raft actor to make a raft
+/// snapshot of.
+#[derive(Debug)]
+pub(crate) struct SnapshotData {
+    /// The applied index the data stands at.
+    pub(crate) index: u64,
+    /// `KvStore::snapshot()`.
+    pub(crate) data: Vec<u8>,
 }
 
 /// Where a proposal's outcome goes: the index it applied at.
@@ -85,34 +104,55 @@ pub(crate) enum ApplyMsg {
 
 /// Sweep answered-elsewhere waiters (timed-out callers) this often.
 const SWEEP_EVERY_MESSAGES: u64 = 1024;
+/// An apply batch slower than this counts as slow (etcd's threshold).
+const SLOW_APPLY: Duration = Duration::from_millis(100);
+
+/// Where the apply actor's output goes besides its callers.
+pub(crate) struct ApplyOutputs {
+    /// The applied index, published after every batch.
+    pub(crate) applied: watch::Sender<u64>,
+    /// Snapshot data for the raft actor.
+    pub(crate) snapshots: mpsc::UnboundedSender<SnapshotData>,
+}
 
 /// The apply actor's state.
 pub(crate) struct ApplyActor {
+    node_label: String,
     kv: KvStore,
     inbox: mpsc::UnboundedReceiver<ApplyMsg>,
-    applied: watch::Sender<u64>,
+    outputs: ApplyOutputs,
     waiters: HashMap<RequestId, ProposalReply>,
     reads: BTreeMap<(u64, u64), (Query, ReadReply)>,
     read_seq: u64,
     messages_seen: u64,
+    /// Snapshot every this many applied entries (0: never).
+    snapshot_count: u64,
+    last_snapshot_index: u64,
 }
 
 impl ApplyActor {
-    /// An actor over `kv` (as boot left it) reading `inbox`.
+    /// An actor of node `node_id` over `kv` (as boot left it, at its last
+    /// snapshot) reading `inbox`.
     pub(crate) fn new(
+        node_id: u64,
         kv: KvStore,
         inbox: mpsc::UnboundedReceiver<ApplyMsg>,
-        applied: watch::Sender<u64>,
+        outputs: ApplyOutputs,
+        snapshot_count: u64,
     ) -> ApplyActor {
-        applied.send_replace(kv.applied_index());
+        outputs.applied.send_replace(kv.applied_index());
+        let last_snapshot_index = kv.applied_index();
         ApplyActor {
+            node_label: node_id.to_string(),
             kv,
             inbox,
-            applied,
+            outputs,
             waiters: HashMap::new(),
             reads: BTreeMap::new(),
             read_seq: 0,
             messages_seen: 0,
+            snapshot_count,
+            last_snapshot_index,
         }
     }
 
@@ -138,27 +178,22 @@ impl ApplyActor {
         match message {
             ApplyMsg::Register { id, reply } => {
                 self.waiters.insert(id, reply);
+                self.record_pending();
             }
-            ApplyMsg::Committed(entries) => {
-                let mut completed = Vec::new();
-                for entry in &entries {
-                    if let Some(reply) = self.apply(entry)? {
-                        completed.push((reply, entry.index));
-                    }
-                }
-                // Published before anyone is answered: a caller that got
-                // its index sees `applied_index() >= index`.
-                self.applied.send_replace(self.kv.applied_index());
-                for (reply, index) in completed {
-                    let _ = reply.send(Ok(index));
-                }
-                self.serve_reads();
-            }
+            ApplyMsg::Committed(entries) => self.apply_batch(&entries)?,
             ApplyMsg::Restore(snapshot) => {
                 if snapshot.metadata.index > self.kv.applied_index() {
+                    let started = Instant::now();
                     self.kv = KvStore::restore(&snapshot.data)
                         .map_err(|e| NodeError::StateMachine(e.to_string()))?;
-                    self.applied.send_replace(self.kv.applied_index());
+                    metrics::histogram!(names::SNAPSHOT_APPLY_DURATION_SECONDS, names::NODE_LABEL => self.node_label.clone())
+                        .record(started.elapsed());
+                    tracing::info!(
+                        index = snapshot.metadata.index,
+                        "state machine restored from a snapshot"
+                    );
+                    self.last_snapshot_index = self.kv.applied_index();
+                    self.outputs.applied.send_replace(self.kv.applied_index());
                     self.serve_reads();
                 }
             }
@@ -178,21 +213,108 @@ impl ApplyActor {
         Ok(())
     }
 
+    fn apply_batch(&mut self, entries: &[Entry]) -> Result<(), NodeError> {
+        let started = Instant::now();
+        let applied_before = self.kv.applied_index();
+        let mut completed = Vec::new();
+        for entry in entries {
+            if let Some(reply) = self.apply(entry)? {
+                completed.push((reply, entry.index));
+            }
+        }
+        // Published before anyone is answered: a caller that got its index
+        // sees `applied_index() >= index`.
+        self.outputs.applied.send_replace(self.kv.applied_index());
+        for (reply, index) in completed {
+            let _ = reply.send(Ok(index));
+        }
+        self.serve_reads();
+        let elapsed = started.elapsed();
+        let label = self.node_label.clone();
+        metrics::histogram!(names::APPLY_DURATION_SECONDS, names::NODE_LABEL => label.clone())
+            .record(elapsed);
+        if elapsed > SLOW_APPLY {
+            metrics::counter!(names::SLOW_APPLY_TOTAL, names::NODE_LABEL => label.clone())
+                .increment(1);
+        }
+        metrics::counter!(names::PROPOSALS_APPLIED_TOTAL, names::NODE_LABEL => label)
+            .increment(self.kv.applied_index() - applied_before);
+        self.record_pending();
+        self.maybe_snapshot();
+        Ok(())
+    }
+
+    /// Every `snapshot_count` applied entries, hands the encoded state
+    /// machine to the raft actor.
+    fn maybe_snapshot(&mut self) {
+        let applied = self.kv.applied_index();
+        if self.snapshot_count == 0 || applied - self.last_snapshot_index < self.snapshot_count {
+            return;
+        }
+        let started = Instant::now();
+        let data = self.kv.snapshot();
+        metrics::histogram!(names::SNAPSHOT_CREATE_DURATION_SECONDS, names::NODE_LABEL => self.node_label.clone())
+            .record(started.elapsed());
+        self.last_snapshot_index = applied;
+        // Refused only when the raft actor ended; then nothing matters.
+        let _ = self.outputs.snapshots.send(SnapshotData {
+            index: applied,
+            data,
+        });
+    }
+
+    fn record_pending(&self) {
+        metrics::gauge!(names::PROPOSALS_PENDING, names::NODE_LABEL => self.node_label.clone())
+            .set(self.waiters.len() as f64);
+    }
+
     /// Applies one entry; returns the caller waiting for it, if any.
     fn apply(&mut self, entry: &Entry) -> Result<Option<ProposalReply>, NodeError> {
-        let outcome = if entry.entry_type() == EntryType::EntryNormal {
-            self.kv.apply(entry.index, &entry.data)
-        } else {
-            self.kv.apply_no_op(entry.index)
+        let outcome = match entry.entry_type() {
+            EntryType::EntryNormal => self.kv.apply(entry.index, &entry.data),
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                self.apply_member_change(entry)
+            }
         };
         let outcome = outcome.map_err(|e| NodeError::StateMachine(e.to_string()))?;
-        if let crate::kv::ApplyOutcome::Rejected { reason } = &outcome {
+        if let ApplyOutcome::Rejected { reason } = &outcome {
             tracing::warn!(index = entry.index, %reason, "entry is not a command; skipped");
         }
         let id = (entry.entry_type() == EntryType::EntryNormal)
             .then(|| request_id(&entry.data))
             .flatten();
         Ok(id.and_then(|id| self.waiters.remove(&id)))
+    }
+
+    /// A membership change updates the member directory; raft itself was
+    /// changed by the raft actor.
+    fn apply_member_change(&mut self, entry: &Entry) -> Result<ApplyOutcome, KvError> {
+        let Ok(Some(cc)) = decode_conf_change(entry) else {
+            // Refused alike on every member; only the index moves.
+            return self.kv.apply_no_op(entry.index);
+        };
+        let peer_url = member_peer_url(&cc.context);
+        let changes: Vec<MemberChange> = cc
+            .changes
+            .iter()
+            .filter_map(|change| {
+                let node_id = change.node_id;
+                match ConfChangeType::try_from(change.change_type) {
+                    Ok(
+                        ConfChangeType::ConfChangeAddNode
+                        | ConfChangeType::ConfChangeAddLearnerNode,
+                    ) => Some(MemberChange::Added {
+                        node_id,
+                        peer_url: peer_url.clone(),
+                    }),
+                    Ok(ConfChangeType::ConfChangeRemoveNode) => {
+                        Some(MemberChange::Removed { node_id })
+                    }
+                    Ok(ConfChangeType::ConfChangeUpdateNode) | Err(_) => None,
+                }
+            })
+            .collect();
+        self.kv.apply_member_changes(entry.index, &changes)
     }
 
     fn serve_reads(&mut self) {
@@ -212,6 +334,7 @@ impl ApplyActor {
             Query::ScanPrefix { prefix, limit } => {
                 QueryResult::Pairs(self.kv.scan_prefix(prefix, *limit))
             }
+            Query::Members => QueryResult::Members(self.kv.members().clone()),
         }
     }
 

@@ -56,7 +56,18 @@ pub struct NodeConfig {
     pub send_appends_early: bool,
     /// Capacity of the client request queue (callers wait when it is full).
     pub request_queue_capacity: usize,
+    /// Snapshot the state machine every this many applied entries (0:
+    /// never); etcd's `--snapshot-count`.
+    pub snapshot_count: u64,
+    /// Entries kept in memory behind a snapshot, so that a slightly lagging
+    /// follower gets entries rather than a whole snapshot.
+    pub snapshot_catchup_entries: u64,
 }
+
+/// Default `snapshot_count` (etcd's).
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 10_000;
+/// Default `snapshot_catchup_entries` (etcd's).
+pub const DEFAULT_SNAPSHOT_CATCHUP_ENTRIES: u64 = 5_000;
 
 impl NodeConfig {
     /// A config with the defaults for node `node_id` of `cluster_id` in
@@ -79,6 +90,8 @@ impl NodeConfig {
             max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
             send_appends_early: false,
             request_queue_capacity: 4096,
+            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
+            snapshot_catchup_entries: DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
         }
     }
 

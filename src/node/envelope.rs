@@ -12,6 +12,9 @@
 //! clock in nanoseconds, so ids of a previous life of the node (replayed
 //! after a restart) do not collide with new ones.
 //!
+//! A membership change carries the same id, and the new member's peer
+//! address, in its `context` ([`member_context`]).
+//!
 //! May not touch: the state machine's meaning of the command.
 
 use prost::Message as _;
@@ -55,6 +58,31 @@ pub fn request_id(data: &[u8]) -> Option<RequestId> {
     })
 }
 
+/// What a membership change carries in its context besides the request
+/// id.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+struct MemberContext {
+    #[prost(string, tag = "1")]
+    peer_url: String,
+}
+
+/// The context of a membership change proposed by request `id` for a
+/// member reachable at `peer_url` (empty when not known or not needed).
+pub fn member_context(peer_url: &str, id: RequestId) -> Vec<u8> {
+    let context = MemberContext {
+        peer_url: peer_url.to_string(),
+    };
+    wrap(context.encode_to_vec(), id)
+}
+
+/// The peer address a membership change's context announces (empty when
+/// it has none or does not decode: another writer's change).
+pub fn member_peer_url(context: &[u8]) -> String {
+    MemberContext::decode(context)
+        .map(|context| context.peer_url)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +102,15 @@ mod tests {
             Ok(ApplyOutcome::Put { replaced: false })
         );
         assert_eq!(kv.get(b"k"), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn member_context_carries_id_and_address() {
+        let id = RequestId { node_id: 2, seq: 9 };
+        let context = member_context("127.0.0.1:7380", id);
+        assert_eq!(request_id(&context), Some(id));
+        assert_eq!(member_peer_url(&context), "127.0.0.1:7380");
+        assert_eq!(member_peer_url(&[0xff]), "");
     }
 
     #[test]

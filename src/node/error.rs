@@ -49,6 +49,20 @@ pub enum NodeError {
     /// The state machine refused a committed entry (a lost entry).
     #[error("state machine: {0}")]
     StateMachine(String),
+    /// A membership request names a node that is not a member.
+    #[error("node {node_id:#x} is not a member")]
+    UnknownMember {
+        /// The node named.
+        node_id: u64,
+    },
+    /// A membership request cannot apply to the current membership (adding
+    /// a member twice, promoting a voter, removing the last voter, node id
+    /// 0).
+    #[error("membership change refused: {reason}")]
+    InvalidMembership {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl From<BootError> for NodeError {

@@ -11,16 +11,19 @@
 //! state machine as it is. Every call ends within the request timeout,
 //! with a typed error when it must.
 //!
+//! Membership calls answer with the change's raft index once it applied
+//! here; `transfer_leader` answers once this node sees the new leader.
+//!
 //! May not touch: raft or the state machine directly; everything goes
 //! through the actors' queues.
-//! TODO (later slices): `add_member`, `add_learner`, `promote`,
-//! `remove_member`, `transfer_leader`.
 
 use super::apply_actor::{ApplyMsg, Query, QueryResult};
+use super::bootstrap::BootPath;
 use super::error::NodeError;
-use super::raft_actor::{ClientRequest, Control};
+use super::raft_actor::{ClientRequest, Control, MembershipChange};
 use crate::kv::KvCommand;
 use crate::raft::StateRole;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +54,13 @@ pub struct NodeStatus {
     pub commit: u64,
     /// The index the state machine stands at.
     pub applied: u64,
+    /// The index of the newest snapshot in the in-memory log (0: none);
+    /// entries up to `snapshot_index - snapshot_catchup_entries` are
+    /// compacted away.
+    pub snapshot_index: u64,
+    /// The first index still in the in-memory log (a follower further
+    /// behind is caught up by snapshot).
+    pub first_index: u64,
     /// This node's role.
     pub role: StateRole,
     /// The voters.
@@ -59,15 +69,39 @@ pub struct NodeStatus {
     pub learners: Vec<u64>,
 }
 
+/// How the node booted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootReport {
+    /// Which path boot took.
+    pub path: BootPath,
+    /// The snapshot the state machine was restored from (0: none).
+    pub snapshot_index: u64,
+    /// Entries read from the WAL after that snapshot (replayed).
+    pub wal_entries_replayed: usize,
+}
+
+/// What a handle is made of (built by `Node::start`).
+pub(crate) struct HandleParts {
+    pub(crate) id: u64,
+    pub(crate) requests: mpsc::Sender<ClientRequest>,
+    pub(crate) control: mpsc::UnboundedSender<Control>,
+    /// Weak, so that the apply actor ends when the raft actor does.
+    pub(crate) apply: mpsc::WeakUnboundedSender<ApplyMsg>,
+    pub(crate) applied: watch::Receiver<u64>,
+    pub(crate) timeout: Duration,
+    pub(crate) task: JoinHandle<Result<(), NodeError>>,
+    pub(crate) boot_report: BootReport,
+}
+
 struct Shared {
     id: u64,
     requests: mpsc::Sender<ClientRequest>,
     control: mpsc::UnboundedSender<Control>,
-    /// Weak, so that the apply actor ends when the raft actor does.
     apply: mpsc::WeakUnboundedSender<ApplyMsg>,
     applied: watch::Receiver<u64>,
     timeout: Duration,
     task: Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
+    boot_report: BootReport,
 }
 
 /// A handle on a running node; cheap to clone, `Send + Sync`.
@@ -95,24 +129,17 @@ async fn answered<T>(
 }
 
 impl NodeHandle {
-    pub(crate) fn new(
-        id: u64,
-        requests: mpsc::Sender<ClientRequest>,
-        control: mpsc::UnboundedSender<Control>,
-        apply: mpsc::WeakUnboundedSender<ApplyMsg>,
-        applied: watch::Receiver<u64>,
-        timeout: Duration,
-        task: JoinHandle<Result<(), NodeError>>,
-    ) -> NodeHandle {
+    pub(crate) fn new(parts: HandleParts) -> NodeHandle {
         NodeHandle {
             shared: Arc::new(Shared {
-                id,
-                requests,
-                control,
-                apply,
-                applied,
-                timeout,
-                task: Mutex::new(Some(task)),
+                id: parts.id,
+                requests: parts.requests,
+                control: parts.control,
+                apply: parts.apply,
+                applied: parts.applied,
+                timeout: parts.timeout,
+                task: Mutex::new(Some(parts.task)),
+                boot_report: parts.boot_report,
             }),
         }
     }
@@ -120,6 +147,11 @@ impl NodeHandle {
     /// This node's id.
     pub fn id(&self) -> u64 {
         self.shared.id
+    }
+
+    /// How this node booted (path, snapshot, WAL entries replayed).
+    pub fn boot_report(&self) -> BootReport {
+        self.shared.boot_report
     }
 
     /// Sets `key` to `value`; returns the raft index once applied here.
@@ -154,8 +186,8 @@ impl NodeHandle {
     ) -> Result<Option<Vec<u8>>, NodeError> {
         match self.read(Query::Get(key.to_vec()), consistency).await? {
             QueryResult::Value(value) => Ok(value),
-            QueryResult::Pairs(_) => Err(NodeError::StateMachine(
-                "a get answered with pairs".to_string(),
+            _ => Err(NodeError::StateMachine(
+                "a get answered with something else".to_string(),
             )),
         }
     }
@@ -173,10 +205,93 @@ impl NodeHandle {
         };
         match self.read(query, consistency).await? {
             QueryResult::Pairs(pairs) => Ok(pairs),
-            QueryResult::Value(_) => Err(NodeError::StateMachine(
-                "a scan answered with a value".to_string(),
+            _ => Err(NodeError::StateMachine(
+                "a scan answered with something else".to_string(),
             )),
         }
+    }
+
+    /// The member directory as this node's state machine knows it: node id
+    /// → peer address announced when it was added (empty when unknown,
+    /// e.g. initial members or in-process nodes).
+    pub async fn member_addresses(
+        &self,
+        consistency: Consistency,
+    ) -> Result<BTreeMap<u64, String>, NodeError> {
+        match self.read(Query::Members, consistency).await? {
+            QueryResult::Members(members) => Ok(members),
+            _ => Err(NodeError::StateMachine(
+                "a member query answered with something else".to_string(),
+            )),
+        }
+    }
+
+    /// Adds voter `node_id`, reachable by peers at `peer_url` (may be
+    /// empty for in-process nodes). Returns the change's index once it
+    /// applied here. The new node is then started with
+    /// `NewMember::Join`.
+    pub async fn add_member(&self, node_id: u64, peer_url: &str) -> Result<u64, NodeError> {
+        self.change_membership(MembershipChange::AddVoter {
+            node_id,
+            peer_url: peer_url.to_string(),
+        })
+        .await
+    }
+
+    /// Adds learner `node_id` (receives the log, does not vote).
+    pub async fn add_learner(&self, node_id: u64, peer_url: &str) -> Result<u64, NodeError> {
+        self.change_membership(MembershipChange::AddLearner {
+            node_id,
+            peer_url: peer_url.to_string(),
+        })
+        .await
+    }
+
+    /// Makes learner `node_id` a voter.
+    pub async fn promote(&self, node_id: u64) -> Result<u64, NodeError> {
+        self.change_membership(MembershipChange::Promote { node_id })
+            .await
+    }
+
+    /// Removes voter or learner `node_id`.
+    pub async fn remove_member(&self, node_id: u64) -> Result<u64, NodeError> {
+        self.change_membership(MembershipChange::Remove { node_id })
+            .await
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<u64, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        let request = ClientRequest::ChangeMembership { change, reply };
+        let mut applied = self.shared.applied.clone();
+        answered(self.shared.timeout, async {
+            self.shared
+                .requests
+                .send(request)
+                .await
+                .map_err(|_| NodeError::Stopped)?;
+            let index = answer.await.unwrap_or(Err(NodeError::Stopped))?;
+            applied
+                .wait_for(|&a| a >= index)
+                .await
+                .map_err(|_| NodeError::Stopped)?;
+            Ok(index)
+        })
+        .await
+    }
+
+    /// Asks the leader to hand leadership to voter `to`; returns once this
+    /// node sees `to` as leader (or times out: the transfer may have been
+    /// refused, e.g. `to` was too far behind).
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .control
+            .send(Control::TransferLeader { to, reply })
+            .map_err(|_| NodeError::Stopped)?;
+        answered(self.shared.timeout, async {
+            answer.await.unwrap_or(Err(NodeError::Stopped))
+        })
+        .await
     }
 
     async fn read(&self, query: Query, consistency: Consistency) -> Result<QueryResult, NodeError> {

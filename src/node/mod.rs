@@ -8,19 +8,13 @@
 //! - [`apply_actor`]: applies committed entries to the key-value store,
 //!   completes proposals, serves reads;
 //! - [`handle`]: the embedding API ([`NodeHandle`]);
-//! - [`envelope`], [`config`], [`error`]: request ids in entries, settings,
-//!   errors.
+//! - [`envelope`], [`config`], [`error`], [`metric_names`]: request ids in
+//!   entries, settings, errors, metrics.
+//!
+//! Messages between nodes go through a [`Transport`] (`crate::transport`).
 //!
 //! Owns: turning a data directory into a running node ([`Node::start`]).
 //! May not touch: file formats (`wal`, `snap`) and the raft core's rules.
-//!
-//! TODO (later slices of the node issue): membership methods on the handle
-//! (`add_member`, `add_learner`, `promote`, `remove_member`,
-//! `transfer_leader`); snapshots every `snapshot_count` applied entries and
-//! compaction keeping `snapshot_catchup_entries`, catching up followers by
-//! MsgSnap (the apply actor already restores from a snapshot a Ready
-//! carries); crash-stop without drain; metrics; a TCP transport; the node
-//! bench (`benches/node.rs`).
 
 pub mod apply_actor;
 pub mod bootstrap;
@@ -28,17 +22,19 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod handle;
+pub mod metric_names;
 pub mod raft_actor;
 
 pub use crate::transport::{InProcessNetwork, PeerInbox, Transport, TransportError};
 pub use apply_actor::{Query, QueryResult};
+pub use bootstrap::BootPath;
 pub use config::NodeConfig;
 pub use error::NodeError;
-pub use handle::{Consistency, NodeHandle, NodeStatus};
+pub use handle::{BootReport, Consistency, NodeHandle, NodeStatus};
 
 use crate::persist::PersistActor;
 use crate::raft::RawNode;
-use apply_actor::ApplyActor;
+use apply_actor::{ApplyActor, ApplyOutputs};
 use raft_actor::{RaftActor, RaftActorParts};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -73,9 +69,25 @@ impl Node {
         let persist = PersistActor::start(wal, snapshotter, persist_config)
             .map_err(|e| NodeError::Storage(Arc::new(e)))?;
 
+        let boot_report = BootReport {
+            path: booted.path,
+            snapshot_index: booted.applied,
+            wal_entries_replayed: booted.wal_entries,
+        };
         let (apply_sender, apply_inbox) = mpsc::unbounded_channel();
         let (applied_sender, applied) = watch::channel(booted.kv.applied_index());
-        let apply_actor = ApplyActor::new(booted.kv, apply_inbox, applied_sender);
+        let (snapshot_sender, snapshots) = mpsc::unbounded_channel();
+        let outputs = ApplyOutputs {
+            applied: applied_sender,
+            snapshots: snapshot_sender,
+        };
+        let apply_actor = ApplyActor::new(
+            config.node_id,
+            booted.kv,
+            apply_inbox,
+            outputs,
+            config.snapshot_count,
+        );
         let apply_task = runtime.spawn(apply_actor.run());
 
         let (request_sender, requests) = mpsc::channel(config.request_queue_capacity.max(1));
@@ -91,17 +103,20 @@ impl Node {
             apply: apply_sender,
             applied: applied.clone(),
             apply_task,
+            snapshots,
+            boot_snapshot_index: boot_report.snapshot_index,
         };
         let actor = RaftActor::new(parts, &config);
         let task = runtime.spawn(actor.run());
-        Ok(NodeHandle::new(
-            config.node_id,
-            request_sender,
-            control_sender,
-            weak_apply,
+        Ok(NodeHandle::new(handle::HandleParts {
+            id: config.node_id,
+            requests: request_sender,
+            control: control_sender,
+            apply: weak_apply,
             applied,
-            config.request_timeout,
+            timeout: config.request_timeout,
             task,
-        ))
+            boot_report,
+        }))
     }
 }

@@ -27,27 +27,37 @@
 //!   [`RequestId`]) on the same ordered channel as committed entries, so
 //!   the registration always arrives before the entry can apply;
 //! - a failed persistence (WAL write or fdatasync) stops the node: nothing
-//!   more is sent or acknowledged.
+//!   more is sent or acknowledged;
+//! - membership requests are checked against the current configuration
+//!   before they are proposed; the caller is answered when the change is
+//!   applied to raft here (the handle then waits for the local apply), and
+//!   the transport learns each added member's peer address then;
+//! - snapshot data from the apply actor becomes a raft snapshot in
+//!   `MemoryStorage` with the configuration as of its index, is saved by
+//!   the persistence actor (queued behind every Ready it covers), and the
+//!   log is compacted keeping `snapshot_catchup_entries` for slow
+//!   followers.
 //!
 //! May not touch: files (the persistence actor's), the state machine (the
 //! apply actor's). It never blocks: the persistence queue is unbounded and
 //! bounded here by bytes in flight; the transport does not block.
-//! TODO (later slices): membership requests and leader transfer from the
-//! handle, snapshots and compaction, metrics.
 
-use super::apply_actor::{ApplyMsg, ProposalReply, Query, ReadReply};
+use super::apply_actor::{ApplyMsg, ProposalReply, Query, ReadReply, SnapshotData};
 use super::config::NodeConfig;
 use super::envelope::{self, RequestId};
 use super::error::NodeError;
 use super::handle::NodeStatus;
+use super::metric_names as names;
 use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist};
 use crate::raft::raft::decode_conf_change;
-use crate::raft::{DropReason, MemoryStorage, RaftError, RawNode, Ready, SnapshotStatus};
-use crate::raftpb::{Message, MessageType};
+use crate::raft::{
+    DropReason, MemoryStorage, RaftError, RawNode, Ready, SnapshotStatus, StateRole,
+};
+use crate::raftpb::{ConfChange, ConfChangeType, ConfState, Entry, Message, MessageType};
 use crate::transport::{PeerInbox, Transport};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -68,6 +78,43 @@ pub(crate) enum ClientRequest {
         /// The caller.
         reply: ReadReply,
     },
+    /// Change the membership; answered with the change's index once raft
+    /// applied it.
+    ChangeMembership {
+        /// The change.
+        change: MembershipChange,
+        /// The caller.
+        reply: ProposalReply,
+    },
+}
+
+/// A membership change a caller asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MembershipChange {
+    /// Add a voter reachable at `peer_url`.
+    AddVoter {
+        /// The new member.
+        node_id: u64,
+        /// Its peer address.
+        peer_url: String,
+    },
+    /// Add a learner reachable at `peer_url`.
+    AddLearner {
+        /// The new member.
+        node_id: u64,
+        /// Its peer address.
+        peer_url: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// The learner.
+        node_id: u64,
+    },
+    /// Remove a voter or learner.
+    Remove {
+        /// The member.
+        node_id: u64,
+    },
 }
 
 /// Requests served regardless of back-pressure.
@@ -80,6 +127,13 @@ pub(crate) enum Control {
     /// Stop at once, as a crash would: release nothing more (no message
     /// held for an unacknowledged Ready is sent, no waiter is answered).
     Crash,
+    /// Hand leadership to `to`; answered once this node sees `to` lead.
+    TransferLeader {
+        /// The transferee.
+        to: u64,
+        /// The caller.
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
 }
 
 /// How the main loop ended.
@@ -124,6 +178,10 @@ pub(crate) struct RaftActorParts {
     pub(crate) applied: watch::Receiver<u64>,
     /// The apply actor's task.
     pub(crate) apply_task: JoinHandle<Result<(), NodeError>>,
+    /// Snapshot data from the apply actor.
+    pub(crate) snapshots: mpsc::UnboundedReceiver<SnapshotData>,
+    /// The snapshot (or 0) the node booted from.
+    pub(crate) boot_snapshot_index: u64,
 }
 
 /// The raft actor's state.
@@ -148,7 +206,16 @@ pub(crate) struct RaftActor {
     tick_interval: Duration,
     next_seq: u64,
     pending_reads: HashMap<u64, (Query, ReadReply)>,
+    pending_membership: HashMap<RequestId, ProposalReply>,
+    pending_transfers: Vec<(u64, oneshot::Sender<Result<(), NodeError>>)>,
+    snapshots: mpsc::UnboundedReceiver<SnapshotData>,
+    /// The configuration after each applied membership change (and at the
+    /// boot snapshot), to give a snapshot the configuration as of its
+    /// index. Pruned below the latest snapshot.
+    conf_history: VecDeque<(u64, ConfState)>,
+    snapshot_catchup_entries: u64,
     leader: u64,
+    node_label: String,
 }
 
 /// A starting point for request sequence numbers that a previous life of
@@ -165,6 +232,9 @@ impl RaftActor {
         let sender = parts.persist.sender();
         let persisted = parts.persist.watch();
         let leader = parts.raw.raft.soft_state().leader_id;
+        let conf_state = parts.raw.status().conf_state;
+        let node_label = config.node_id.to_string();
+        record_leadership(&node_label, leader, config.node_id);
         RaftActor {
             id: config.node_id,
             raw: parts.raw,
@@ -186,7 +256,13 @@ impl RaftActor {
             tick_interval: config.tick_interval,
             next_seq: boot_sequence(),
             pending_reads: HashMap::new(),
+            pending_membership: HashMap::new(),
+            pending_transfers: Vec::new(),
+            snapshots: parts.snapshots,
+            conf_history: VecDeque::from([(parts.boot_snapshot_index, conf_state)]),
+            snapshot_catchup_entries: config.snapshot_catchup_entries,
             leader,
+            node_label,
         }
     }
 
@@ -242,7 +318,9 @@ impl RaftActor {
                     }
                     Some(Control::Shutdown) | None => return Ok(Exit::Graceful),
                     Some(Control::Crash) => return Ok(Exit::Crash),
+                    Some(Control::TransferLeader { to, reply }) => self.transfer_leader(to, reply),
                 },
+                Some(snapshot) = self.snapshots.recv() => self.make_snapshot(snapshot)?,
                 changed = self.applied.changed() => {
                     // The apply actor ended: it failed (its task says why).
                     changed.map_err(|_| NodeError::Stopped)?;
@@ -252,6 +330,8 @@ impl RaftActor {
                 _ = ticker.tick() => {
                     self.raw.tick();
                     self.pending_reads.retain(|_, (_, reply)| !reply.is_closed());
+                    self.pending_membership.retain(|_, reply| !reply.is_closed());
+                    self.pending_transfers.retain(|(_, reply)| !reply.is_closed());
                 }
                 Some(message) = self.peers.recv() => {
                     self.step(message);
@@ -321,7 +401,18 @@ impl RaftActor {
                         let _ = self.apply.send(ApplyMsg::Register { id, reply });
                     }
                     Err(error) => {
+                        self.count_failed_proposal();
                         let _ = reply.send(Err(self.refusal(error)));
+                    }
+                }
+            }
+            ClientRequest::ChangeMembership { change, reply } => {
+                match self.propose_membership(change) {
+                    Ok(id) => {
+                        self.pending_membership.insert(id, reply);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
                     }
                 }
             }
@@ -342,6 +433,142 @@ impl RaftActor {
         }
     }
 
+    /// Checks `change` against the current configuration and proposes it;
+    /// returns the request id its entry carries.
+    fn propose_membership(&mut self, change: MembershipChange) -> Result<RequestId, NodeError> {
+        let conf = self.raw.status().conf_state;
+        let is_voter = |id: u64| conf.voters.contains(&id);
+        let is_learner = |id: u64| conf.learners.contains(&id);
+        let invalid = |reason: String| Err(NodeError::InvalidMembership { reason });
+        let (change_type, node_id, peer_url) = match change {
+            MembershipChange::AddVoter { node_id, peer_url } => {
+                if is_voter(node_id) || is_learner(node_id) {
+                    return invalid(format!("node {node_id:#x} is already a member"));
+                }
+                (ConfChangeType::ConfChangeAddNode, node_id, peer_url)
+            }
+            MembershipChange::AddLearner { node_id, peer_url } => {
+                if is_voter(node_id) || is_learner(node_id) {
+                    return invalid(format!("node {node_id:#x} is already a member"));
+                }
+                (ConfChangeType::ConfChangeAddLearnerNode, node_id, peer_url)
+            }
+            MembershipChange::Promote { node_id } => {
+                if is_voter(node_id) {
+                    return invalid(format!("node {node_id:#x} is already a voter"));
+                }
+                if !is_learner(node_id) {
+                    return Err(NodeError::UnknownMember { node_id });
+                }
+                (ConfChangeType::ConfChangeAddNode, node_id, String::new())
+            }
+            MembershipChange::Remove { node_id } => {
+                if !is_voter(node_id) && !is_learner(node_id) {
+                    return Err(NodeError::UnknownMember { node_id });
+                }
+                if conf.voters == [node_id] {
+                    return invalid(format!("node {node_id:#x} is the last voter"));
+                }
+                (ConfChangeType::ConfChangeRemoveNode, node_id, String::new())
+            }
+        };
+        if node_id == 0 {
+            return invalid("node id 0 is reserved".to_string());
+        }
+        let raft = &self.raw.raft;
+        // A leader would turn a second change into an empty entry, and the
+        // caller would only time out.
+        if raft.state == StateRole::Leader && raft.pending_conf_index > raft.raft_log.applied {
+            return invalid("another membership change is still being applied".to_string());
+        }
+        let id = RequestId {
+            node_id: self.id,
+            seq: self.next_seq,
+        };
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let cc = ConfChange {
+            change_type: change_type as i32,
+            node_id,
+            context: envelope::member_context(&peer_url, id),
+            ..Default::default()
+        };
+        self.raw
+            .propose_conf_change_v1(&cc)
+            .map_err(|error| self.refusal(error))?;
+        Ok(id)
+    }
+
+    fn transfer_leader(&mut self, to: u64, reply: oneshot::Sender<Result<(), NodeError>>) {
+        if !self.raw.status().conf_state.voters.contains(&to) {
+            let _ = reply.send(Err(NodeError::UnknownMember { node_id: to }));
+            return;
+        }
+        if self.leader == to {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        self.raw.transfer_leader(to);
+        self.pending_transfers.push((to, reply));
+    }
+
+    /// Turns the apply actor's snapshot data into a raft snapshot, has it
+    /// saved, and compacts the log behind it.
+    fn make_snapshot(&mut self, snapshot: SnapshotData) -> Result<(), NodeError> {
+        let SnapshotData { index, data } = snapshot;
+        let conf_state = self.conf_state_at(index);
+        let store = self.raw.store_mut();
+        let snapshot = match store.create_snapshot(index, Some(conf_state), data) {
+            Ok(snapshot) => snapshot,
+            // A newer snapshot arrived from the leader meanwhile.
+            Err(crate::raft::StorageError::SnapshotOutOfDate { .. }) => return Ok(()),
+            Err(error) => return Err(NodeError::RaftLog(error.to_string())),
+        };
+        let ticket = self
+            .sender
+            .save_snapshot(snapshot)
+            .map_err(NodeError::Storage)?;
+        let node = self.id;
+        // A failed save also fails the persistence actor, which stops the
+        // node through the persisted watch; this only says which save.
+        tokio::spawn(async move {
+            match ticket.wait().await {
+                Ok(()) => tracing::info!(node, index, "snapshot saved"),
+                Err(error) => tracing::error!(node, index, %error, "snapshot save failed"),
+            }
+        });
+        metrics::counter!(names::SNAPSHOT_COUNT, names::NODE_LABEL => self.node_label.clone())
+            .increment(1);
+        let compact_index = index.saturating_sub(self.snapshot_catchup_entries);
+        let store = self.raw.store_mut();
+        let first_index = crate::raft::Storage::first_index(&*store)
+            .map_err(|e| NodeError::RaftLog(e.to_string()))?;
+        if compact_index >= first_index {
+            store
+                .compact(compact_index)
+                .map_err(|e| NodeError::RaftLog(e.to_string()))?;
+        }
+        while self.conf_history.len() > 1 && self.conf_history[1].0 <= index {
+            self.conf_history.pop_front();
+        }
+        Ok(())
+    }
+
+    /// The configuration as of `index` (after every change at or below it).
+    fn conf_state_at(&self, index: u64) -> ConfState {
+        self.conf_history
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= index)
+            .or(self.conf_history.front())
+            .map(|(_, conf)| conf.clone())
+            .unwrap_or_default()
+    }
+
+    fn count_failed_proposal(&self) {
+        metrics::counter!(names::PROPOSALS_FAILED_TOTAL, names::NODE_LABEL => self.node_label.clone())
+            .increment(1);
+    }
+
     /// What a caller is told when raft refuses its request.
     fn refusal(&self, error: RaftError) -> NodeError {
         match error {
@@ -360,18 +587,19 @@ impl RaftActor {
     /// Hands out Readies while the in-flight byte budget allows.
     fn hand_out_readies(&mut self) -> Result<(), NodeError> {
         while self.in_flight_bytes < self.max_inflight_bytes && self.raw.has_ready() {
+            let started = Instant::now();
             let mut ready = self.raw.ready();
             self.raw.advance_append_async(&ready);
             if let Some(soft_state) = ready.soft_state {
                 if soft_state.leader_id != self.leader {
-                    tracing::info!(
-                        node = self.id,
-                        leader = soft_state.leader_id,
-                        role = ?soft_state.role,
-                        "leader changed"
-                    );
+                    self.leader_changed(soft_state.leader_id, soft_state.role);
                 }
-                self.leader = soft_state.leader_id;
+            }
+            if let Some(snapshot) = &ready.snapshot {
+                let metadata = &snapshot.metadata;
+                self.conf_history.clear();
+                self.conf_history
+                    .push_back((metadata.index, metadata.conf_state.clone()));
             }
             for read_state in std::mem::take(&mut ready.read_states) {
                 self.forward_read(read_state.index, &read_state.request_ctx);
@@ -396,11 +624,34 @@ impl RaftActor {
                 self.in_flight_bytes += flight.bytes;
             }
             self.in_flight.push_back(flight);
+            self.record_ready_handling(started);
             // A Ready needing no persistence goes out once every earlier
             // Ready has.
             self.release()?;
         }
         Ok(())
+    }
+
+    fn record_ready_handling(&self, started: Instant) {
+        metrics::histogram!(names::READY_HANDLING_DURATION_SECONDS, names::NODE_LABEL => self.node_label.clone())
+            .record(started.elapsed());
+    }
+
+    fn leader_changed(&mut self, leader: u64, role: StateRole) {
+        tracing::info!(node = self.id, leader, ?role, "leader changed");
+        if leader != 0 {
+            metrics::counter!(names::LEADER_CHANGES_SEEN_TOTAL, names::NODE_LABEL => self.node_label.clone())
+                .increment(1);
+        }
+        self.leader = leader;
+        record_leadership(&self.node_label, leader, self.id);
+        let (answered, waiting) = std::mem::take(&mut self.pending_transfers)
+            .into_iter()
+            .partition::<Vec<_>, _>(|(to, _)| *to == leader);
+        self.pending_transfers = waiting;
+        for (_, reply) in answered {
+            let _ = reply.send(Ok(()));
+        }
     }
 
     fn forward_read(&mut self, index: u64, context: &[u8]) {
@@ -426,6 +677,7 @@ impl RaftActor {
     /// persistence): into `MemoryStorage`, `on_persisted`, messages out,
     /// committed entries to the apply actor.
     fn release(&mut self) -> Result<(), NodeError> {
+        let started = Instant::now();
         let mut released = Vec::new();
         while let Some(front) = self.in_flight.front() {
             if front.submitted && front.ready.number > self.acked {
@@ -471,34 +723,69 @@ impl RaftActor {
                 for entry in &ready.committed_entries {
                     self.apply_conf_change(entry);
                 }
+                metrics::counter!(names::PROPOSALS_COMMITTED_TOTAL, names::NODE_LABEL => self.node_label.clone())
+                    .increment(ready.committed_entries.len() as u64);
                 let _ = self
                     .apply
                     .send(ApplyMsg::Committed(ready.committed_entries));
             }
         }
+        self.record_ready_handling(started);
         Ok(())
     }
 
-    fn apply_conf_change(&mut self, entry: &crate::raftpb::Entry) {
-        match decode_conf_change(entry) {
-            Ok(None) => {}
-            Ok(Some(cc)) => match self.raw.apply_conf_change(&cc) {
-                Ok(conf_state) => {
-                    tracing::info!(
-                        node = self.id,
-                        index = entry.index,
-                        ?conf_state,
-                        "membership changed"
-                    );
-                }
-                Err(error) => {
-                    tracing::error!(node = self.id, index = entry.index, %error, "membership change refused");
-                }
-            },
+    fn apply_conf_change(&mut self, entry: &Entry) {
+        let cc = match decode_conf_change(entry) {
+            Ok(None) => return,
+            Ok(Some(cc)) => cc,
             // Refused alike on every member (raft refuses malformed
             // changes when proposed, so this is another writer's entry).
             Err(error) => {
                 tracing::error!(node = self.id, index = entry.index, %error, "membership change does not decode");
+                return;
+            }
+        };
+        let waiter =
+            envelope::request_id(&cc.context).and_then(|id| self.pending_membership.remove(&id));
+        match self.raw.apply_conf_change(&cc) {
+            Ok(conf_state) => {
+                tracing::info!(
+                    node = self.id,
+                    index = entry.index,
+                    ?conf_state,
+                    "membership changed"
+                );
+                self.tell_transport(&cc);
+                self.conf_history.push_back((entry.index, conf_state));
+                if let Some(reply) = waiter {
+                    let _ = reply.send(Ok(entry.index));
+                }
+            }
+            Err(error) => {
+                tracing::error!(node = self.id, index = entry.index, %error, "membership change refused");
+                if let Some(reply) = waiter {
+                    let _ = reply.send(Err(NodeError::InvalidMembership {
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Tells the transport where an added member is, or that one left.
+    fn tell_transport(&self, cc: &crate::raftpb::ConfChangeV2) {
+        let peer_url = envelope::member_peer_url(&cc.context);
+        for change in &cc.changes {
+            match ConfChangeType::try_from(change.change_type) {
+                Ok(
+                    ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode,
+                ) if !peer_url.is_empty() && change.node_id != self.id => {
+                    self.transport.add_peer(change.node_id, &peer_url);
+                }
+                Ok(ConfChangeType::ConfChangeRemoveNode) if change.node_id != self.id => {
+                    self.transport.remove_peer(change.node_id);
+                }
+                _ => {}
             }
         }
     }
@@ -530,9 +817,19 @@ impl RaftActor {
             term: status.hard_state.term,
             commit: status.hard_state.commit,
             applied: *self.applied.borrow(),
+            snapshot_index: self.raw.store().snapshot_index(),
+            first_index: crate::raft::Storage::first_index(self.raw.store()).unwrap_or(0),
             role: status.soft_state.role,
             voters: status.conf_state.voters,
             learners: status.conf_state.learners,
         }
     }
+}
+
+/// Publishes whether node `id` knows a leader and is the leader.
+fn record_leadership(node_label: &str, leader: u64, id: u64) {
+    metrics::gauge!(names::HAS_LEADER, names::NODE_LABEL => node_label.to_string())
+        .set(if leader != 0 { 1.0 } else { 0.0 });
+    metrics::gauge!(names::IS_LEADER, names::NODE_LABEL => node_label.to_string())
+        .set(if leader == id { 1.0 } else { 0.0 });
 }

@@ -226,6 +226,11 @@ impl MemoryStorage {
         Ok(())
     }
 
+    /// The newest snapshot's index (0: none), without copying its data.
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.metadata.index
+    }
+
     /// Makes a snapshot at `index` (which must be in the log) holding `data`,
     /// with `conf_state` when given (otherwise the previous one). Does not
     /// compact: call [`MemoryStorage::compact`] separately so that lagging

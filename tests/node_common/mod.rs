@@ -3,6 +3,7 @@
 //! generous deadlines, shared by the `node_*` tests.
 #![allow(dead_code)]
 
+use ringraft::node::bootstrap::NewMember;
 use ringraft::node::{Consistency, InProcessNetwork, Node, NodeConfig, NodeError, NodeHandle};
 use ringraft::raft::StateRole;
 use ringraft::wal::WalOptions;
@@ -57,12 +58,38 @@ impl Cluster {
     }
 
     pub fn start(&mut self, id: u64) {
-        let dir = self.dirs[&id].path().to_path_buf();
+        self.start_with(id, |_| {});
+    }
+
+    /// Starts `id` (creating its data directory if it has none) with the
+    /// cluster's tweak, then `extra`.
+    pub fn start_with(&mut self, id: u64, extra: impl FnOnce(&mut NodeConfig)) {
+        self.try_start_with(id, extra).expect("node starts");
+    }
+
+    pub fn try_start_with(
+        &mut self,
+        id: u64,
+        extra: impl FnOnce(&mut NodeConfig),
+    ) -> Result<(), NodeError> {
+        let dir = self
+            .dirs
+            .entry(id)
+            .or_insert_with(|| tempfile::tempdir().expect("tempdir"))
+            .path()
+            .to_path_buf();
         let (transport, inbox) = self.network.endpoint(id);
         let mut config = config(id, &dir, &self.voters);
         (self.tweak)(&mut config);
-        let handle = Node::start(config, transport, inbox).expect("node starts");
+        extra(&mut config);
+        let handle = Node::start(config, transport, inbox)?;
         self.nodes.insert(id, handle);
+        Ok(())
+    }
+
+    /// Starts a new member `id` that joins the running cluster.
+    pub fn join(&mut self, id: u64) {
+        self.start_with(id, |config| config.new_member = NewMember::Join);
     }
 
     pub async fn stop(&mut self, id: u64) {
@@ -117,6 +144,25 @@ impl Cluster {
         let ids: Vec<u64> = self.nodes.keys().copied().collect();
         for id in ids {
             self.stop(id).await;
+        }
+    }
+}
+
+/// Retries `call` while it fails with a retryable error (within the
+/// deadline).
+pub async fn retry<T, F, Fut>(what: &str, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, NodeError>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match call().await {
+            Ok(value) => return value,
+            Err(error) if retryable(&error) && Instant::now() < deadline => {
+                sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("{what} failed: {error}"),
         }
     }
 }

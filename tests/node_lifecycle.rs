@@ -1,0 +1,393 @@
+//! Whole-node tests of a cluster's life: snapshots and compaction (restart
+//! replays only the WAL tail, a lagging follower is caught up by
+//! snapshot), membership (grow 1 → 3, remove, replace, learners) with
+//! writes flowing, leader transfer, and force_new_cluster on a survivor.
+
+mod node_common;
+
+use node_common::*;
+use ringraft::node::{BootPath, Consistency, NodeConfig, NodeError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::{Instant, sleep};
+
+const SNAPSHOT_COUNT: u64 = 100;
+const CATCHUP_ENTRIES: u64 = 50;
+
+fn frequent_snapshots(config: &mut NodeConfig) {
+    config.snapshot_count = SNAPSHOT_COUNT;
+    config.snapshot_catchup_entries = CATCHUP_ENTRIES;
+}
+
+/// Writes `count` keys `{prefix}{n}` (value = the key) through whichever
+/// node leads; returns the highest acknowledged index.
+async fn write_keys(cluster: &Cluster, prefix: &str, count: usize) -> u64 {
+    let mut last = 0;
+    for n in 0..count {
+        let key = format!("{prefix}{n}");
+        let leader = cluster.leader().await;
+        last = last.max(put(cluster.node(leader), key.as_bytes(), key.as_bytes()).await);
+    }
+    last
+}
+
+/// Asserts that node `id` holds exactly the keys `{prefix}0..count`.
+async fn assert_has_keys(cluster: &Cluster, id: u64, prefix: &str, count: usize) {
+    let pairs = cluster
+        .node(id)
+        .scan_prefix(prefix.as_bytes(), count + 1, Consistency::Serializable)
+        .await
+        .expect("scan");
+    assert_eq!(
+        pairs.len(),
+        count,
+        "node {id} has {} of {count}",
+        pairs.len()
+    );
+    for (key, value) in pairs {
+        assert_eq!(key, value, "node {id}: value of {key:?}");
+    }
+}
+
+async fn wait_all_applied(cluster: &Cluster, index: u64) {
+    for handle in cluster.nodes.values() {
+        wait_applied(handle, index).await;
+    }
+}
+
+async fn voters_and_learners(cluster: &Cluster, id: u64) -> (Vec<u64>, Vec<u64>) {
+    let status = cluster.node(id).status().await.expect("status");
+    let mut voters = status.voters;
+    voters.sort_unstable();
+    let mut learners = status.learners;
+    learners.sort_unstable();
+    (voters, learners)
+}
+
+/// Waits until node `id` reports exactly `voters` and `learners`.
+async fn wait_membership(cluster: &Cluster, id: u64, voters: &[u64], learners: &[u64]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let seen = voters_and_learners(cluster, id).await;
+        if seen.0 == voters && seen.1 == learners {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} sees {seen:?}, want {voters:?} / {learners:?}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A background writer putting `load{n}` keys through whichever node
+/// leads until stopped; returns how many it got acknowledged (keys
+/// `load0..n`, each written until acknowledged).
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Load {
+    fn start(cluster: &Cluster) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let nodes: Vec<_> = cluster.nodes.values().cloned().collect();
+        let written = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let mut n = 0u64;
+                let mut turn = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("load{n}");
+                    // Any node will do: followers forward to the leader.
+                    let node = &nodes[turn % nodes.len()];
+                    match node.put(key.as_bytes(), key.as_bytes()).await {
+                        Ok(_) => {
+                            n += 1;
+                            written.store(n, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            turn += 1;
+                            sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+                n
+            }
+        });
+        Load { stop, task }
+    }
+
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("load task")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_after_snapshots_replays_only_the_wal_tail() {
+    let mut cluster = Cluster::with_config(&[1, 2, 3], frequent_snapshots);
+    let written = 3 * SNAPSHOT_COUNT as usize + 30;
+    let last = write_keys(&cluster, "k", written).await;
+    wait_all_applied(&cluster, last).await;
+    for id in [1, 2, 3] {
+        let status = cluster.node(id).status().await.expect("status");
+        assert!(
+            status.snapshot_index >= last - SNAPSHOT_COUNT,
+            "node {id} snapshot at {} (last {last})",
+            status.snapshot_index
+        );
+        assert!(
+            status.first_index > status.snapshot_index - CATCHUP_ENTRIES - SNAPSHOT_COUNT,
+            "node {id} did not compact: first index {}, snapshot {}",
+            status.first_index,
+            status.snapshot_index
+        );
+    }
+    for id in [1, 2, 3] {
+        cluster.stop(id).await;
+    }
+    for id in [1, 2, 3] {
+        cluster.start(id);
+    }
+    for id in [1, 2, 3] {
+        let report = cluster.node(id).boot_report();
+        assert_eq!(report.path, BootPath::Restart);
+        assert!(
+            report.snapshot_index >= last - SNAPSHOT_COUNT,
+            "node {id} booted from snapshot {} (last {last})",
+            report.snapshot_index
+        );
+        // Only the entries after the snapshot come from the WAL (plus the
+        // few a new term adds), not the whole history.
+        assert!(
+            report.wal_entries_replayed <= (last - report.snapshot_index) as usize + 5,
+            "node {id} replayed {} entries after snapshot {} (last {last})",
+            report.wal_entries_replayed,
+            report.snapshot_index
+        );
+        wait_applied(cluster.node(id), last).await;
+        assert_has_keys(&cluster, id, "k", written).await;
+    }
+    let leader = cluster.leader().await;
+    put(cluster.node(leader), b"after", b"restart").await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_stopped_for_three_snapshots_is_caught_up_by_snapshot() {
+    let mut cluster = Cluster::with_config(&[1, 2, 3], frequent_snapshots);
+    let leader = cluster.leader().await;
+    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap_or(1);
+    write_keys(&cluster, "k", 10).await;
+    cluster.stop(follower).await;
+    let written = 3 * SNAPSHOT_COUNT as usize;
+    let last = write_keys(&cluster, "k", written).await;
+    let leader = cluster.leader().await;
+    let leader_status = cluster.node(leader).status().await.expect("status");
+    assert!(
+        leader_status.first_index > 10,
+        "the leader compacted past what the follower has (first index {})",
+        leader_status.first_index
+    );
+    cluster.start(follower);
+    wait_applied(cluster.node(follower), last).await;
+    let status = cluster.node(follower).status().await.expect("status");
+    assert!(
+        status.snapshot_index >= leader_status.first_index - 1,
+        "follower's snapshot {} predates the leader's log start {}",
+        status.snapshot_index,
+        leader_status.first_index
+    );
+    assert_has_keys(&cluster, follower, "k", written).await;
+    // The restored follower takes part in further writes and restarts from
+    // the snapshot it received.
+    let last = write_keys(&cluster, "more", 20).await;
+    wait_applied(cluster.node(follower), last).await;
+    assert_has_keys(&cluster, follower, "more", 20).await;
+    cluster.stop(follower).await;
+    cluster.start(follower);
+    assert!(cluster.node(follower).boot_report().snapshot_index > 0);
+    wait_applied(cluster.node(follower), last).await;
+    assert_has_keys(&cluster, follower, "k", written).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_grows_from_one_to_three_nodes_with_writes_flowing() {
+    let mut cluster = Cluster::new(&[1]);
+    write_keys(&cluster, "k", 20).await;
+    let load = Load::start(&cluster);
+    for new in [2, 3] {
+        let index = retry("add_member", || cluster.node(1).add_member(new, "")).await;
+        assert!(cluster.node(1).applied_index() >= index);
+        cluster.join(new);
+        wait_applied(cluster.node(new), index).await;
+    }
+    let acknowledged = load.stop().await;
+    assert!(acknowledged > 0, "no write went through while growing");
+    wait_membership(&cluster, 3, &[1, 2, 3], &[]).await;
+    let leader = cluster.leader().await;
+    let last = put(cluster.node(leader), b"final", b"write").await;
+    wait_all_applied(&cluster, last).await;
+    for id in [1, 2, 3] {
+        wait_membership(&cluster, id, &[1, 2, 3], &[]).await;
+        assert_has_keys(&cluster, id, "k", 20).await;
+        assert_has_keys(&cluster, id, "load", acknowledged as usize).await;
+    }
+    // A majority of the new configuration (2 of 3) keeps serving without
+    // node 1, the founder.
+    cluster.stop(1).await;
+    let leader = cluster.leader().await;
+    assert_ne!(leader, 1);
+    put(cluster.node(leader), b"without", b"founder").await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_removed_and_replaced_with_writes_flowing() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    write_keys(&cluster, "k", 20).await;
+    let leader = cluster.leader().await;
+    let victim = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap_or(3);
+    let load = Load::start(&cluster);
+    retry("remove_member", || {
+        cluster.node(leader).remove_member(victim)
+    })
+    .await;
+    cluster.stop(victim).await;
+    let index = retry("add_member", || {
+        cluster.node(leader).add_member(4, "in-process:4")
+    })
+    .await;
+    cluster.join(4);
+    wait_applied(cluster.node(4), index).await;
+    let acknowledged = load.stop().await;
+    let mut expected: Vec<u64> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|&id| id != victim)
+        .collect();
+    expected.sort_unstable();
+    let leader = cluster.leader().await;
+    let last = put(cluster.node(leader), b"final", b"write").await;
+    wait_all_applied(&cluster, last).await;
+    for &id in &expected {
+        wait_membership(&cluster, id, &expected, &[]).await;
+        assert_has_keys(&cluster, id, "k", 20).await;
+        assert_has_keys(&cluster, id, "load", acknowledged as usize).await;
+    }
+    // The member directory is replicated state.
+    let directory = cluster
+        .node(4)
+        .member_addresses(Consistency::Linearizable)
+        .await
+        .expect("members");
+    assert_eq!(directory.get(&4).map(String::as_str), Some("in-process:4"));
+    assert!(!directory.contains_key(&victim));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_replicates_without_voting_until_promoted() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    let leader = cluster.leader().await;
+    write_keys(&cluster, "k", 10).await;
+    let index = retry("add_learner", || cluster.node(leader).add_learner(4, "")).await;
+    cluster.join(4);
+    wait_applied(cluster.node(4), index).await;
+    wait_membership(&cluster, 4, &[1, 2, 3], &[4]).await;
+    assert_has_keys(&cluster, 4, "k", 10).await;
+    // Two voters down: a learner does not make a quorum.
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    for &id in &followers {
+        cluster.network.isolate(id);
+    }
+    let refused = cluster.node(leader).put(b"no", b"quorum").await;
+    assert!(refused.is_err(), "a learner counted towards the quorum");
+    cluster.network.heal();
+    let leader = cluster.leader().await;
+    retry("promote", || cluster.node(leader).promote(4)).await;
+    wait_membership(&cluster, leader, &[1, 2, 3, 4], &[]).await;
+    let errors = (
+        cluster.node(leader).promote(4).await,
+        cluster.node(leader).remove_member(9).await,
+        cluster.node(leader).add_member(2, "").await,
+    );
+    assert!(
+        matches!(errors.0, Err(NodeError::InvalidMembership { .. })),
+        "{errors:?}"
+    );
+    assert!(
+        matches!(errors.1, Err(NodeError::UnknownMember { node_id: 9 })),
+        "{errors:?}"
+    );
+    assert!(
+        matches!(errors.2, Err(NodeError::InvalidMembership { .. })),
+        "{errors:?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_is_transferred_on_request() {
+    let cluster = Cluster::new(&[1, 2, 3]);
+    write_keys(&cluster, "k", 5).await;
+    let leader = cluster.leader().await;
+    let target = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap_or(1);
+    retry("transfer_leader", || {
+        cluster.node(leader).transfer_leader(target)
+    })
+    .await;
+    assert_eq!(cluster.leader().await, target);
+    put(cluster.node(target), b"new", b"leader").await;
+    assert!(matches!(
+        cluster.node(target).transfer_leader(42).await,
+        Err(NodeError::UnknownMember { node_id: 42 })
+    ));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_new_cluster_on_the_last_survivor_keeps_every_committed_write() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    let written = 50;
+    let last = write_keys(&cluster, "k", written).await;
+    let survivor = cluster.leader().await;
+    // The survivor led, so it holds every committed entry.
+    wait_applied(cluster.node(survivor), last).await;
+    for id in [1, 2, 3] {
+        if id != survivor {
+            cluster.crash(id).await;
+        }
+    }
+    // Without a quorum nothing commits.
+    assert!(
+        cluster
+            .node(survivor)
+            .put(b"lost", b"quorum")
+            .await
+            .is_err()
+    );
+    cluster.crash(survivor).await;
+    cluster.start_with(survivor, |config| config.force_new_cluster = true);
+    assert_eq!(
+        cluster.node(survivor).boot_report().path,
+        BootPath::ForceNewCluster
+    );
+    assert_eq!(cluster.leader().await, survivor);
+    wait_membership(&cluster, survivor, &[survivor], &[]).await;
+    assert_has_keys(&cluster, survivor, "k", written).await;
+    put(cluster.node(survivor), b"after", b"recovery").await;
+    // And it restarts normally afterwards, still alone.
+    cluster.stop(survivor).await;
+    cluster.start(survivor);
+    assert_eq!(cluster.node(survivor).boot_report().path, BootPath::Restart);
+    assert_eq!(
+        get(cluster.node(survivor), b"after", Consistency::Linearizable).await,
+        Some(b"recovery".to_vec())
+    );
+    assert_has_keys(&cluster, survivor, "k", written).await;
+    cluster.shutdown().await;
+}
