@@ -217,6 +217,25 @@ fn snapshot_save_goes_file_then_marker_then_release(kind: BackendKind) {
         snap_synced < marker_written,
         "file before marker: {events:?}"
     );
+    // The rest of the safe order, every step through the backend: rename
+    // into place, then fsync of the directory, then the marker.
+    let renamed = events
+        .iter()
+        .position(|e| {
+            matches!(e, IoEvent::Renamed { to, ok: true, .. }
+                if to.extension().is_some_and(|x| x == "snap"))
+        })
+        .expect("snapshot file renamed");
+    let dir_synced = events
+        .iter()
+        .position(
+            |e| matches!(e, IoEvent::SyncFinished { path, ok: true } if *path == data_dir.snap_dir),
+        )
+        .expect("snapshot directory synced");
+    assert!(
+        snap_synced < renamed && renamed < dir_synced && dir_synced < marker_written,
+        "fsync, rename, directory fsync, marker: {events:?}"
+    );
     assert!(
         data_dir
             .snap_dir

@@ -24,13 +24,14 @@
 //! - Shutdown finishes what was queued before it, syncs, closes the WAL.
 //!
 //! Segment cuts go through the WAL's own cut (its next segment is
-//! preallocated by a helper thread ahead of time) right after the batch
-//! that filled the tail is written; the cut's sync of the finished segment
-//! covers that batch.
+//! preallocated by the WAL's helper thread ahead of time, off this thread:
+//! through io_uring `fallocate` with the uring backend, the plain syscall
+//! with std) right after the batch that filled the tail is written; the
+//! cut's sync of the finished segment covers that batch.
 //! May not touch: the raft core or `MemoryStorage` (the raft actor applies
 //! acknowledgements), file formats (the WAL and snapshot modules own them).
 
-use super::backend::{IoBackend, SyncInFlight};
+use super::backend::{BackendKind, IoBackend, SyncInFlight};
 use super::config::PersistConfig;
 use super::error::{PersistError, SharedPersistError};
 use super::metric_names::{
@@ -42,6 +43,7 @@ use super::request::{PersistRequest, ReadyToPersist, SnapshotReply};
 use super::snapshot_file::save_snapshot_file;
 use crate::raftpb::{Snapshot, walpb};
 use crate::snap::Snapshotter;
+use crate::wal::writer::Preallocation;
 use crate::wal::{SegmentName, Wal};
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::path::PathBuf;
@@ -83,14 +85,21 @@ pub(crate) struct Actor<B: IoBackend> {
 }
 
 impl<B: IoBackend> Actor<B> {
+    /// The actor over `wal`, which from now on preallocates its next
+    /// segments the backend's way (io_uring `fallocate` for the uring
+    /// backend).
     pub(crate) fn new(
-        wal: Wal,
+        mut wal: Wal,
         snapshotter: Snapshotter,
         config: PersistConfig,
         backend: B,
         requests: Receiver<PersistRequest>,
         progress: watch::Sender<PersistProgress>,
     ) -> Actor<B> {
+        wal.set_preallocation(match backend.kind() {
+            BackendKind::Uring => Preallocation::Uring,
+            BackendKind::Std => Preallocation::Syscall,
+        });
         Actor {
             wal,
             snapshotter,

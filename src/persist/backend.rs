@@ -5,7 +5,8 @@
 //! Owns: [`IoBackend`], [`BackendKind`] and [`SyncInFlight`].
 //! Guarantees (of every implementation): writes go out in the WAL's
 //! page-aligned chunks, in order; a sync's result is reported exactly as the
-//! kernel gave it and is never retried.
+//! kernel gave it and is never retried; every step of saving a snapshot file
+//! (create, write, fsync, rename, directory fsync) goes through the backend.
 //! May not touch: file formats, the WAL's state, acknowledgements.
 
 use std::fs::File;
@@ -89,6 +90,18 @@ pub trait IoBackend: 'static {
 
     /// An `fsync` of `handle` (data and metadata), for new snapshot files.
     fn sync_all(&self, handle: &Self::Handle) -> impl Future<Output = io::Result<()>> + 'static;
+
+    /// Creates the file at `path` (truncating one already there) and opens
+    /// it for writing, for new snapshot files.
+    fn create_file(&self, path: &Path) -> impl Future<Output = io::Result<Self::Handle>> + 'static;
+
+    /// Renames `from` to `to`, replacing `to`; durable only once
+    /// [`sync_dir`](IoBackend::sync_dir) of the directory succeeds.
+    fn rename(&self, from: &Path, to: &Path) -> impl Future<Output = io::Result<()>> + 'static;
+
+    /// An `fsync` of the directory `dir`, making the creations and renames
+    /// in it durable.
+    fn sync_dir(&self, dir: &Path) -> impl Future<Output = io::Result<()>> + 'static;
 
     /// Called just before Ready `number` is acknowledged; lets a test
     /// backend record where acknowledgements fall among the IO operations.

@@ -1,6 +1,6 @@
-//! A test backend: wraps a real backend, records every IO operation and
-//! acknowledgement in the order they happen, and fails a chosen sync or
-//! write.
+//! A test backend: wraps a real backend, records every write, sync (of
+//! files and directories), rename and acknowledgement in the order they
+//! happen, and fails a chosen fdatasync or write.
 //!
 //! Owns: [`FaultyIo`], [`IoLog`], [`IoEvent`], [`FaultPlan`].
 //! Guarantees: an injected failure replaces the operation (the real one is
@@ -31,15 +31,24 @@ pub enum IoEvent {
         /// Whether it succeeded.
         ok: bool,
     },
-    /// An fdatasync (or fsync) was issued.
+    /// An fdatasync (or fsync, of a file or a directory) was issued.
     SyncStarted {
-        /// The file.
+        /// The file or directory.
         path: PathBuf,
     },
     /// That sync finished.
     SyncFinished {
         /// The file.
         path: PathBuf,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// A file was renamed (or the rename failed).
+    Renamed {
+        /// The old name.
+        from: PathBuf,
+        /// The new name.
+        to: PathBuf,
         /// Whether it succeeded.
         ok: bool,
     },
@@ -190,6 +199,47 @@ impl<B: IoBackend> IoBackend for FaultyIo<B> {
         let path = PathBuf::clone(&handle.path);
         log.push(IoEvent::SyncStarted { path: path.clone() });
         let sync = self.inner.sync_all(&handle.inner);
+        async move {
+            let result = sync.await;
+            log.push(IoEvent::SyncFinished {
+                path,
+                ok: result.is_ok(),
+            });
+            result
+        }
+    }
+
+    fn create_file(&self, path: &Path) -> impl Future<Output = io::Result<Self::Handle>> + 'static {
+        let create = self.inner.create_file(path);
+        let path = Rc::new(path.to_path_buf());
+        async move {
+            Ok(FaultyHandle {
+                inner: create.await?,
+                path,
+            })
+        }
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> impl Future<Output = io::Result<()>> + 'static {
+        let log = self.log.clone();
+        let rename = self.inner.rename(from, to);
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        async move {
+            let result = rename.await;
+            log.push(IoEvent::Renamed {
+                from,
+                to,
+                ok: result.is_ok(),
+            });
+            result
+        }
+    }
+
+    fn sync_dir(&self, dir: &Path) -> impl Future<Output = io::Result<()>> + 'static {
+        let log = self.log.clone();
+        let path = dir.to_path_buf();
+        log.push(IoEvent::SyncStarted { path: path.clone() });
+        let sync = self.inner.sync_dir(dir);
         async move {
             let result = sync.await;
             log.push(IoEvent::SyncFinished {

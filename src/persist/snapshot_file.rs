@@ -1,10 +1,11 @@
 //! Saving one snapshot file through the actor's IO backend, in the
 //! snapshotter's durable order: write a temporary file, fsync it, rename it
-//! into place, fsync the directory.
+//! into place, fsync the directory. Every step is the backend's, so with the
+//! uring backend all of them go through io_uring.
 //!
 //! Owns: that sequence when the persistence actor does it (the
 //! [`Snapshotter`](crate::snap::Snapshotter) does the same with plain
-//! syscalls).
+//! syscalls, outside the actor).
 //! Guarantees: when this returns `Ok`, the file is durable under its final
 //! name; before that, only a `*.snap.tmp` file may exist, which the
 //! snapshotter removes when it next opens the directory.
@@ -16,8 +17,6 @@ use super::metric_names::SNAPSHOT_SAVE_DURATION_SECONDS;
 use crate::raftpb::Snapshot;
 use crate::snap::SnapName;
 use crate::snap::codec::encode_snapshot_file;
-use crate::wal::fs::sync_dir;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -40,11 +39,10 @@ pub(crate) async fn save_snapshot_file<B: IoBackend>(
     let path = dir.join(&name);
     let writing = dir.join(format!("{name}{WRITING_SUFFIX}"));
     let bytes = encode_snapshot_file(snapshot);
-    let file = File::create(&writing)
-        .map_err(|e| PersistError::io("creating snapshot file", &writing, e))?;
     let handle = backend
-        .adopt(&file, &writing)
-        .map_err(|e| PersistError::io("opening snapshot file", &writing, e))?;
+        .create_file(&writing)
+        .await
+        .map_err(|e| PersistError::io("creating snapshot file", &writing, e))?;
     let (written, _) = backend.write_all_at(&handle, 0, bytes).await;
     written.map_err(|e| PersistError::io("writing snapshot file", &writing, e))?;
     backend
@@ -52,10 +50,14 @@ pub(crate) async fn save_snapshot_file<B: IoBackend>(
         .await
         .map_err(|e| PersistError::io("fsync of snapshot file", &writing, e))?;
     drop(handle);
-    drop(file);
-    std::fs::rename(&writing, &path)
+    backend
+        .rename(&writing, &path)
+        .await
         .map_err(|e| PersistError::io("renaming snapshot file", &path, e))?;
-    sync_dir(dir).map_err(|e| PersistError::io("fsync of snapshot directory", dir, e))?;
+    backend
+        .sync_dir(dir)
+        .await
+        .map_err(|e| PersistError::io("fsync of snapshot directory", dir, e))?;
     metrics::histogram!(SNAPSHOT_SAVE_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
     Ok(path)
 }

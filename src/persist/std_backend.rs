@@ -1,6 +1,7 @@
-//! The plain-syscall backend: `pwrite` on the actor's thread, `fdatasync`
-//! and `fsync` on one helper thread, so that the actor encodes and writes
-//! the next batch while the device syncs the previous one (the same
+//! The plain-syscall backend: `pwrite` (and the create, rename and
+//! directory fsync of a snapshot save) on the actor's thread, `fdatasync`
+//! and `fsync` of files on one helper thread, so that the actor encodes and
+//! writes the next batch while the device syncs the previous one (the same
 //! two-stage pipeline io_uring gives the uring backend).
 //!
 //! Owns: [`StdIo`] and its sync thread.
@@ -10,7 +11,7 @@
 //! May not touch: file formats, the WAL's state.
 
 use super::backend::{BackendKind, IoBackend, SyncInFlight, WriteOutcome};
-use crate::wal::fs::write_all_at_in_pages;
+use crate::wal::fs::{sync_dir, write_all_at_in_pages};
 use std::fs::File;
 use std::future::{Future, ready};
 use std::io;
@@ -117,5 +118,19 @@ impl IoBackend for StdIo {
 
     fn sync_all(&self, handle: &Arc<File>) -> impl Future<Output = io::Result<()>> + 'static {
         self.sync(handle, SyncKind::All)
+    }
+
+    fn create_file(&self, path: &Path) -> impl Future<Output = io::Result<Arc<File>>> + 'static {
+        ready(File::create(path).map(Arc::new))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> impl Future<Output = io::Result<()>> + 'static {
+        ready(std::fs::rename(from, to))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> impl Future<Output = io::Result<()>> + 'static {
+        // Rare (one per snapshot) and waited for at once: no need for the
+        // helper thread.
+        ready(sync_dir(dir))
     }
 }

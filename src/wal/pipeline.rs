@@ -1,14 +1,27 @@
 //! The next segment file, prepared in the background before it is needed.
 //!
 //! Owns: `{n % 2}.tmp` files in the WAL directory, created, locked and
-//! preallocated by a helper thread so that a cut only writes a header and
-//! renames (etcd's file pipeline).
-//! Guarantees: at most one preparation runs at a time; dropping the pipeline
-//! waits for it and removes the unused file, so no helper thread outlives
-//! the WAL that started it.
-//! May not touch: segments that have a `.wal` name.
+//! preallocated by one helper thread per WAL so that a cut only writes a
+//! header and renames (etcd's file pipeline); how that thread preallocates
+//! ([`Preallocation`]: the plain `fallocate` syscall, or `fallocate`
+//! submitted through a small tokio-uring runtime the thread starts once, the
+//! first time it is asked to).
+//! Guarantees: at most one preparation runs at a time, never on the thread
+//! that writes the WAL (unless the helper thread could not be started: then
+//! the cut prepares its file itself, with the syscall); a change of
+//! [`Preallocation`] applies from the next preparation on; io_uring
+//! `fallocate` that the kernel or file system does not support (`EINVAL`,
+//! `EOPNOTSUPP`) falls back to the syscall (which itself falls back to
+//! extending the file), for this and every later preparation; dropping the
+//! pipeline waits for the preparation under way, removes the unused file
+//! and joins the helper thread, so no helper thread outlives the WAL that
+//! started it.
+//! May not touch: segments that have a `.wal` name; the WAL's write path
+//! (the helper thread only ever sees the `.tmp` file it prepares).
 
 use super::fs;
+use crossbeam_channel::{Receiver, SendError, Sender};
+use rustix::io::Errno;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -17,6 +30,25 @@ use std::thread::JoinHandle;
 
 /// Suffix of prepared, not yet named segment files.
 pub const PREPARED_SUFFIX: &str = ".tmp";
+
+/// Name of the helper thread.
+const HELPER_THREAD_NAME: &str = "ringraft-wal-prealloc";
+
+/// Submission queue size of the helper thread's ring: one `fallocate` at a
+/// time.
+const HELPER_RING_ENTRIES: u32 = 4;
+
+/// How the next segment file is preallocated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Preallocation {
+    /// `fallocate(2)` as a plain syscall.
+    #[default]
+    Syscall,
+    /// `fallocate` submitted through io_uring (`IORING_OP_FALLOCATE`), from
+    /// a tokio-uring runtime on the helper thread; for a writer whose IO
+    /// goes through io_uring anyway.
+    Uring,
+}
 
 /// A locked, preallocated, empty file waiting to become a segment.
 #[derive(Debug)]
@@ -27,38 +59,88 @@ pub(crate) struct PreparedSegment {
     pub file: File,
 }
 
+/// One preparation for the helper thread.
+struct Job {
+    path: PathBuf,
+    size_bytes: u64,
+    preallocation: Preallocation,
+}
+
+/// The helper thread and the two ends of its queues.
+#[derive(Debug)]
+struct Helper {
+    jobs: Sender<Job>,
+    results: Receiver<io::Result<PreparedSegment>>,
+    thread: JoinHandle<()>,
+}
+
 /// Keeps one prepared segment ready.
 #[derive(Debug)]
 pub(crate) struct SegmentPipeline {
     dir: PathBuf,
     segment_size_bytes: u64,
     prepared_count: u64,
-    pending: Option<JoinHandle<io::Result<PreparedSegment>>>,
+    preallocation: Preallocation,
+    /// `None` when the thread could not be started or has stopped: files
+    /// are then prepared when taken.
+    helper: Option<Helper>,
+    /// Whether the helper owes a result.
+    pending: bool,
 }
 
 impl SegmentPipeline {
-    /// Starts preparing the first file at once.
+    /// Starts the helper thread and has it prepare the first file at once
+    /// (with [`Preallocation::Syscall`]).
     pub fn start(dir: &Path, segment_size_bytes: u64) -> SegmentPipeline {
         let mut pipeline = SegmentPipeline {
             dir: dir.to_path_buf(),
             segment_size_bytes,
             prepared_count: 0,
-            pending: None,
+            preallocation: Preallocation::Syscall,
+            helper: spawn_helper(),
+            pending: false,
         };
-        pipeline.spawn_next();
+        pipeline.prepare_next();
         pipeline
+    }
+
+    /// How files prepared from now on are preallocated (a preparation
+    /// already under way finishes as it started).
+    pub fn set_preallocation(&mut self, preallocation: Preallocation) {
+        self.preallocation = preallocation;
     }
 
     /// The prepared file (waiting for it if needed); starts the next one.
     pub fn take(&mut self) -> io::Result<PreparedSegment> {
-        let prepared = match self.pending.take() {
-            Some(handle) => handle
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("segment preparation thread panicked"))),
-            None => prepare(&self.next_path(), self.segment_size_bytes),
+        let prepared = match self.pending_result() {
+            Some(result) => result,
+            None => {
+                let path = self.next_path();
+                self.prepared_count += 1;
+                prepare(&path, self.segment_size_bytes, None)
+            }
         };
-        self.spawn_next();
+        self.prepare_next();
         prepared
+    }
+
+    /// The helper's result for the preparation under way, if one is.
+    fn pending_result(&mut self) -> Option<io::Result<PreparedSegment>> {
+        if !std::mem::take(&mut self.pending) {
+            return None;
+        }
+        let helper = self.helper.as_ref()?;
+        match helper.results.recv() {
+            Ok(result) => Some(result),
+            Err(_) => {
+                // The thread ended without answering (it panicked); prepare
+                // in place from now on.
+                self.stop_helper();
+                Some(Err(io::Error::other(format!(
+                    "{HELPER_THREAD_NAME} stopped while preparing a segment"
+                ))))
+            }
+        }
     }
 
     fn next_path(&self) -> PathBuf {
@@ -66,26 +148,97 @@ impl SegmentPipeline {
             .join(format!("{}{PREPARED_SUFFIX}", self.prepared_count % 2))
     }
 
-    fn spawn_next(&mut self) {
-        let path = self.next_path();
-        self.prepared_count += 1;
-        let size = self.segment_size_bytes;
-        self.pending = Some(std::thread::spawn(move || prepare(&path, size)));
+    /// Hands the next preparation to the helper thread; without one, the
+    /// next [`take`](Self::take) prepares the file itself.
+    fn prepare_next(&mut self) {
+        let Some(helper) = &self.helper else {
+            return;
+        };
+        let job = Job {
+            path: self.next_path(),
+            size_bytes: self.segment_size_bytes,
+            preallocation: self.preallocation,
+        };
+        if helper.jobs.send(job).is_ok() {
+            self.prepared_count += 1;
+            self.pending = true;
+        } else {
+            self.stop_helper();
+        }
+    }
+
+    fn stop_helper(&mut self) {
+        if let Some(Helper {
+            jobs,
+            results,
+            thread,
+        }) = self.helper.take()
+        {
+            drop(jobs);
+            drop(results);
+            // A panic of the thread was reported as a failed preparation.
+            let _ = thread.join();
+        }
     }
 }
 
 impl Drop for SegmentPipeline {
     fn drop(&mut self) {
-        if let Some(handle) = self.pending.take()
-            && let Ok(Ok(prepared)) = handle.join()
-        {
+        if let Some(Ok(prepared)) = self.pending_result() {
             // Unused; if removing fails, opening the WAL again removes it.
+            let _ = std::fs::remove_file(&prepared.path);
+        }
+        self.stop_helper();
+    }
+}
+
+/// Starts the helper thread; `None` (preparing in place) if that fails.
+fn spawn_helper() -> Option<Helper> {
+    let (jobs, job_receiver) = crossbeam_channel::unbounded::<Job>();
+    let (result_sender, results) = crossbeam_channel::unbounded();
+    let spawned = std::thread::Builder::new()
+        .name(HELPER_THREAD_NAME.to_string())
+        .spawn(move || run_helper(&job_receiver, &result_sender));
+    match spawned {
+        Ok(thread) => Some(Helper {
+            jobs,
+            results,
+            thread,
+        }),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "cannot start {HELPER_THREAD_NAME}; WAL segments are prepared when cut"
+            );
+            None
+        }
+    }
+}
+
+/// The helper thread: prepares files until the pipeline is dropped.
+fn run_helper(jobs: &Receiver<Job>, results: &Sender<io::Result<PreparedSegment>>) {
+    let mut uring = UringFallocate::NotStarted;
+    for job in jobs {
+        let uring = match job.preallocation {
+            Preallocation::Syscall => None,
+            Preallocation::Uring => Some(&mut uring),
+        };
+        let result = prepare(&job.path, job.size_bytes, uring);
+        if let Err(SendError(Ok(prepared))) = results.send(result) {
+            // The pipeline is gone (it waits for us when dropped, so this
+            // is not expected); leave nothing behind.
             let _ = std::fs::remove_file(&prepared.path);
         }
     }
 }
 
-fn prepare(path: &Path, size_bytes: u64) -> io::Result<PreparedSegment> {
+/// Creates, locks and preallocates the file at `path`; through io_uring
+/// when `uring` is given.
+fn prepare(
+    path: &Path,
+    size_bytes: u64,
+    uring: Option<&mut UringFallocate>,
+) -> io::Result<PreparedSegment> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -94,9 +247,184 @@ fn prepare(path: &Path, size_bytes: u64) -> io::Result<PreparedSegment> {
         .mode(fs::SEGMENT_FILE_MODE)
         .open(path)?;
     fs::try_lock_exclusive(&file)?;
-    fs::preallocate(&file, size_bytes)?;
+    let preallocated_by = match uring {
+        Some(uring) => uring.preallocate(&file, size_bytes)?,
+        None => fs::preallocate(&file, size_bytes).map(|()| Preallocation::Syscall)?,
+    };
+    tracing::trace!(path = %path.display(), ?preallocated_by, "prepared WAL segment");
     Ok(PreparedSegment {
         path: path.to_path_buf(),
         file,
     })
+}
+
+/// The helper thread's io_uring `fallocate`: its runtime, started on first
+/// use, or why it is not used.
+enum UringFallocate {
+    NotStarted,
+    Running(tokio_uring::Runtime),
+    /// The runtime could not start, or the kernel or file system does not
+    /// support io_uring `fallocate`: the syscall from now on.
+    Unavailable,
+}
+
+impl UringFallocate {
+    /// Preallocates `file` to `size_bytes` like [`fs::preallocate`], through
+    /// io_uring while that works; returns which way it went.
+    fn preallocate(&mut self, file: &File, size_bytes: u64) -> io::Result<Preallocation> {
+        if file.metadata()?.len() >= size_bytes {
+            return Ok(Preallocation::Syscall);
+        }
+        if let Some(runtime) = self.runtime() {
+            match uring_fallocate(runtime, file, size_bytes) {
+                Ok(()) => return Ok(Preallocation::Uring),
+                Err(e) if is_unsupported(&e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "io_uring fallocate is not supported here; WAL segments are \
+                         preallocated with the fallocate syscall"
+                    );
+                    *self = UringFallocate::Unavailable;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        fs::preallocate(file, size_bytes).map(|()| Preallocation::Syscall)
+    }
+
+    fn runtime(&mut self) -> Option<&tokio_uring::Runtime> {
+        if matches!(self, UringFallocate::NotStarted) {
+            *self = match tokio_uring::Runtime::new(
+                tokio_uring::builder().entries(HELPER_RING_ENTRIES),
+            ) {
+                Ok(runtime) => UringFallocate::Running(runtime),
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot start io_uring on {HELPER_THREAD_NAME}; WAL segments are \
+                         preallocated with the fallocate syscall"
+                    );
+                    UringFallocate::Unavailable
+                }
+            };
+        }
+        match self {
+            UringFallocate::Running(runtime) => Some(runtime),
+            UringFallocate::NotStarted | UringFallocate::Unavailable => None,
+        }
+    }
+}
+
+/// `fallocate(file, 0, 0, size_bytes)` as an io_uring operation, on a
+/// duplicate descriptor (the lock belongs to the open file, not to it).
+fn uring_fallocate(runtime: &tokio_uring::Runtime, file: &File, size_bytes: u64) -> io::Result<()> {
+    let duplicate = file.try_clone()?;
+    runtime.block_on(async move {
+        let file = tokio_uring::fs::File::from_std(duplicate);
+        let result = file.fallocate(0, size_bytes, 0).await;
+        // Closing a duplicate cannot lose data; its error says nothing.
+        let _ = file.close().await;
+        result
+    })
+}
+
+/// Whether `error` means "io_uring fallocate is not supported here": an
+/// opcode the kernel does not know (`EINVAL`), or a file system without
+/// `fallocate` (`EOPNOTSUPP`).
+fn is_unsupported(error: &io::Error) -> bool {
+    matches!(
+        Errno::from_io_error(error),
+        Some(Errno::INVAL | Errno::OPNOTSUPP)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uring_works() -> bool {
+        tokio_uring::Runtime::new(&tokio_uring::builder())
+            .and_then(|runtime| runtime.block_on(tokio_uring::no_op()))
+            .is_ok()
+    }
+
+    fn allocated_bytes(file: &File) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        file.metadata().map(|m| m.blocks() * 512).unwrap_or(0)
+    }
+
+    #[test]
+    fn uring_fallocate_preallocates_like_the_syscall() {
+        if !uring_works() {
+            eprintln!("skipped: io_uring unavailable");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("0.tmp");
+        let file = File::create(&path).expect("create");
+        let mut uring = UringFallocate::NotStarted;
+        let by = uring.preallocate(&file, 1 << 20).expect("preallocate");
+        assert_eq!(file.metadata().expect("metadata").len(), 1 << 20);
+        if by == Preallocation::Uring {
+            assert!(allocated_bytes(&file) >= 1 << 20, "blocks allocated");
+        }
+        // Already large enough: nothing to do.
+        assert_eq!(
+            uring.preallocate(&file, 4096).expect("no-op"),
+            Preallocation::Syscall
+        );
+        // The runtime is reused, not started again.
+        assert!(matches!(
+            uring,
+            UringFallocate::Running(_) | UringFallocate::Unavailable
+        ));
+    }
+
+    #[test]
+    fn pipeline_prepares_locked_preallocated_files_either_way() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut pipeline = SegmentPipeline::start(dir.path(), 64 * 1024);
+        for n in 0..4 {
+            if n == 1 {
+                pipeline.set_preallocation(Preallocation::Uring);
+            }
+            let prepared = pipeline.take().expect("prepared");
+            assert_eq!(
+                prepared.path.file_name().and_then(|n| n.to_str()),
+                Some(if n % 2 == 0 { "0.tmp" } else { "1.tmp" })
+            );
+            assert_eq!(prepared.file.metadata().expect("metadata").len(), 64 * 1024);
+            let other = File::open(&prepared.path).expect("open");
+            assert_eq!(
+                fs::try_lock_exclusive(&other).map_err(|e| e.kind()),
+                Err(io::ErrorKind::WouldBlock),
+                "{} is locked",
+                prepared.path.display()
+            );
+            // As a cut does: the file takes a segment's name.
+            std::fs::rename(&prepared.path, dir.path().join(format!("segment-{n}")))
+                .expect("rename");
+        }
+        drop(pipeline);
+        // The file prepared ahead is removed with the pipeline.
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["segment-0", "segment-1", "segment-2", "segment-3"]);
+    }
+
+    #[test]
+    fn unsupported_errors_are_recognized() {
+        assert!(is_unsupported(&io::Error::from_raw_os_error(
+            Errno::INVAL.raw_os_error()
+        )));
+        assert!(is_unsupported(&io::Error::from_raw_os_error(
+            Errno::OPNOTSUPP.raw_os_error()
+        )));
+        assert!(!is_unsupported(&io::Error::from_raw_os_error(
+            Errno::NOSPC.raw_os_error()
+        )));
+    }
 }

@@ -3,8 +3,10 @@
 //! Owns: creating a WAL (in a temporary directory renamed into place),
 //! opening one at a snapshot (reading everything after it and positioning the
 //! writer at the end), saving entries and hard states, saving snapshot
-//! markers, syncing, cutting segments, and the locks that keep segments still
-//! needed from being purged.
+//! markers, syncing, cutting segments (the next one is prepared and
+//! preallocated ahead on a helper thread, by the syscall or through io_uring
+//! as the writer asks with [`Wal::set_preallocation`]), and the locks that
+//! keep segments still needed from being purged.
 //! Guarantees: a `save` that must sync (new entries, or a new term or vote)
 //! returns only after `fdatasync`; a segment is named (renamed into place)
 //! only after its header is synced, and the directory is synced after every
@@ -18,6 +20,7 @@
 use super::encoder::Encoder;
 use super::error::WalError;
 use super::fs;
+pub use super::pipeline::Preallocation;
 use super::pipeline::{PREPARED_SUFFIX, SegmentPipeline};
 use super::record_type::RecordType;
 use super::replay::{Replay, WalContents};
@@ -301,6 +304,16 @@ impl Wal {
         }
         self.cut()?;
         Ok(true)
+    }
+
+    /// How the next segments are preallocated, ahead of their cut, on the
+    /// WAL's helper thread: a writer that does its IO through io_uring (the
+    /// persistence actor's uring backend) asks for
+    /// [`Preallocation::Uring`]. Applies from the next preparation on; the
+    /// one started when the WAL was opened or last cut finishes as it began.
+    /// Either way the segment is the same file.
+    pub fn set_preallocation(&mut self, preallocation: Preallocation) {
+        self.pipeline.set_preallocation(preallocation);
     }
 
     /// Records that a write or sync done by the caller failed: the WAL then
