@@ -2,7 +2,9 @@
 //!
 //! Owns: the [`Transport`] trait the raft actor sends through, the
 //! [`PeerInbox`] it receives from, and the implementations:
-//! [`in_process`] (tokio channels, for tests and benches).
+//! [`in_process`] (tokio channels, for tests and benches) and [`tcp`]
+//! (length-prefixed prost frames over TCP, between processes; its metric
+//! names are in [`metric_names`]).
 //!
 //! Guarantees (every implementation): `send` never blocks and never waits
 //! for the peer; a message that cannot be handed on is dropped (raft
@@ -12,8 +14,11 @@
 //! May not touch: raft state or what a message means.
 
 pub mod in_process;
+pub mod metric_names;
+pub mod tcp;
 
 pub use in_process::InProcessNetwork;
+pub use tcp::{TcpConfig, TcpTransport, TcpTransportError};
 
 use crate::raftpb::Message;
 use tokio::sync::mpsc;
@@ -24,7 +29,8 @@ pub enum TransportError {
     /// No node with that id is known (or it stopped).
     #[error("node {0:#x} is unreachable")]
     Unreachable(u64),
-    /// The link is cut by a test.
+    /// The link is cut by a test, or the message is over the transport's
+    /// size limit for its kind.
     #[error("link {from:#x} -> {to:#x} drops messages")]
     Dropped {
         /// The sender.
