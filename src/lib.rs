@@ -6,15 +6,21 @@
 //! - [`persist`]: the persistence actor (group-committed fsyncs);
 //! - [`node`]: the raft and apply actors and the embedding API
 //!   ([`node::NodeHandle`]), over the replicated [`kv`] store;
-//! - [`transport`]: how nodes send raft messages to each other.
+//! - [`transport`]: how nodes send raft messages to each other;
+//! - [`http`]: the client HTTP API of a node (an axum router);
+//! - [`server`]: the `ringraft serve` process (TCP transport + HTTP API),
+//!   and [`metrics`]: exporting to Prometheus.
 
 #![warn(missing_docs)]
 
+pub mod http;
 pub mod kv;
+pub mod metrics;
 pub mod node;
 pub mod persist;
 pub mod raft;
 pub mod raftpb;
+pub mod server;
 pub mod snap;
 pub mod storage;
 pub mod transport;

@@ -1,17 +1,23 @@
-//! The `ringraft` command line: `--version`, and the `wal` tools for
-//! inspecting data directories (ours or etcd's). The server and `bench`
-//! subcommands arrive with their issues.
+//! The `ringraft` command line: `serve` (the default: a single node on
+//! 127.0.0.1:7379 with its data in `./ringraft-data` when given no flags),
+//! and the `wal` tools for inspecting data directories (ours or etcd's).
 //!
-//! Exit status: 0 on success, 1 when a WAL or snapshot is corrupt or cannot
-//! be read, 2 on bad usage.
+//! Exit status: 0 on success (a server stopped by SIGINT/SIGTERM after a
+//! graceful shutdown), 1 when the server fails or a WAL or snapshot is
+//! corrupt or cannot be read, 2 on bad usage. Logs go to stderr, level from
+//! `RUST_LOG` (default `info`).
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringraft::persist::BackendChoice;
 use ringraft::raftpb::walpb;
+use ringraft::server::{ServeConfig, parse_initial_cluster};
 use ringraft::snap::Snapshotter;
 use ringraft::storage::DataDir;
 use ringraft::wal::{self, SegmentName, TornTailReport};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// A raft storage service in the architecture of etcd's server.
 #[derive(Parser)]
@@ -23,9 +29,106 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a node: raft between peers over TCP, the HTTP API for clients
+    /// (the default command).
+    Serve(ServeArgs),
     /// Inspect write-ahead logs.
     #[command(subcommand)]
     Wal(WalCommand),
+}
+
+/// Persistence backend on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    /// io_uring when it works here, else std.
+    Auto,
+    /// io_uring (tokio-uring); fails where unavailable.
+    Uring,
+    /// pwrite + fdatasync.
+    Std,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// This node's id.
+    #[arg(long, default_value_t = 1)]
+    id: u64,
+    /// Data directory (WAL and snapshots; created if missing).
+    #[arg(long, default_value = "ringraft-data")]
+    data_dir: PathBuf,
+    /// Address peers connect to.
+    #[arg(long, default_value = "127.0.0.1:7380")]
+    listen_peer: SocketAddr,
+    /// Address clients (HTTP) connect to.
+    #[arg(long, default_value = "127.0.0.1:7379")]
+    listen_client: SocketAddr,
+    /// Initial members, `id=host:port,...` (peer addresses). Default: this
+    /// node alone at --listen-peer.
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// Join a running cluster (add this member with `POST /v1/members`
+    /// first); --initial-cluster then names the members to reach.
+    #[arg(long)]
+    join: bool,
+    /// Disaster recovery: restart as the only voter, keeping every entry
+    /// this node has committed.
+    #[arg(long)]
+    force_new_cluster: bool,
+    /// Names the cluster (its hash is the cluster id in the WAL); nodes of
+    /// one cluster must share it.
+    #[arg(long, default_value = ringraft::server::config::DEFAULT_CLUSTER_TOKEN)]
+    cluster_token: String,
+    /// Persistence backend.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendArg,
+    /// Snapshot every this many applied entries.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_count: u64,
+    /// Raft tick, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    tick_ms: u64,
+    /// Ticks without a leader before an election.
+    #[arg(long, default_value_t = 10)]
+    election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    #[arg(long, default_value_t = 1)]
+    heartbeat_ticks: usize,
+    /// How long a client request may wait, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    request_timeout_ms: u64,
+    /// Warn about WAL fdatasyncs slower than this, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    slow_fsync_warning_ms: u64,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServeConfig, String> {
+        let initial_cluster = match &self.initial_cluster {
+            Some(text) => parse_initial_cluster(text).map_err(|e| e.to_string())?,
+            None => [(self.id, self.listen_peer.to_string())].into(),
+        };
+        Ok(ServeConfig {
+            node_id: self.id,
+            data_dir: self.data_dir.clone(),
+            listen_peer: self.listen_peer,
+            listen_client: self.listen_client,
+            initial_cluster,
+            join: self.join,
+            force_new_cluster: self.force_new_cluster,
+            cluster_token: self.cluster_token.clone(),
+            backend: match self.backend {
+                BackendArg::Auto => BackendChoice::Auto,
+                BackendArg::Uring => BackendChoice::Uring,
+                BackendArg::Std => BackendChoice::Std,
+            },
+            snapshot_count: self.snapshot_count,
+            tick_interval: Duration::from_millis(self.tick_ms),
+            election_ticks: self.election_ticks,
+            heartbeat_ticks: self.heartbeat_ticks,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            slow_fsync_warning: Duration::from_millis(self.slow_fsync_warning_ms),
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -48,12 +151,13 @@ enum WalCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => {
-            println!("ringraft {}", env!("CARGO_PKG_VERSION"));
-            println!();
-            println!("{}", Cli::command().render_usage());
-            Ok(())
-        }
+        // No subcommand: `serve` with every default.
+        None => match Cli::try_parse_from(["ringraft", "serve"]).map(|cli| cli.command) {
+            Ok(Some(Command::Serve(args))) => serve(&args),
+            Ok(_) => Err("the default command is not serve".to_string()),
+            Err(error) => Err(error.to_string()),
+        },
+        Some(Command::Serve(args)) => serve(&args),
         Some(Command::Wal(WalCommand::Dump { path })) => dump(&path),
         Some(Command::Wal(WalCommand::Verify { data_dir })) => verify(&data_dir),
     };
@@ -64,6 +168,54 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn serve(args: &ServeArgs) -> Result<(), String> {
+    init_logging();
+    let config = args.config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+    runtime.block_on(async {
+        let metrics = match ringraft::metrics::install_prometheus() {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                tracing::warn!(%error, "metrics disabled");
+                None
+            }
+        };
+        ringraft::server::run(&config, metrics, stop_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM (or at once if they cannot be watched,
+/// which would leave the process unstoppable but by SIGKILL).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot watch SIGINT/SIGTERM");
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// The WAL and snapshot directories for a path naming either a WAL directory

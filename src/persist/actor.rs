@@ -312,8 +312,15 @@ impl<B: IoBackend> Actor<B> {
     /// Waits for an in-flight sync and acknowledges what it covers.
     async fn complete(&mut self, in_flight: InFlight) -> Result<(), PersistError> {
         let result = in_flight.sync.wait().await;
-        metrics::histogram!(WAL_FSYNC_DURATION_SECONDS)
-            .record(in_flight.started.elapsed().as_secs_f64());
+        let fsync_duration = in_flight.started.elapsed();
+        metrics::histogram!(WAL_FSYNC_DURATION_SECONDS).record(fsync_duration.as_secs_f64());
+        if fsync_duration > self.config.slow_fsync_warning {
+            tracing::warn!(
+                path = %in_flight.path.display(),
+                took_ms = fsync_duration.as_millis() as u64,
+                "slow fdatasync of the WAL"
+            );
+        }
         result.map_err(|e| PersistError::io("fdatasync of WAL", &in_flight.path, e))?;
         self.acknowledge_synced(in_flight.covered, in_flight.synced_commit)
     }

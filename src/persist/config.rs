@@ -40,6 +40,9 @@ pub struct PersistConfig {
     /// After a snapshot save, keep at most this many snapshot files (etcd's
     /// `--max-snapshots`); `None` never purges.
     pub max_snap_files: Option<usize>,
+    /// A WAL fdatasync slower than this is logged as a warning (etcd warns
+    /// above 1 s).
+    pub slow_fsync_warning: std::time::Duration,
 }
 
 impl Default for PersistConfig {
@@ -50,6 +53,7 @@ impl Default for PersistConfig {
             queue_capacity: None,
             max_wal_files: Some(5),
             max_snap_files: Some(5),
+            slow_fsync_warning: std::time::Duration::from_secs(1),
         }
     }
 }

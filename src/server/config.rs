@@ -1,0 +1,270 @@
+//! What a `ringraft serve` process is started with, and how that maps onto a
+//! node.
+//!
+//! Owns: [`ServeConfig`] (plain data, filled by the command line), parsing
+//! `--initial-cluster`, and deriving the cluster id from the cluster token.
+//! Guarantees: a config that [`ServeConfig::validate`] accepts names this
+//! node in its initial cluster (unless it joins), has distinct ids and
+//! addresses, and nonzero timings; errors say which flag is wrong.
+//! May not touch: anything at run time.
+
+use crate::node::NodeConfig;
+use crate::node::bootstrap::NewMember;
+use crate::persist::BackendChoice;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a serve configuration is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServeConfigError {
+    /// `--initial-cluster` does not parse.
+    #[error("--initial-cluster: entry {entry:?}: {reason}")]
+    InitialCluster {
+        /// The offending entry.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another flag is wrong.
+    #[error("{flag}: {reason}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Everything a server process needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// This node's id (not 0).
+    pub node_id: u64,
+    /// The data directory (created if missing).
+    pub data_dir: PathBuf,
+    /// Where peers connect.
+    pub listen_peer: SocketAddr,
+    /// Where clients connect (HTTP).
+    pub listen_client: SocketAddr,
+    /// Node id → peer address of the initial members (this node included).
+    pub initial_cluster: BTreeMap<u64, String>,
+    /// Join a running cluster (the member was added with
+    /// `POST /v1/members` first) instead of starting a new one.
+    pub join: bool,
+    /// Disaster recovery: restart as the only voter.
+    pub force_new_cluster: bool,
+    /// Names the cluster; its hash is the cluster id recorded in the WAL.
+    pub cluster_token: String,
+    /// Persistence backend.
+    pub backend: BackendChoice,
+    /// Snapshot every this many applied entries.
+    pub snapshot_count: u64,
+    /// Raft tick.
+    pub tick_interval: Duration,
+    /// Ticks without a leader before campaigning.
+    pub election_ticks: usize,
+    /// Ticks between heartbeats.
+    pub heartbeat_ticks: usize,
+    /// How long a client request may wait.
+    pub request_timeout: Duration,
+    /// An fdatasync slower than this is logged as a warning.
+    pub slow_fsync_warning: Duration,
+}
+
+impl ServeConfig {
+    /// The single-node default: node 1, `./ringraft-data`, clients on
+    /// 127.0.0.1:7379, peers on 127.0.0.1:7380.
+    pub fn single_node_default() -> ServeConfig {
+        let listen_peer = SocketAddr::from(([127, 0, 0, 1], 7380));
+        ServeConfig {
+            node_id: 1,
+            data_dir: PathBuf::from("ringraft-data"),
+            listen_peer,
+            listen_client: SocketAddr::from(([127, 0, 0, 1], 7379)),
+            initial_cluster: BTreeMap::from([(1, listen_peer.to_string())]),
+            join: false,
+            force_new_cluster: false,
+            cluster_token: DEFAULT_CLUSTER_TOKEN.to_string(),
+            backend: BackendChoice::Auto,
+            snapshot_count: crate::node::config::DEFAULT_SNAPSHOT_COUNT,
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            request_timeout: Duration::from_secs(5),
+            slow_fsync_warning: Duration::from_millis(100),
+        }
+    }
+
+    /// The cluster id: a hash of the cluster token (never 0).
+    pub fn cluster_id(&self) -> u64 {
+        cluster_id_of(&self.cluster_token)
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), ServeConfigError> {
+        let flag = |flag: &'static str, reason: &str| {
+            Err(ServeConfigError::Flag {
+                flag,
+                reason: reason.to_string(),
+            })
+        };
+        if self.node_id == 0 {
+            return flag("--id", "node id 0 is reserved");
+        }
+        if !self.join && !self.initial_cluster.contains_key(&self.node_id) {
+            return flag(
+                "--initial-cluster",
+                "must name this node (--id) unless --join is given",
+            );
+        }
+        if self.join && self.force_new_cluster {
+            return flag("--force-new-cluster", "cannot be combined with --join");
+        }
+        if self.listen_peer == self.listen_client {
+            return flag("--listen-client", "must differ from --listen-peer");
+        }
+        if self.tick_interval.is_zero() {
+            return flag("--tick-ms", "must be at least 1");
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return flag(
+                "--election-ticks",
+                "must be greater than --heartbeat-ticks, which must be at least 1",
+            );
+        }
+        if self.cluster_token.is_empty() {
+            return flag("--cluster-token", "must not be empty");
+        }
+        Ok(())
+    }
+
+    /// The node settings this server runs with.
+    pub fn node_config(&self) -> NodeConfig {
+        let voters: Vec<u64> = self.initial_cluster.keys().copied().collect();
+        let mut config = NodeConfig::new(
+            self.node_id,
+            self.cluster_id(),
+            self.data_dir.clone(),
+            &voters,
+        );
+        if self.join {
+            config.new_member = NewMember::Join;
+        }
+        config.force_new_cluster = self.force_new_cluster;
+        config.persist.backend = self.backend;
+        config.snapshot_count = self.snapshot_count;
+        config.tick_interval = self.tick_interval;
+        config.election_tick = self.election_ticks;
+        config.heartbeat_tick = self.heartbeat_ticks;
+        config.request_timeout = self.request_timeout;
+        config.persist.slow_fsync_warning = self.slow_fsync_warning;
+        config
+    }
+}
+
+/// The cluster token when none is given.
+pub const DEFAULT_CLUSTER_TOKEN: &str = "ringraft-cluster";
+
+/// 64-bit FNV-1a of `token`, with 0 mapped to 1 (0 means "no cluster").
+/// Stable across versions and platforms: it is recorded in every WAL.
+pub fn cluster_id_of(token: &str) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = token.bytes().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    hash.max(1)
+}
+
+/// Parses `1=host:port,2=host:port` (a scheme such as `http://` is kept
+/// as given; the transport strips it).
+pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<u64, String>, ServeConfigError> {
+    let mut members = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let refuse = |reason: &str| ServeConfigError::InitialCluster {
+            entry: entry.to_string(),
+            reason: reason.to_string(),
+        };
+        let (id, url) = entry
+            .split_once('=')
+            .ok_or_else(|| refuse("expected id=host:port"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| refuse("the id is not a number"))?;
+        if id == 0 {
+            return Err(refuse("node id 0 is reserved"));
+        }
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(refuse("the address is empty"));
+        }
+        if members.values().any(|known: &String| known == url) {
+            return Err(refuse("the address is given twice"));
+        }
+        if members.insert(id, url.to_string()).is_some() {
+            return Err(refuse("the id is given twice"));
+        }
+    }
+    if members.is_empty() {
+        return Err(ServeConfigError::InitialCluster {
+            entry: text.to_string(),
+            reason: "no member".to_string(),
+        });
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_parses_and_refuses_mistakes() {
+        let parsed = parse_initial_cluster("1=127.0.0.1:7380, 2=http://10.0.0.2:7380,3=h:1")
+            .expect("parses");
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed[&2], "http://10.0.0.2:7380");
+        for bad in [
+            "",
+            "1",
+            "x=a:1",
+            "0=a:1",
+            "1=",
+            "1=a:1,1=b:1",
+            "1=a:1,2=a:1",
+        ] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn cluster_id_is_stable_and_never_zero() {
+        // Pinned: a different value would orphan every existing data
+        // directory (its WAL records the id).
+        assert_eq!(cluster_id_of(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(cluster_id_of("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(cluster_id_of("one"), cluster_id_of("two"));
+    }
+
+    #[test]
+    fn validation_names_the_flag() {
+        let mut config = ServeConfig::single_node_default();
+        assert_eq!(config.validate(), Ok(()));
+        config.node_id = 2;
+        let refused = config.validate().expect_err("node 2 is not in the cluster");
+        assert!(
+            refused.to_string().contains("--initial-cluster"),
+            "{refused}"
+        );
+        config.join = true;
+        assert_eq!(config.validate(), Ok(()));
+        config.force_new_cluster = true;
+        assert!(config.validate().is_err());
+        let mut config = ServeConfig::single_node_default();
+        config.election_ticks = 1;
+        assert!(config.validate().is_err());
+    }
+}

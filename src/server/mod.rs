@@ -1,0 +1,221 @@
+//! The `ringraft serve` process: a node with the TCP transport between
+//! peers and the HTTP API for clients.
+//!
+//! Owns: binding the peer and client listeners, starting the transport,
+//! the node and the HTTP server in the right order, telling the transport
+//! where every member is (initial cluster, then the replicated member
+//! directory), the Prometheus recorder's upkeep, and the orderly stop
+//! (HTTP first, then the node's graceful shutdown, then the transport).
+//! Guarantees: a bad configuration, an address in use, or a data
+//! directory of another node or cluster is an error before anything
+//! listens for clients; a stop requested by the caller's `shutdown` future
+//! drains the node (everything acknowledged was durable before).
+//! May not touch: raft, storage or HTTP details (their modules' business).
+
+pub mod config;
+
+pub use config::{ServeConfig, ServeConfigError, cluster_id_of, parse_initial_cluster};
+
+use crate::http::{HttpState, router};
+use crate::node::{Consistency, Node, NodeError, NodeHandle, Transport};
+use crate::transport::{TcpConfig, TcpTransport, TcpTransportError};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is inconsistent.
+    #[error("configuration: {0}")]
+    Config(#[from] ServeConfigError),
+    /// The data directory cannot be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// A listener cannot bind.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// "peers" or "clients".
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The transport refused to start.
+    #[error("transport: {0}")]
+    Transport(#[from] TcpTransportError),
+    /// The node failed to start or stopped with an error.
+    #[error("node: {0}")]
+    Node(#[from] NodeError),
+    /// The HTTP server failed.
+    #[error("HTTP server on {addr}: {source}")]
+    Http {
+        /// The client address.
+        addr: SocketAddr,
+        /// The IO error.
+        source: std::io::Error,
+    },
+}
+
+/// How often the Prometheus recorder's histograms are compacted.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A running server (see [`start`]).
+#[derive(Debug)]
+pub struct Server {
+    /// The node.
+    pub node: NodeHandle,
+    /// Where peers connect (the bound address, useful with port 0).
+    pub peer_addr: SocketAddr,
+    /// Where clients connect.
+    pub client_addr: SocketAddr,
+    transport: Arc<TcpTransport>,
+    http: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+    http_stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts a server per `config`; `metrics` is what `GET /metrics` renders.
+pub async fn start(
+    config: &ServeConfig,
+    metrics: Option<PrometheusHandle>,
+) -> Result<Server, ServeError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let peer_listener = bind("peers", config.listen_peer).await?;
+    let client_listener = bind("clients", config.listen_client).await?;
+    let peer_addr = local_addr("peers", &peer_listener, config.listen_peer)?;
+    let client_addr = local_addr("clients", &client_listener, config.listen_client)?;
+
+    let transport = Arc::new(TcpTransport::new(
+        config.node_id,
+        config.cluster_id(),
+        TcpConfig::default(),
+    )?);
+    for (&id, url) in &config.initial_cluster {
+        transport.add_peer(id, url);
+    }
+    let (inbox_sender, inbox) = mpsc::unbounded_channel();
+    transport.listen(peer_listener, inbox_sender)?;
+
+    let node_config = config.node_config();
+    let node_transport: Arc<dyn Transport> = transport.clone();
+    // Boot replays the WAL: off the runtime's worker threads.
+    let node = tokio::task::spawn_blocking(move || Node::start(node_config, node_transport, inbox))
+        .await
+        .map_err(|_| NodeError::Stopped)??;
+    learn_member_directory(&node, &transport).await;
+
+    if let Some(handle) = &metrics {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut upkeep = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+            loop {
+                upkeep.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+    let mut state = HttpState::new(node.clone());
+    state.initial_peer_urls = config.initial_cluster.clone();
+    state.metrics = metrics;
+    let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(client_listener, router(state))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(
+        node = config.node_id,
+        %peer_addr,
+        %client_addr,
+        data_dir = %config.data_dir.display(),
+        path = ?node.boot_report().path,
+        "ringraft serving"
+    );
+    Ok(Server {
+        node,
+        peer_addr,
+        client_addr,
+        transport,
+        http,
+        http_stop,
+    })
+}
+
+impl Server {
+    /// Stops taking client requests, shuts the node down gracefully, then
+    /// the transport. Returns the node's failure, if it had one.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        let _ = self.http_stop.send(());
+        let http_outcome = self.http.await;
+        let node_outcome = self.node.shutdown().await;
+        self.transport.shutdown();
+        node_outcome?;
+        match http_outcome {
+            Ok(Ok(())) | Err(_) => Ok(()),
+            Ok(Err(source)) => Err(ServeError::Http {
+                addr: self.client_addr,
+                source,
+            }),
+        }
+    }
+}
+
+/// Runs a server until `shutdown` completes, then stops it gracefully.
+pub async fn run(
+    config: &ServeConfig,
+    metrics: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let server = start(config, metrics).await?;
+    shutdown.await;
+    tracing::info!(node = config.node_id, "stopping");
+    server.stop().await
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, ServeError> {
+    listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+/// Members added after the initial cluster are known by the replicated
+/// member directory (restored from the snapshot at boot; changes after it
+/// reach the transport as raft re-applies them).
+async fn learn_member_directory(node: &NodeHandle, transport: &TcpTransport) {
+    match node.member_addresses(Consistency::Serializable).await {
+        Ok(directory) => {
+            for (id, url) in directory {
+                if !url.is_empty() {
+                    transport.add_peer(id, &url);
+                }
+            }
+        }
+        Err(error) => tracing::warn!(%error, "member directory unavailable at start"),
+    }
+}

@@ -1,0 +1,339 @@
+//! Real `ringraft serve` processes on loopback for the server tests: start,
+//! kill -9, restart, and a minimal HTTP/1.1 client over std sockets (one
+//! request per connection), so that the tests exercise exactly what a user
+//! starts from a shell.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_ringraft");
+/// Raft tick of the test servers.
+pub const TICK_MS: u64 = 50;
+/// Election timeout in ticks (raft randomizes it in [T, 2T)).
+pub const ELECTION_TICKS: u64 = 10;
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// An unused loopback port (bound then released: another process could
+/// take it in between, which these tests accept).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+/// One server process and where it listens.
+pub struct Proc {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub client: SocketAddr,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Proc {
+    pub fn new(id: u64, dir: &Path) -> Proc {
+        Proc {
+            id,
+            peer: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            client: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            dir: dir.join(format!("node{id}")),
+            child: None,
+        }
+    }
+
+    /// Starts the process with `--initial-cluster initial` and `extra`
+    /// flags; its log goes to `<dir>.log`.
+    pub fn start(&mut self, initial: &str, extra: &[&str]) {
+        assert!(self.child.is_none(), "node {} already runs", self.id);
+        let log_path = self.dir.with_extension("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
+        let child = Command::new(BINARY)
+            .arg("serve")
+            .args(["--id", &self.id.to_string()])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--listen-peer", &self.peer.to_string()])
+            .args(["--listen-client", &self.client.to_string()])
+            .args(["--initial-cluster", initial])
+            .args(["--tick-ms", &TICK_MS.to_string()])
+            .args(["--election-ticks", &ELECTION_TICKS.to_string()])
+            .args(["--request-timeout-ms", "3000"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ringraft serve");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a power cut would stop it (the kernel keeps what was
+    /// written; fsync decides nothing here, the crash tests of the disk do).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a graceful exit; returns its exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster of server processes.
+pub struct ProcCluster {
+    pub root: tempfile::TempDir,
+    pub procs: BTreeMap<u64, Proc>,
+}
+
+impl ProcCluster {
+    /// Starts processes `ids` as one new cluster.
+    pub fn start(ids: &[u64]) -> ProcCluster {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut procs: BTreeMap<u64, Proc> = ids
+            .iter()
+            .map(|&id| (id, Proc::new(id, root.path())))
+            .collect();
+        let initial = initial_cluster(procs.values());
+        for proc in procs.values_mut() {
+            proc.start(&initial, &[]);
+        }
+        ProcCluster { root, procs }
+    }
+
+    pub fn initial(&self) -> String {
+        initial_cluster(self.procs.values())
+    }
+
+    pub fn proc(&self, id: u64) -> &Proc {
+        &self.procs[&id]
+    }
+
+    pub fn restart(&mut self, id: u64) {
+        let initial = self.initial();
+        self.procs
+            .get_mut(&id)
+            .expect("known node")
+            .start(&initial, &[]);
+    }
+
+    /// The leader every running node agrees on.
+    pub fn leader(&mut self) -> u64 {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(leader) = self.agreed_leader() {
+                return leader;
+            }
+            assert!(Instant::now() < deadline, "no agreed leader");
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The leader all running nodes report, if they agree and it runs.
+    pub fn agreed_leader(&mut self) -> Option<u64> {
+        let running: Vec<u64> = self
+            .procs
+            .iter_mut()
+            .filter_map(|(&id, proc)| proc.running().then_some(id))
+            .collect();
+        let mut leaders = Vec::new();
+        for &id in &running {
+            leaders.push(status_leader(self.procs[&id].client)?);
+        }
+        let first = *leaders.first()?;
+        (leaders.iter().all(|&l| l == first) && running.contains(&first)).then_some(first)
+    }
+
+    pub fn dump_logs(&self) -> String {
+        self.procs
+            .values()
+            .map(|p| format!("--- node {} ---\n{}", p.id, p.log()))
+            .collect()
+    }
+}
+
+pub fn initial_cluster<'a>(procs: impl Iterator<Item = &'a Proc>) -> String {
+    procs
+        .map(|p| format!("{}={}", p.id, p.peer))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The leader a node reports in `/v1/status`.
+pub fn status_leader(client: SocketAddr) -> Option<u64> {
+    let response = http(client, "GET", "/v1/status", b"").ok()?;
+    if response.status != 200 {
+        return None;
+    }
+    let status: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
+    status.get("leader")?.as_u64()
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    // A server refusing a large body may close before reading all of it.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let malformed = || std::io::Error::other("malformed HTTP response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(malformed)?;
+    let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(malformed)?;
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body).ok_or_else(malformed)?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// PUT until a 200 (retrying 503s, timeouts and refused connections while
+/// the deadline allows); returns the raft index.
+pub fn put_retrying(addrs: &[SocketAddr], key: &str, value: &[u8]) -> u64 {
+    let deadline = Instant::now() + DEADLINE;
+    let mut turn = 0;
+    loop {
+        let addr = addrs[turn % addrs.len()];
+        if let Ok(response) = http(addr, "PUT", &format!("/v1/kv/{key}"), value) {
+            if response.status == 200 {
+                return response.json()["index"].as_u64().unwrap_or(0);
+            }
+        }
+        assert!(Instant::now() < deadline, "PUT {key} never succeeded");
+        turn += 1;
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until node `addr` answers `GET path` with a 200 whose body is
+/// `expected` (serializable reads: the node's own state).
+pub fn wait_value(addr: SocketAddr, key: &str, expected: &[u8]) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let path = format!("/v1/kv/{key}?consistency=serializable");
+        if let Ok(response) = http(addr, "GET", &path, b"") {
+            if response.status == 200 && response.body == expected {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} never served {key} = {expected:?}"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `GET /health` on `addr` answers 200.
+pub fn wait_healthy(addr: SocketAddr) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if http(addr, "GET", "/health", b"").is_ok_and(|r| r.status == 200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{addr} never became healthy");
+        sleep(Duration::from_millis(50));
+    }
+}
