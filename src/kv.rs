@@ -311,28 +311,55 @@ impl KvStore {
         &self.members
     }
 
-    /// The encoded state (the data of a raft snapshot at the applied index).
+    /// The encoded state (the data of a raft snapshot at the applied index):
+    /// a [`KvSnapshot`], encoded straight from the map rather than through
+    /// a copy of every pair (the apply actor does this every
+    /// `snapshot_count` entries, with the whole store).
     pub fn snapshot(&self) -> Vec<u8> {
-        KvSnapshot {
-            applied_index: self.applied_index,
-            pairs: self
-                .pairs
-                .iter()
-                .map(|(key, value)| KvPair {
-                    key: key.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-            members: self
-                .members
-                .iter()
-                .map(|(&node_id, peer_url)| MemberAddress {
+        use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+        // Proto3: empty and zero fields are left out, as the derived
+        // encoder does; the output is byte-identical to it.
+        let field_len = |tag: u32, value: &[u8]| {
+            if value.is_empty() {
+                0
+            } else {
+                key_len(tag) + encoded_len_varint(value.len() as u64) + value.len()
+            }
+        };
+        let pair_len = |key: &[u8], value: &[u8]| field_len(1, key) + field_len(2, value);
+        let mut capacity = 16;
+        for (key, value) in &self.pairs {
+            let len = pair_len(key, value);
+            capacity += 1 + encoded_len_varint(len as u64) + len;
+        }
+        let mut out = Vec::with_capacity(capacity);
+        if self.applied_index != 0 {
+            prost::encoding::uint64::encode(1, &self.applied_index, &mut out);
+        }
+        let put_field = |out: &mut Vec<u8>, tag: u32, value: &[u8]| {
+            if !value.is_empty() {
+                encode_key(tag, WireType::LengthDelimited, out);
+                encode_varint(value.len() as u64, out);
+                out.extend_from_slice(value);
+            }
+        };
+        for (key, value) in &self.pairs {
+            encode_key(2, WireType::LengthDelimited, &mut out);
+            encode_varint(pair_len(key, value) as u64, &mut out);
+            put_field(&mut out, 1, key);
+            put_field(&mut out, 2, value);
+        }
+        for (&node_id, peer_url) in &self.members {
+            prost::encoding::message::encode(
+                3,
+                &MemberAddress {
                     node_id,
                     peer_url: peer_url.clone(),
-                })
-                .collect(),
+                },
+                &mut out,
+            );
         }
-        .encode_to_vec()
+        out
     }
 
     /// A store rebuilt from [`KvStore::snapshot`] data.

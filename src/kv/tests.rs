@@ -149,6 +149,47 @@ fn member_directory_follows_changes_and_snapshots() {
 }
 
 #[test]
+fn snapshot_encoding_matches_the_derived_encoder() {
+    let mut kv = KvStore::new();
+    assert_eq!(kv.snapshot(), KvSnapshot::default().encode_to_vec());
+    kv.apply(1, &KvCommand::put(b"a", b"")).expect("apply");
+    kv.apply(2, &KvCommand::put(b"", b"empty key"))
+        .expect("apply");
+    kv.apply(3, &KvCommand::put(&[0xff; 300], &[7; 200]))
+        .expect("apply");
+    kv.apply_member_changes(
+        4,
+        &[MemberChange::Added {
+            node_id: 9,
+            peer_url: "10.0.0.9:7380".to_string(),
+        }],
+    )
+    .expect("apply");
+    let derived = KvSnapshot {
+        applied_index: 4,
+        pairs: vec![
+            KvPair {
+                key: vec![],
+                value: b"empty key".to_vec(),
+            },
+            KvPair {
+                key: b"a".to_vec(),
+                value: vec![],
+            },
+            KvPair {
+                key: vec![0xff; 300],
+                value: vec![7; 200],
+            },
+        ],
+        members: vec![MemberAddress {
+            node_id: 9,
+            peer_url: "10.0.0.9:7380".to_string(),
+        }],
+    };
+    assert_eq!(kv.snapshot(), derived.encode_to_vec());
+}
+
+#[test]
 fn snapshot_of_empty_store_round_trips() {
     let kv = KvStore::new();
     assert_eq!(KvStore::restore(&kv.snapshot()), Ok(kv));
