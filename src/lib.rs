@@ -9,10 +9,13 @@
 //! - [`transport`]: how nodes send raft messages to each other;
 //! - [`http`]: the client HTTP API of a node (an axum router);
 //! - [`server`]: the `ringraft serve` process (TCP transport + HTTP API),
-//!   and [`metrics`]: exporting to Prometheus.
+//!   and [`metrics`]: every metric declared once, exported to Prometheus;
+//! - [`bench`]: `ringraft bench`, the load generator (in process, over
+//!   HTTP, or against etcd).
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod http;
 pub mod kv;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! The persistence actor's metrics, on both backends: after persisting some
-//! Readies and a snapshot, every metric named in `persist::metric_names`
-//! has moved.
+//! Readies and a snapshot, every metric of the persistence path declared
+//! in `ringraft::metrics` has moved, under the `node` label the config
+//! names.
 //!
 //! The actor records from its own OS thread, which a thread-local recorder
 //! would not see, so this binary installs one global `DebuggingRecorder`
@@ -14,12 +15,12 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::{CompositeKey, MetricKind};
 use persist_common::*;
 use prost::Message as _;
-use ringraft::persist::BackendKind;
-use ringraft::persist::metric_names::{
-    ENTRIES_PER_FSYNC, QUEUE_DEPTH, READIES_PER_FSYNC, SNAPSHOT_SAVE_DURATION_SECONDS,
-    WAL_FSYNC_DURATION_SECONDS, WAL_WRITE_BYTES_TOTAL, WAL_WRITE_DURATION_SECONDS,
-    describe_metrics,
+use ringraft::metrics::{
+    ENTRIES_PER_FSYNC, NODE_LABEL, PERSIST_QUEUE_DEPTH, READIES_PER_FSYNC,
+    SNAPSHOT_SAVE_DURATION_SECONDS, WAL_FSYNC_DURATION_SECONDS, WAL_SEGMENTS,
+    WAL_WRITE_BYTES_TOTAL, WAL_WRITE_DURATION_SECONDS, describe_all,
 };
+use ringraft::persist::{BackendKind, PersistActor, PersistConfig};
 use ringraft::raftpb::{ConfState, Snapshot, SnapshotMetadata};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -29,7 +30,11 @@ for_each_backend!(persisting_readies_moves_every_persist_metric);
 /// A value the actor never sets the queue depth gauge to.
 const UNSET_GAUGE: f64 = -1.0;
 
-/// What one snapshot of the recorder holds, by kind and name.
+/// The node id the actor is configured with, and so its `node` label.
+const NODE: &str = "42";
+
+/// What one snapshot of the recorder holds under [`NODE`]'s label, by kind
+/// and name.
 struct Recorded {
     values: HashMap<(MetricKind, String), (bool, DebugValue)>,
 }
@@ -40,6 +45,11 @@ impl Recorded {
             .snapshot()
             .into_vec()
             .into_iter()
+            .filter(|(key, _, _, _)| {
+                key.key()
+                    .labels()
+                    .any(|label| label.key() == NODE_LABEL && label.value() == NODE)
+            })
             .map(
                 |(key, _unit, description, value): (CompositeKey, _, _, _)| {
                     let name = key.key().name().to_string();
@@ -90,7 +100,7 @@ fn snapshotter() -> &'static Snapshotter {
         recorder
             .install()
             .expect("the only recorder of this test binary");
-        describe_metrics();
+        describe_all();
         snapshotter
     })
 }
@@ -115,12 +125,18 @@ fn persisting_readies_moves_every_persist_metric(kind: BackendKind) {
     let snapshotter = snapshotter();
     // Drain what an earlier test left; mark the gauge as not set.
     drop(snapshotter.snapshot());
-    metrics::gauge!(QUEUE_DEPTH).set(UNSET_GAUGE);
+    metrics::gauge!(PERSIST_QUEUE_DEPTH, NODE_LABEL => NODE).set(UNSET_GAUGE);
 
     const READIES: u64 = 40;
     let dir = scratch_dir();
     // Tiny segments, so the run also cuts (and preallocates) a few.
-    let (actor, data_dir) = start(kind, dir.path(), 4096);
+    let (wal, snap_files, data_dir) = create_storage(dir.path(), 4096);
+    let config = PersistConfig {
+        node_id: NODE.parse().expect("a node id"),
+        ..config_for(kind)
+    };
+    let actor = PersistActor::start(wal, snap_files, config).expect("start actor");
+    assert_eq!(actor.backend(), kind);
     let sender = actor.sender();
     let mut index = 1;
     let mut entry_bytes = 0u64;
@@ -177,11 +193,18 @@ fn persisting_readies_moves_every_persist_metric(kind: BackendKind) {
         entries_per_fsync.iter().sum::<f64>() >= entries as f64,
         "{kind:?}: every entry counted in some fsync: {entries_per_fsync:?}"
     );
-    let depth = recorded.gauge(QUEUE_DEPTH);
+    let depth = recorded.gauge(PERSIST_QUEUE_DEPTH);
     assert!(
         depth >= 0.0 && depth < READIES as f64,
         "{kind:?}: queue depth gauge set by the actor: {depth}"
     );
     let snapshot_saves = recorded.histogram(SNAPSHOT_SAVE_DURATION_SECONDS);
     assert_eq!(snapshot_saves.len(), 1, "{kind:?}: one snapshot save timed");
+    // Set at start, after every cut and after the purge: the last value is
+    // what the directory holds.
+    let segment_gauge = recorded.gauge(WAL_SEGMENTS);
+    assert_eq!(
+        segment_gauge, segments as f64,
+        "{kind:?}: WAL segment gauge"
+    );
 }

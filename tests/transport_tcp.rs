@@ -2,22 +2,23 @@
 //! reconnecting to a peer that starts late or restarts, refusing bad input
 //! on the listening socket (each case closes that connection and the
 //! transport keeps serving a good peer), a full queue, removing a peer,
-//! size limits and the traffic metrics.
+//! size limits and the traffic metrics (with the round-trip time of
+//! heartbeats).
 //!
 //! Raw sockets build the preamble and frames by hand from the format in
 //! `ringraft::transport::tcp`'s docs, so these tests also pin that format.
 //! Timeouts here only keep a broken build from hanging; nothing asserts
 //! speed.
 
-use ringraft::raftpb::{Message, MessageType, Snapshot};
-use ringraft::transport::metric_names::{
-    PEER_RECEIVED_BYTES_TOTAL, PEER_SEND_FAILURES_TOTAL, PEER_SENT_BYTES_TOTAL,
-    PEER_SENT_MESSAGES_TOTAL,
+use ringraft::metrics::{
+    PEER_RECEIVED_BYTES_TOTAL, PEER_ROUND_TRIP_TIME_SECONDS, PEER_SEND_FAILURES_TOTAL,
+    PEER_SENT_BYTES_TOTAL, PEER_SENT_MESSAGES_TOTAL,
 };
+use ringraft::raftpb::{Message, MessageType, Snapshot};
 use ringraft::transport::{TcpConfig, TcpTransport, Transport, TransportError};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
@@ -539,6 +540,7 @@ async fn traffic_is_counted_per_peer() {
     let mut counts = Counts {
         snapshotter: recorder.snapshotter(),
         totals: HashMap::new(),
+        samples: HashMap::new(),
     };
     // This test binary's only recorder; the other tests' counters either
     // predate it (no-ops) or use other peer ids.
@@ -576,6 +578,48 @@ async fn traffic_is_counted_per_peer() {
         "received {received} < {frame_bytes}"
     );
 
+    // A heartbeat of term 7 answered by the peer: one round trip timed,
+    // under node 101's label for peer 102 (the probes of term 0 before it
+    // are never answered and are forgotten).
+    let mut beat = heartbeat(101, 102);
+    beat.term = 7;
+    let before = Instant::now();
+    one.transport.send(beat).expect("queued");
+    tokio::time::timeout(HANG, async {
+        loop {
+            let message = two.inbox.recv().await.expect("inbox open");
+            if message.msg_type == MessageType::MsgHeartbeat as i32 && message.term == 7 {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("heartbeat arrives");
+    let answer = Message {
+        msg_type: MessageType::MsgHeartbeatResp as i32,
+        from: 102,
+        to: 101,
+        term: 7,
+        ..Default::default()
+    };
+    two.transport.send(answer).expect("queued");
+    let round_trips = tokio::time::timeout(HANG, async {
+        loop {
+            let samples = counts.histogram(PEER_ROUND_TRIP_TIME_SECONDS, "101", "102");
+            if !samples.is_empty() {
+                return samples;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("round trip recorded");
+    assert_eq!(round_trips.len(), 1, "{round_trips:?}");
+    assert!(
+        round_trips[0] > 0.0 && round_trips[0] <= before.elapsed().as_secs_f64(),
+        "{round_trips:?}"
+    );
+
     let failures = counts.get(PEER_SEND_FAILURES_TOTAL, "102");
     two.transport.shutdown();
     tokio::time::timeout(HANG, async {
@@ -588,27 +632,55 @@ async fn traffic_is_counted_per_peer() {
     assert!(counts.get(PEER_SEND_FAILURES_TOTAL, "102") > failures);
 }
 
-/// Counter totals; the debugging recorder resets counters on every
-/// snapshot, so they are added up here.
+/// Counter totals and histogram samples; the debugging recorder resets
+/// what it reports on every snapshot, so they are added up here.
 struct Counts {
     snapshotter: metrics_util::debugging::Snapshotter,
     totals: HashMap<(String, String), u64>,
+    /// By name, node label and peer label.
+    samples: HashMap<(String, String, String), Vec<f64>>,
 }
 
 impl Counts {
-    fn get(&mut self, name: &str, peer: &str) -> u64 {
+    fn take(&mut self) {
         for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
-            let metrics_util::debugging::DebugValue::Counter(count) = value else {
+            let key = key.key();
+            let label = |name: &str| {
+                key.labels()
+                    .find(|label| label.key() == name)
+                    .map(|label| label.value().to_string())
+            };
+            let (Some(node), Some(peer)) = (label("node"), label("peer")) else {
                 continue;
             };
-            let key = key.key();
-            for label in key.labels().filter(|label| label.key() == "peer") {
-                *self
-                    .totals
-                    .entry((key.name().to_string(), label.value().to_string()))
-                    .or_default() += count;
+            match value {
+                metrics_util::debugging::DebugValue::Counter(count) => {
+                    *self
+                        .totals
+                        .entry((key.name().to_string(), peer))
+                        .or_default() += count;
+                }
+                metrics_util::debugging::DebugValue::Histogram(values) => {
+                    self.samples
+                        .entry((key.name().to_string(), node, peer))
+                        .or_default()
+                        .extend(values.iter().map(|v| v.0));
+                }
+                metrics_util::debugging::DebugValue::Gauge(_) => {}
             }
         }
+    }
+
+    fn histogram(&mut self, name: &str, node: &str, peer: &str) -> Vec<f64> {
+        self.take();
+        self.samples
+            .get(&(name.to_string(), node.to_string(), peer.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn get(&mut self, name: &str, peer: &str) -> u64 {
+        self.take();
         self.totals
             .get(&(name.to_string(), peer.to_string()))
             .copied()

@@ -1,6 +1,7 @@
 //! The `ringraft` command line: `serve` (the default: a single node on
 //! 127.0.0.1:7379 with its data in `./ringraft-data` when given no flags),
-//! and the `wal` tools for inspecting data directories (ours or etcd's).
+//! the `wal` tools for inspecting data directories (ours or etcd's), and
+//! `bench`, the load generator (`ringraft::bench`).
 //!
 //! Exit status: 0 on success (a server stopped by SIGINT/SIGTERM after a
 //! graceful shutdown), 1 when the server fails or a WAL or snapshot is
@@ -35,6 +36,9 @@ enum Command {
     /// Inspect write-ahead logs.
     #[command(subcommand)]
     Wal(WalCommand),
+    /// Load generator: throughput and latency of an in-process cluster,
+    /// running servers (`--target http://…`) or etcd (`--target etcd://…`).
+    Bench(Box<ringraft::bench::BenchArgs>),
 }
 
 /// Persistence backend on the command line.
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(&args),
         Some(Command::Wal(WalCommand::Dump { path })) => dump(&path),
         Some(Command::Wal(WalCommand::Verify { data_dir })) => verify(&data_dir),
+        Some(Command::Bench(args)) => ringraft::bench::main(&args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,8 +8,8 @@
 //! - [`apply_actor`]: applies committed entries to the key-value store,
 //!   completes proposals, serves reads;
 //! - [`handle`]: the embedding API ([`NodeHandle`]);
-//! - [`envelope`], [`config`], [`error`], [`metric_names`]: request ids in
-//!   entries, settings, errors, metrics.
+//! - [`envelope`], [`config`], [`error`]: request ids in entries,
+//!   settings, errors (metric names are `crate::metrics`'s).
 //!
 //! Messages between nodes go through a [`Transport`] (`crate::transport`).
 //!
@@ -22,7 +22,6 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod handle;
-pub mod metric_names;
 pub mod raft_actor;
 
 pub use crate::transport::{InProcessNetwork, PeerInbox, Transport, TransportError};
@@ -66,6 +65,9 @@ impl Node {
         // in flight itself (`max_inflight_bytes`).
         let mut persist_config = config.persist.clone();
         persist_config.queue_capacity = None;
+        persist_config.node_id = config.node_id;
+        // Every series of this node shows from the first scrape on.
+        crate::metrics::register_node(config.node_id);
         let persist = PersistActor::start(wal, snapshotter, persist_config)
             .map_err(|e| NodeError::Storage(Arc::new(e)))?;
 

@@ -47,7 +47,7 @@ use super::config::NodeConfig;
 use super::envelope::{self, RequestId};
 use super::error::NodeError;
 use super::handle::NodeStatus;
-use super::metric_names as names;
+use crate::metrics as names;
 use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist};
 use crate::raft::raft::decode_conf_change;
 use crate::raft::{
@@ -216,6 +216,10 @@ pub(crate) struct RaftActor {
     snapshot_catchup_entries: u64,
     leader: u64,
     node_label: String,
+    /// Handles of the per-Ready metrics, looked up once (a lookup by name
+    /// hashes and allocates the label).
+    ready_handling: metrics::Histogram,
+    committed_total: metrics::Counter,
 }
 
 /// A starting point for request sequence numbers that a previous life of
@@ -262,6 +266,14 @@ impl RaftActor {
             conf_history: VecDeque::from([(parts.boot_snapshot_index, conf_state)]),
             snapshot_catchup_entries: config.snapshot_catchup_entries,
             leader,
+            ready_handling: metrics::histogram!(
+                names::READY_HANDLING_DURATION_SECONDS,
+                names::NODE_LABEL => node_label.clone()
+            ),
+            committed_total: metrics::counter!(
+                names::PROPOSALS_COMMITTED_TOTAL,
+                names::NODE_LABEL => node_label.clone()
+            ),
             node_label,
         }
     }
@@ -633,8 +645,7 @@ impl RaftActor {
     }
 
     fn record_ready_handling(&self, started: Instant) {
-        metrics::histogram!(names::READY_HANDLING_DURATION_SECONDS, names::NODE_LABEL => self.node_label.clone())
-            .record(started.elapsed());
+        self.ready_handling.record(started.elapsed());
     }
 
     fn leader_changed(&mut self, leader: u64, role: StateRole) {
@@ -723,7 +734,7 @@ impl RaftActor {
                 for entry in &ready.committed_entries {
                     self.apply_conf_change(entry);
                 }
-                metrics::counter!(names::PROPOSALS_COMMITTED_TOTAL, names::NODE_LABEL => self.node_label.clone())
+                self.committed_total
                     .increment(ready.committed_entries.len() as u64);
                 let _ = self
                     .apply
@@ -803,6 +814,10 @@ impl RaftActor {
                     self.raw.report_snapshot(to, SnapshotStatus::Failure);
                 }
                 (MessageType::MsgApp, Err(_)) => self.raw.report_unreachable(to),
+                (MessageType::MsgHeartbeat, Err(_)) => {
+                    metrics::counter!(names::HEARTBEAT_SEND_FAILURES_TOTAL, names::NODE_LABEL => self.node_label.clone())
+                        .increment(1);
+                }
                 _ => {}
             }
         }

@@ -34,13 +34,14 @@
 use super::backend::{BackendKind, IoBackend, SyncInFlight};
 use super::config::PersistConfig;
 use super::error::{PersistError, SharedPersistError};
-use super::metric_names::{
-    ENTRIES_PER_FSYNC, QUEUE_DEPTH, READIES_PER_FSYNC, WAL_FSYNC_DURATION_SECONDS,
-    WAL_WRITE_BYTES_TOTAL, WAL_WRITE_DURATION_SECONDS,
-};
 use super::progress::PersistProgress;
 use super::request::{PersistRequest, ReadyToPersist, SnapshotReply};
 use super::snapshot_file::save_snapshot_file;
+use super::wal_gauge::record_wal_segments;
+use crate::metrics::{
+    ENTRIES_PER_FSYNC, NODE_LABEL, PERSIST_QUEUE_DEPTH, READIES_PER_FSYNC,
+    WAL_FSYNC_DURATION_SECONDS, WAL_WRITE_BYTES_TOTAL, WAL_WRITE_DURATION_SECONDS,
+};
 use crate::raftpb::{Snapshot, walpb};
 use crate::snap::Snapshotter;
 use crate::wal::writer::Preallocation;
@@ -143,6 +144,7 @@ impl<B: IoBackend> Actor<B> {
                     self.complete(previous).await?;
                 }
                 if self.wal.cut_if_full()? {
+                    record_wal_segments(self.wal.dir(), self.config.node_id);
                     // The cut synced the finished segment, this batch too.
                     let commit = self.wal.hard_state().commit;
                     self.acknowledge_synced(covered, commit)?;
@@ -182,7 +184,8 @@ impl<B: IoBackend> Actor<B> {
     /// `first` and whatever is queued behind it, up to the byte cap or a
     /// shutdown request (which ends the batch and is reported).
     fn gather(&self, first: PersistRequest) -> (Vec<PersistRequest>, bool) {
-        metrics::gauge!(QUEUE_DEPTH).set(self.requests.len() as f64);
+        metrics::gauge!(PERSIST_QUEUE_DEPTH, NODE_LABEL => self.config.node_id.to_string())
+            .set(self.requests.len() as f64);
         let mut batch = Vec::new();
         let mut batch_bytes = 0usize;
         let mut next = Some(first);
@@ -249,7 +252,13 @@ impl<B: IoBackend> Actor<B> {
 
     /// The snapshot file (durable), then its WAL marker into the buffer.
     async fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), PersistError> {
-        save_snapshot_file(&self.backend, self.snapshotter.dir(), snapshot).await?;
+        save_snapshot_file(
+            &self.backend,
+            self.snapshotter.dir(),
+            snapshot,
+            self.config.node_id,
+        )
+        .await?;
         self.wal.encode_snapshot_marker(&walpb::Snapshot {
             index: snapshot.metadata.index,
             term: snapshot.metadata.term,
@@ -290,8 +299,10 @@ impl<B: IoBackend> Actor<B> {
             .write_all_at(&handle, unwritten.file_offset, unwritten.bytes)
             .await;
         result.map_err(|e| PersistError::io("writing WAL", self.wal.tail_path(), e))?;
-        metrics::histogram!(WAL_WRITE_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::counter!(WAL_WRITE_BYTES_TOTAL).increment(len as u64);
+        let node = self.config.node_id.to_string();
+        metrics::histogram!(WAL_WRITE_DURATION_SECONDS, NODE_LABEL => node.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(WAL_WRITE_BYTES_TOTAL, NODE_LABEL => node).increment(len as u64);
         self.wal.reuse_buffer(buffer);
         Ok(())
     }
@@ -313,7 +324,8 @@ impl<B: IoBackend> Actor<B> {
     async fn complete(&mut self, in_flight: InFlight) -> Result<(), PersistError> {
         let result = in_flight.sync.wait().await;
         let fsync_duration = in_flight.started.elapsed();
-        metrics::histogram!(WAL_FSYNC_DURATION_SECONDS).record(fsync_duration.as_secs_f64());
+        metrics::histogram!(WAL_FSYNC_DURATION_SECONDS, NODE_LABEL => self.config.node_id.to_string())
+            .record(fsync_duration.as_secs_f64());
         if fsync_duration > self.config.slow_fsync_warning {
             tracing::warn!(
                 path = %in_flight.path.display(),
@@ -330,8 +342,10 @@ impl<B: IoBackend> Actor<B> {
         covered: Covered,
         synced_commit: u64,
     ) -> Result<(), PersistError> {
-        metrics::histogram!(READIES_PER_FSYNC).record(covered.readies as f64);
-        metrics::histogram!(ENTRIES_PER_FSYNC).record(covered.entries as f64);
+        let node = self.config.node_id.to_string();
+        metrics::histogram!(READIES_PER_FSYNC, NODE_LABEL => node.clone())
+            .record(covered.readies as f64);
+        metrics::histogram!(ENTRIES_PER_FSYNC, NODE_LABEL => node).record(covered.entries as f64);
         // Release (and purge) first, so that a snapshot save's reply means
         // its cleanup is done too; rare, and cheap when nothing is pending.
         self.release_if_committed(synced_commit)?;
@@ -371,6 +385,7 @@ impl<B: IoBackend> Actor<B> {
         self.pending_release = None;
         if let Some(max_wal_files) = self.config.max_wal_files {
             self.wal.purge(max_wal_files)?;
+            record_wal_segments(self.wal.dir(), self.config.node_id);
         }
         if let Some(max_snap_files) = self.config.max_snap_files {
             self.snapshotter.purge(max_snap_files)?;

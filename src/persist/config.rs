@@ -43,6 +43,10 @@ pub struct PersistConfig {
     /// A WAL fdatasync slower than this is logged as a warning (etcd warns
     /// above 1 s).
     pub slow_fsync_warning: std::time::Duration,
+    /// The node this actor persists for: only the `node` label of its
+    /// metrics (`crate::metrics`). A node sets it to its own id; 0 when the
+    /// actor runs on its own (tests, benches).
+    pub node_id: u64,
 }
 
 impl Default for PersistConfig {
@@ -54,6 +58,7 @@ impl Default for PersistConfig {
             max_wal_files: Some(5),
             max_snap_files: Some(5),
             slow_fsync_warning: std::time::Duration::from_secs(1),
+            node_id: 0,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::progress::{PersistProgress, PersistedWatch};
 use super::request::{PersistRequest, ReadyToPersist};
 use super::std_backend::StdIo;
 use super::uring_backend::{UringIo, uring_runtime};
+use super::wal_gauge::record_wal_segments;
 use crate::raftpb::Snapshot;
 use crate::snap::Snapshotter;
 use crate::wal::Wal;
@@ -167,6 +168,7 @@ impl ThreadStart {
             started,
         } = self;
         let _ = started.send(Ok(backend.kind()));
+        record_wal_segments(wal.dir(), config.node_id);
         let actor = Actor::new(wal, snapshotter, config, backend, requests, progress);
         runtime.block_on(actor.run())
     }

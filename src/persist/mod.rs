@@ -4,8 +4,9 @@
 //!
 //! Owns: the actor's thread and its IO backends (io_uring through
 //! tokio-uring, plain `pwrite` + `fdatasync`, and a fault injector for
-//! tests), the request queue, the acknowledgement channel, the metric names
-//! of the persistence path.
+//! tests), the request queue, the acknowledgement channel, and recording
+//! the persistence path's metrics (declared in `crate::metrics`, labelled
+//! with [`PersistConfig::node_id`]).
 //! Guarantees: a Ready is acknowledged only after an fdatasync that covers
 //! it (or when it needed none), in number order; the first failed write or
 //! sync stops the actor for good and fails every pending and future
@@ -24,12 +25,12 @@ pub mod config;
 pub mod error;
 pub mod fault_injection;
 pub mod handle;
-pub mod metric_names;
 pub mod progress;
 pub mod request;
 mod snapshot_file;
 pub mod std_backend;
 pub mod uring_backend;
+mod wal_gauge;
 
 pub use backend::{BackendKind, IoBackend};
 pub use config::{BackendChoice, DEFAULT_MAX_BATCH_BYTES, PersistConfig};

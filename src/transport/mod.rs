@@ -3,8 +3,8 @@
 //! Owns: the [`Transport`] trait the raft actor sends through, the
 //! [`PeerInbox`] it receives from, and the implementations:
 //! [`in_process`] (tokio channels, for tests and benches) and [`tcp`]
-//! (length-prefixed prost frames over TCP, between processes; its metric
-//! names are in [`metric_names`]).
+//! (length-prefixed prost frames over TCP, between processes; it records
+//! the peer traffic metrics declared in `crate::metrics`).
 //!
 //! Guarantees (every implementation): `send` never blocks and never waits
 //! for the peer; a message that cannot be handed on is dropped (raft
@@ -14,7 +14,6 @@
 //! May not touch: raft state or what a message means.
 
 pub mod in_process;
-pub mod metric_names;
 pub mod tcp;
 
 pub use in_process::InProcessNetwork;

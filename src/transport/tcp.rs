@@ -4,8 +4,21 @@
 //! Owns: the peer table (id → address, outbound queue, writer task), the
 //! writer tasks (connect, preamble, batch and write, reconnect with backoff),
 //! the accept loops and inbound connection tasks (preamble and frame
-//! validation), the wire format below, and the peer traffic metrics named
-//! in [`super::metric_names`].
+//! validation), the wire format below, and recording the peer traffic
+//! metrics declared in [`crate::metrics`] (labels `node`, this node, and
+//! `peer`; every series of a peer is registered when the peer is added).
+//!
+//! Round-trip time (`ringraft_network_peer_round_trip_time_seconds`): the
+//! writer notes the time just before it writes a batch holding a
+//! MsgHeartbeat, with the heartbeat's term; when a MsgHeartbeatResp of the
+//! same term arrives from that peer, the oldest noted heartbeat of that
+//! term is matched to it and the time in between is recorded. A peer
+//! answers every heartbeat of its own term, in order (each direction is one
+//! TCP connection), so the match is exact; heartbeats of older terms, and
+//! all of them when the connection fails, are forgotten unanswered. The
+//! time includes both nodes' queueing and the peer's raft actor turn, as
+//! etcd's prober includes its HTTP handling. Only a leader sends
+//! heartbeats, so only a leader's series move.
 //!
 //! Guarantees: as [`Transport`] says — `send` never blocks: it refuses a
 //! message at once with [`TransportError::Unreachable`] when the peer is
@@ -21,9 +34,9 @@
 //! No task outlives [`TcpTransport::shutdown`] (also run on drop) for longer
 //! than it takes to notice the signal.
 //!
-//! May not touch: raft state or what a message means (only `from`, `to` and
-//! whether it is a MsgSnap are looked at); the recorder or exporter of the
-//! metrics.
+//! May not touch: raft state or what a message means (only `from`, `to`,
+//! whether it is a MsgSnap, and the type and term of heartbeats and their
+//! responses are looked at); the recorder or exporter of the metrics.
 //!
 //! # Wire format (all integers big-endian, i.e. network order)
 //!
@@ -48,16 +61,16 @@
 //! first); a frame over the snapshot limit closes the connection as soon as
 //! its length is read.
 
-use super::metric_names::{
-    PEER_LABEL, PEER_RECEIVED_BYTES_TOTAL, PEER_SEND_FAILURES_TOTAL, PEER_SENT_BYTES_TOTAL,
-    PEER_SENT_MESSAGES_TOTAL,
-};
 use super::{Transport, TransportError};
+use crate::metrics::{
+    NODE_LABEL, PEER_LABEL, PEER_RECEIVED_BYTES_TOTAL, PEER_ROUND_TRIP_TIME_SECONDS,
+    PEER_SEND_FAILURES_TOTAL, PEER_SENT_BYTES_TOTAL, PEER_SENT_MESSAGES_TOTAL, register_peer,
+};
 use crate::raftpb::{Message, MessageType};
-use metrics::{Counter, counter};
+use metrics::{Counter, Histogram, counter, histogram};
 use prost::Message as _;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
@@ -355,10 +368,80 @@ struct Outgoing {
     len: u32,
 }
 
-/// Per-peer send failure counter (cached handle: no label allocation per
-/// failure).
-fn failures_counter(peer: u64) -> Counter {
-    counter!(PEER_SEND_FAILURES_TOTAL, PEER_LABEL => peer.to_string())
+/// Heartbeats written to a peer and not answered yet, beyond which the
+/// oldest is forgotten (a peer that stopped answering but not reading).
+const MAX_UNANSWERED_HEARTBEATS: usize = 64;
+
+/// Node `node`'s send failure counter towards `peer` (cached handle: no
+/// label allocation per failure).
+fn failures_counter(node: u64, peer: u64) -> Counter {
+    counter!(PEER_SEND_FAILURES_TOTAL, NODE_LABEL => node.to_string(), PEER_LABEL => peer.to_string())
+}
+
+/// The heartbeats written to one peer and not answered yet (term, time
+/// written), oldest first, and the round-trip time histogram they feed;
+/// see the module docs. Shared by the peer's writer and its inbound
+/// connections.
+struct RoundTrips {
+    unanswered: Mutex<VecDeque<(u64, Instant)>>,
+    histogram: Histogram,
+}
+
+impl RoundTrips {
+    fn new(node: u64, peer: u64) -> RoundTrips {
+        RoundTrips {
+            unanswered: Mutex::new(VecDeque::new()),
+            histogram: histogram!(
+                PEER_ROUND_TRIP_TIME_SECONDS,
+                NODE_LABEL => node.to_string(),
+                PEER_LABEL => peer.to_string()
+            ),
+        }
+    }
+
+    fn unanswered(&self) -> MutexGuard<'_, VecDeque<(u64, Instant)>> {
+        self.unanswered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Heartbeats of `terms` were written, the write starting `at`.
+    fn written(&self, terms: &[u64], at: Instant) {
+        if terms.is_empty() {
+            return;
+        }
+        let mut unanswered = self.unanswered();
+        for &term in terms {
+            if unanswered.len() >= MAX_UNANSWERED_HEARTBEATS {
+                unanswered.pop_front();
+            }
+            unanswered.push_back((term, at));
+        }
+    }
+
+    /// A heartbeat response of `term` arrived: matched to the oldest
+    /// unanswered heartbeat of that term (older terms are never answered).
+    fn answered(&self, term: u64) {
+        let now = Instant::now();
+        let mut unanswered = self.unanswered();
+        while let Some(&(sent_term, at)) = unanswered.front() {
+            if sent_term > term {
+                // A response to a heartbeat forgotten already.
+                return;
+            }
+            unanswered.pop_front();
+            if sent_term == term {
+                drop(unanswered);
+                self.histogram.record(now.saturating_duration_since(at));
+                return;
+            }
+        }
+    }
+
+    /// The connection failed: what it carried is never answered.
+    fn forget(&self) {
+        self.unanswered().clear();
+    }
 }
 
 /// The outbound side of one peer; dropping it stops the writer task.
@@ -378,6 +461,8 @@ impl Drop for Link {
 /// One known peer.
 struct Peer {
     url: String,
+    /// Kept while the peer is a member, across changes of its URL.
+    round_trips: Arc<RoundTrips>,
     /// `None` when the URL could not be parsed: the peer may connect to us,
     /// but we cannot reach it.
     link: Option<Link>,
@@ -520,27 +605,37 @@ impl TcpTransport {
         drop(peers);
     }
 
-    fn spawn_link(&self, peer: u64, addr: String) -> Link {
+    fn spawn_link(&self, peer: u64, addr: String, round_trips: Arc<RoundTrips>) -> Link {
         let (queue, pending) = mpsc::channel(self.shared.config.queue_capacity);
         let state = Arc::new(AtomicU8::new(CONNECTING));
-        let label = peer.to_string();
+        let node = self.shared.id;
+        let (node_label, peer_label) = (node.to_string(), peer.to_string());
         let writer = Writer {
-            node: self.shared.id,
+            node,
             cluster_id: self.shared.cluster_id,
             peer,
             addr,
             config: self.shared.config.clone(),
             pending,
             state: Arc::clone(&state),
-            sent_bytes: counter!(PEER_SENT_BYTES_TOTAL, PEER_LABEL => label.clone()),
-            sent_messages: counter!(PEER_SENT_MESSAGES_TOTAL, PEER_LABEL => label),
-            failures: failures_counter(peer),
+            sent_bytes: counter!(
+                PEER_SENT_BYTES_TOTAL,
+                NODE_LABEL => node_label.clone(),
+                PEER_LABEL => peer_label.clone()
+            ),
+            sent_messages: counter!(
+                PEER_SENT_MESSAGES_TOTAL,
+                NODE_LABEL => node_label,
+                PEER_LABEL => peer_label
+            ),
+            failures: failures_counter(node, peer),
+            round_trips,
         };
         Link {
             queue,
             state,
             writer: self.shared.runtime.spawn(writer.run()),
-            failures: failures_counter(peer),
+            failures: failures_counter(node, peer),
         }
     }
 }
@@ -605,10 +700,15 @@ impl Transport for TcpTransport {
         if peers.get(&id).is_some_and(|p| p.url == peer_url) {
             return;
         }
+        register_peer(self.shared.id, id);
+        let round_trips = peers.get(&id).map_or_else(
+            || Arc::new(RoundTrips::new(self.shared.id, id)),
+            |p| Arc::clone(&p.round_trips),
+        );
         let link = match peer_address(id, peer_url) {
             Ok(addr) => {
                 info!(peer = %Hex(id), %addr, "peer added");
-                Some(self.spawn_link(id, addr))
+                Some(self.spawn_link(id, addr, Arc::clone(&round_trips)))
             }
             Err(error) => {
                 warn!(peer = %Hex(id), %error, "peer added but cannot be reached");
@@ -626,6 +726,7 @@ impl Transport for TcpTransport {
             Entry::Vacant(slot) => {
                 slot.insert(Peer {
                     url: peer_url.to_string(),
+                    round_trips,
                     link,
                     alive: watch::channel(()).0,
                 });
@@ -673,6 +774,7 @@ struct Writer {
     sent_bytes: Counter,
     sent_messages: Counter,
     failures: Counter,
+    round_trips: Arc<RoundTrips>,
 }
 
 impl Writer {
@@ -721,6 +823,7 @@ impl Writer {
     /// Drops what waits in the queue: it was meant for a connection that
     /// is gone, and raft resends what still matters.
     fn drop_pending(&mut self) -> u64 {
+        self.round_trips.forget();
         let mut dropped = 0;
         while self.pending.try_recv().is_ok() {
             dropped += 1;
@@ -780,6 +883,7 @@ impl Writer {
     /// closed (`Ok`).
     async fn serve(&mut self, mut stream: TcpStream) -> Result<(), OutboundError> {
         let mut batch = Vec::new();
+        let mut heartbeats = Vec::new();
         let mut probe = [0u8; 1];
         loop {
             // The listener never writes, so a readable socket means it
@@ -800,20 +904,23 @@ impl Writer {
                 }
             };
             batch.clear();
-            let mut count = self.encode(first, &mut batch);
+            heartbeats.clear();
+            let mut count = self.encode(first, &mut batch, &mut heartbeats);
             while batch.len() < self.config.max_batch_bytes {
                 match self.pending.try_recv() {
-                    Ok(outgoing) => count += self.encode(outgoing, &mut batch),
+                    Ok(outgoing) => count += self.encode(outgoing, &mut batch, &mut heartbeats),
                     Err(_) => break,
                 }
             }
             if count == 0 {
                 continue;
             }
+            let started = Instant::now();
             if let Err(error) = self.write(&mut stream, &batch).await {
                 self.failures.increment(count);
                 return Err(error);
             }
+            self.round_trips.written(&heartbeats, started);
             self.sent_bytes.increment(batch.len() as u64);
             self.sent_messages.increment(count);
             if batch.capacity() > self.config.max_batch_bytes.saturating_mul(2) {
@@ -823,9 +930,10 @@ impl Writer {
         }
     }
 
-    /// Appends one frame; returns 1, or 0 if the message could not be
-    /// encoded (then it is dropped and counted as a failure).
-    fn encode(&self, outgoing: Outgoing, batch: &mut Vec<u8>) -> u64 {
+    /// Appends one frame (and a heartbeat's term to `heartbeats`); returns
+    /// 1, or 0 if the message could not be encoded (then it is dropped and
+    /// counted as a failure).
+    fn encode(&self, outgoing: Outgoing, batch: &mut Vec<u8>, heartbeats: &mut Vec<u64>) -> u64 {
         let start = batch.len();
         batch.extend_from_slice(&outgoing.len.to_be_bytes());
         let encoded = outgoing.message.encode(batch);
@@ -840,6 +948,9 @@ impl Writer {
             batch.truncate(start);
             self.failures.increment(1);
             return 0;
+        }
+        if outgoing.message.msg_type == MessageType::MsgHeartbeat as i32 {
+            heartbeats.push(outgoing.message.term);
         }
         1
     }
@@ -926,14 +1037,18 @@ async fn serve_inbound(
         });
     }
     let from = preamble.from;
-    let mut removed = shared
+    let (mut removed, round_trips) = shared
         .peers()
         .get(&from)
-        .map(|p| p.alive.subscribe())
+        .map(|p| (p.alive.subscribe(), Arc::clone(&p.round_trips)))
         .ok_or(InboundError::UnknownSender(from))?;
     *peer = Some(from);
     info!(peer = %Hex(from), %remote, "peer connected");
-    let received = counter!(PEER_RECEIVED_BYTES_TOTAL, PEER_LABEL => from.to_string());
+    let received = counter!(
+        PEER_RECEIVED_BYTES_TOTAL,
+        NODE_LABEL => shared.id.to_string(),
+        PEER_LABEL => from.to_string()
+    );
     let mut body = Vec::new();
     loop {
         let frame = tokio::select! {
@@ -967,6 +1082,9 @@ async fn serve_inbound(
             });
         }
         received.increment(4 + len as u64);
+        if message.msg_type == MessageType::MsgHeartbeatResp as i32 {
+            round_trips.answered(message.term);
+        }
         if inbox.send(message).is_err() {
             // The node stopped; nobody wants the rest.
             return Ok(());
