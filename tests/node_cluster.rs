@@ -22,17 +22,7 @@ async fn write_keys(cluster: &Cluster, writer: u64, prefix: &str, count: usize) 
 }
 
 async fn assert_has_keys(cluster: &Cluster, id: u64, prefix: &str, count: usize) {
-    let pairs = cluster
-        .node(id)
-        .scan_prefix(prefix.as_bytes(), count + 1, Consistency::Serializable)
-        .await
-        .expect("scan");
-    assert_eq!(
-        pairs.len(),
-        count,
-        "node {id} has {} of {count}",
-        pairs.len()
-    );
+    scan_exactly(cluster, id, prefix, count).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,18 +34,7 @@ async fn write_keys(cluster: &Cluster, prefix: &str, count: usize) -> u64 {
 
 /// Asserts that node `id` holds exactly the keys `{prefix}0..count`.
 async fn assert_has_keys(cluster: &Cluster, id: u64, prefix: &str, count: usize) {
-    let pairs = cluster
-        .node(id)
-        .scan_prefix(prefix.as_bytes(), count + 1, Consistency::Serializable)
-        .await
-        .expect("scan");
-    assert_eq!(
-        pairs.len(),
-        count,
-        "node {id} has {} of {count}",
-        pairs.len()
-    );
-    for (key, value) in pairs {
+    for (key, value) in scan_exactly(cluster, id, prefix, count).await {
         assert_eq!(key, value, "node {id}: value of {key:?}");
     }
 }

@@ -167,15 +167,22 @@ impl NodeHandle {
     async fn propose(&self, command: Vec<u8>) -> Result<u64, NodeError> {
         let (reply, answer) = oneshot::channel();
         let request = ClientRequest::Propose { command, reply };
-        answered(self.shared.timeout, async {
-            self.shared
-                .requests
-                .send(request)
-                .await
-                .map_err(|_| NodeError::Stopped)?;
-            answer.await.unwrap_or(Err(NodeError::Stopped))
-        })
-        .await
+        answered(self.shared.timeout, self.submit(request, answer)).await
+    }
+
+    /// Queues `request` for the raft actor and waits for the index it is
+    /// answered with.
+    async fn submit(
+        &self,
+        request: ClientRequest,
+        answer: oneshot::Receiver<Result<u64, NodeError>>,
+    ) -> Result<u64, NodeError> {
+        self.shared
+            .requests
+            .send(request)
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        answer.await.unwrap_or(Err(NodeError::Stopped))
     }
 
     /// The value of `key`.
@@ -264,12 +271,7 @@ impl NodeHandle {
         let request = ClientRequest::ChangeMembership { change, reply };
         let mut applied = self.shared.applied.clone();
         answered(self.shared.timeout, async {
-            self.shared
-                .requests
-                .send(request)
-                .await
-                .map_err(|_| NodeError::Stopped)?;
-            let index = answer.await.unwrap_or(Err(NodeError::Stopped))?;
+            let index = self.submit(request, answer).await?;
             applied
                 .wait_for(|&a| a >= index)
                 .await

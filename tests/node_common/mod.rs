@@ -214,3 +214,25 @@ pub async fn wait_applied(node: &NodeHandle, index: u64) {
         sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The pairs under `prefix` on node `id` (its own state), asserting that
+/// there are exactly `count`.
+pub async fn scan_exactly(
+    cluster: &Cluster,
+    id: u64,
+    prefix: &str,
+    count: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let pairs = cluster
+        .node(id)
+        .scan_prefix(prefix.as_bytes(), count + 1, Consistency::Serializable)
+        .await
+        .expect("scan");
+    assert_eq!(
+        pairs.len(),
+        count,
+        "node {id} has {} of {count}",
+        pairs.len()
+    );
+    pairs
+}
