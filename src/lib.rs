@@ -10,6 +10,7 @@
 //! - [`http`]: the client HTTP API of a node (an axum router);
 //! - [`server`]: the `ringraft serve` process (TCP transport + HTTP API),
 //!   and [`metrics`]: every metric declared once, exported to Prometheus;
+//! - [`linearizability`]: checking recorded client histories (for tests);
 //! - [`bench`]: `ringraft bench`, the load generator (in process, over
 //!   HTTP, or against etcd).
 
@@ -18,6 +19,7 @@
 pub mod bench;
 pub mod http;
 pub mod kv;
+pub mod linearizability;
 pub mod metrics;
 pub mod node;
 pub mod persist;

@@ -1,0 +1,912 @@
+//! The linearizability checker on whole histories: hand-made linearizable
+//! and non-linearizable histories with their verdicts, a differential test
+//! against a brute-force checker on small random histories, histories
+//! generated from a real sequential execution with random overlapping
+//! timing (always linearizable) and mutations of them (never), the recorder
+//! in front of the real `KvStore` shared by threads, and a timing of a
+//! 3-client, 2,000-op history.
+
+use proptest::prelude::*;
+use ringraft::kv::{KvCommand, KvStore};
+use ringraft::linearizability::{
+    Budget, CheckResult, HistoryRecorder, Input, Operation, Output, check, check_with_budget,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+fn put(client: u64, call: u64, ret: u64, key: &str, value: &str) -> Operation {
+    Operation::put(client, call, ret, key, value)
+}
+
+fn get(client: u64, call: u64, ret: u64, key: &str, value: &str) -> Operation {
+    Operation::get(client, call, ret, key, value)
+}
+
+fn get_none(client: u64, call: u64, ret: u64, key: &str) -> Operation {
+    Operation::get_none(client, call, ret, key)
+}
+
+fn delete(client: u64, call: u64, ret: u64, key: &str) -> Operation {
+    Operation::delete(client, call, ret, key)
+}
+
+#[track_caller]
+fn assert_ok(history: &[Operation]) {
+    let result = check(history);
+    assert_eq!(result, CheckResult::Ok, "{result}");
+}
+
+/// Asserts the history is illegal on `key`; returns the verdict for more
+/// checks.
+#[track_caller]
+fn assert_illegal(history: &[Operation], key: &str) -> CheckResult {
+    let result = check(history);
+    match &result {
+        CheckResult::Illegal { key: bad, .. } => {
+            assert_eq!(bad.as_slice(), key.as_bytes(), "{result}");
+        }
+        other => panic!("expected illegal on {key}, got {other}"),
+    }
+    eprintln!("{result}");
+    result
+}
+
+// ---------------------------------------------------------------------------
+// Linearizable histories.
+
+#[test]
+fn empty_history_is_linearizable() {
+    assert_ok(&[]);
+}
+
+#[test]
+fn sequential_history() {
+    assert_ok(&[
+        get_none(1, 0, 1, "x"),
+        put(1, 2, 3, "x", "1"),
+        get(2, 4, 5, "x", "1"),
+        put(2, 6, 7, "x", "2"),
+        get(1, 8, 9, "x", "2"),
+        delete(1, 10, 11, "x"),
+        get_none(2, 12, 13, "x"),
+        put(1, 14, 15, "x", "1"),
+        get(2, 16, 17, "x", "1"),
+    ]);
+}
+
+#[test]
+fn concurrent_puts_read_in_either_order() {
+    for winner in ["1", "2"] {
+        assert_ok(&[
+            put(1, 0, 10, "x", "1"),
+            put(2, 2, 12, "x", "2"),
+            get(3, 20, 30, "x", winner),
+            get(1, 40, 50, "x", winner),
+        ]);
+    }
+    // Reads overlapping both puts may even see both orders... one at a time.
+    assert_ok(&[
+        put(1, 0, 100, "x", "1"),
+        put(2, 0, 100, "x", "2"),
+        get(3, 10, 20, "x", "1"),
+        get(3, 30, 40, "x", "2"),
+    ]);
+}
+
+#[test]
+fn read_overlapping_a_write_sees_old_or_new() {
+    for seen in ["old", "new"] {
+        assert_ok(&[
+            put(1, 0, 1, "x", "old"),
+            put(1, 10, 20, "x", "new"),
+            get(2, 12, 18, "x", seen),
+        ]);
+    }
+    // A key never written read during its first put.
+    assert_ok(&[put(1, 10, 20, "x", "new"), get_none(2, 5, 15, "x")]);
+    // Two overlapping reads: the first sees new, the later-invoked one old
+    // is fine as long as they overlap each other.
+    assert_ok(&[
+        put(1, 0, 1, "x", "old"),
+        put(1, 10, 40, "x", "new"),
+        get(2, 12, 22, "x", "new"),
+        get(3, 20, 30, "x", "old"),
+    ]);
+}
+
+#[test]
+fn unknown_put_seen_or_never_seen() {
+    // Seen, long after its client gave up.
+    assert_ok(&[
+        put(1, 0, 1, "x", "1"),
+        Operation::put_unknown(2, 5, "x", "2"),
+        get(3, 1_000, 1_001, "x", "1"),
+        get(3, 2_000, 2_001, "x", "2"),
+        get(1, 3_000, 3_001, "x", "2"),
+    ]);
+    // Never seen.
+    assert_ok(&[
+        put(1, 0, 1, "x", "1"),
+        Operation::put_unknown(2, 5, "x", "2"),
+        get(3, 1_000, 1_001, "x", "1"),
+        get(1, 3_000, 3_001, "x", "1"),
+    ]);
+    // Seen by a read overlapping its invocation.
+    assert_ok(&[
+        Operation::put_unknown(2, 5, "x", "2"),
+        get(3, 0, 6, "x", "2"),
+    ]);
+}
+
+#[test]
+fn deletes() {
+    // Delete, concurrent get sees either.
+    for seen in [None, Some("1")] {
+        let read = match seen {
+            Some(value) => get(2, 12, 14, "x", value),
+            None => get_none(2, 12, 14, "x"),
+        };
+        assert_ok(&[put(1, 0, 1, "x", "1"), delete(1, 10, 20, "x"), read]);
+    }
+    // An unknown delete may have happened or not.
+    assert_ok(&[
+        put(1, 0, 1, "x", "1"),
+        Operation::delete_unknown(1, 10, "x"),
+        get(2, 20, 21, "x", "1"),
+        get_none(2, 30, 31, "x"),
+    ]);
+    // Deleting an absent key is fine.
+    assert_ok(&[delete(1, 0, 1, "x"), get_none(1, 2, 3, "x")]);
+}
+
+#[test]
+fn keys_are_independent() {
+    assert_ok(&[
+        put(1, 0, 10, "x", "1"),
+        put(2, 0, 10, "y", "1"),
+        get(3, 20, 21, "y", "1"),
+        get_none(3, 22, 23, "z"),
+        get(3, 24, 25, "x", "1"),
+    ]);
+}
+
+#[test]
+fn unknown_gets_are_ignored() {
+    let mut lost = get(2, 20, 21, "x", "anything");
+    lost.output = Output::Unknown;
+    assert_ok(&[put(1, 0, 1, "x", "1"), lost, get(3, 30, 31, "x", "1")]);
+}
+
+// ---------------------------------------------------------------------------
+// Non-linearizable histories.
+
+#[test]
+fn stale_read_after_a_completed_write() {
+    let result = assert_illegal(
+        &[
+            put(1, 0, 10, "x", "1"),
+            put(1, 20, 30, "x", "2"),
+            get(2, 40, 50, "x", "1"),
+        ],
+        "x",
+    );
+    let CheckResult::Illegal { explanation, .. } = result else {
+        unreachable!()
+    };
+    assert_eq!(explanation.prefix, vec![0, 1]);
+    assert_eq!(explanation.value_after_prefix.as_deref(), Some(&b"2"[..]));
+    assert_eq!(explanation.blocking, Some(2));
+    assert_eq!(explanation.unplaced, vec![2]);
+    assert!(
+        explanation
+            .summary
+            .contains("reads \"1\" but the value is \"2\""),
+        "{}",
+        explanation.summary
+    );
+}
+
+#[test]
+fn reads_see_new_then_old() {
+    // The write is concurrent with both reads, but the reads are ordered.
+    let result = assert_illegal(
+        &[
+            put(1, 0, 1, "x", "old"),
+            put(1, 10, 100, "x", "new"),
+            get(2, 20, 30, "x", "new"),
+            get(3, 40, 50, "x", "old"),
+        ],
+        "x",
+    );
+    let CheckResult::Illegal { explanation, .. } = result else {
+        unreachable!()
+    };
+    // The late read of the old value is named.
+    assert!(explanation.unplaced.contains(&3), "{explanation:?}");
+}
+
+#[test]
+fn value_never_written() {
+    let result = assert_illegal(
+        &[
+            put(1, 0, 10, "x", "1"),
+            put(2, 0, 10, "y", "ghost"),
+            get(2, 20, 30, "x", "ghost"),
+        ],
+        "x",
+    );
+    let CheckResult::Illegal { explanation, .. } = result else {
+        unreachable!()
+    };
+    assert_eq!(explanation.unplaced, vec![2]);
+}
+
+#[test]
+fn old_value_read_after_a_completed_delete() {
+    assert_illegal(
+        &[
+            put(1, 0, 1, "x", "1"),
+            delete(1, 10, 20, "x"),
+            get(2, 30, 40, "x", "1"),
+        ],
+        "x",
+    );
+}
+
+#[test]
+fn absent_read_after_a_completed_put() {
+    assert_illegal(&[put(1, 0, 1, "x", "1"), get_none(2, 2, 3, "x")], "x");
+}
+
+#[test]
+fn unknown_write_seen_then_unseen() {
+    assert_illegal(
+        &[
+            put(1, 0, 10, "x", "1"),
+            Operation::put_unknown(2, 5, "x", "2"),
+            get(3, 20, 30, "x", "2"),
+            get(3, 40, 50, "x", "1"),
+        ],
+        "x",
+    );
+}
+
+#[test]
+fn concurrent_puts_read_in_both_orders_after_both_completed() {
+    assert_illegal(
+        &[
+            put(1, 0, 10, "x", "1"),
+            put(2, 0, 10, "x", "2"),
+            get(3, 20, 30, "x", "1"),
+            get(3, 40, 50, "x", "2"),
+        ],
+        "x",
+    );
+}
+
+#[test]
+fn only_the_bad_key_is_reported() {
+    assert_illegal(
+        &[
+            put(1, 0, 10, "a", "1"),
+            get(2, 20, 30, "a", "1"),
+            put(1, 0, 10, "b", "1"),
+            put(1, 20, 30, "b", "2"),
+            get(2, 40, 50, "b", "1"),
+            put(1, 0, 10, "c", "1"),
+            get(2, 20, 30, "c", "1"),
+        ],
+        "b",
+    );
+}
+
+#[test]
+fn malformed_operations_are_reported_not_panicked_on() {
+    let mut get_ok = get_none(1, 0, 1, "x");
+    get_ok.output = Output::Ok;
+    let result = check(&[put(1, 0, 1, "x", "1"), get_ok]);
+    assert!(
+        matches!(result, CheckResult::Invalid { index: 1, .. }),
+        "{result}"
+    );
+    let result = check(&[put(1, 9, 1, "x", "1")]);
+    assert!(
+        matches!(result, CheckResult::Invalid { index: 0, .. }),
+        "{result}"
+    );
+}
+
+#[test]
+fn a_pathological_history_times_out_within_its_budget() {
+    // 30 concurrent puts of distinct values, then reads that no order
+    // explains: the search must visit every subset before giving up.
+    let mut history: Vec<Operation> = (0..30)
+        .map(|i| put(i, 0, 100, "x", &i.to_string()))
+        .collect();
+    history.push(get(99, 200, 201, "x", "0"));
+    history.push(get(99, 300, 301, "x", "1"));
+    let started = Instant::now();
+    let result = check_with_budget(&history, Budget::steps(200_000));
+    assert_eq!(
+        result,
+        CheckResult::Timeout {
+            key: b"x".to_vec(),
+            steps: 200_000
+        }
+    );
+    let result = check_with_budget(&history, Budget::time(std::time::Duration::from_millis(50)));
+    assert!(matches!(result, CheckResult::Timeout { .. }), "{result}");
+    eprintln!("two timeouts in {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------
+// Differential test against a brute-force checker.
+
+/// Brute force over the whole store (no partitioning, no entry list, no
+/// ordering heuristics or pruning; only a memo of failed states): is there
+/// an order of all acknowledged operations, plus any subset of the unknown
+/// ones, that respects real time and the sequential store?
+fn brute_force(history: &[Operation]) -> bool {
+    type Store = BTreeMap<Vec<u8>, Vec<u8>>;
+    struct Brute<'a> {
+        ops: Vec<&'a Operation>,
+        failed: HashSet<(u64, Store)>,
+    }
+    fn ret(op: &Operation) -> u64 {
+        if op.output == Output::Unknown {
+            u64::MAX
+        } else {
+            op.ret
+        }
+    }
+    impl Brute<'_> {
+        fn go(&mut self, done: u64, store: &Store) -> bool {
+            let ops = &self.ops;
+            if (0..ops.len()).all(|i| done & (1 << i) != 0 || ops[i].output == Output::Unknown) {
+                return true;
+            }
+            if self.failed.contains(&(done, store.clone())) {
+                return false;
+            }
+            for i in 0..self.ops.len() {
+                if done & (1 << i) != 0 {
+                    continue;
+                }
+                let op = self.ops[i];
+                // Every op that responded before this one's invocation must
+                // already be placed.
+                let ready = (0..self.ops.len())
+                    .all(|j| done & (1 << j) != 0 || j == i || ret(self.ops[j]) >= op.call);
+                if !ready {
+                    continue;
+                }
+                let mut next = store.clone();
+                let legal = match (&op.input, &op.output) {
+                    (Input::Put { key, value }, _) => {
+                        next.insert(key.clone(), value.clone());
+                        true
+                    }
+                    (Input::Delete { key }, _) => {
+                        next.remove(key);
+                        true
+                    }
+                    (Input::Get { key }, Output::Value(value)) => store.get(key) == value.as_ref(),
+                    (Input::Get { .. }, _) => false,
+                };
+                if legal && self.go(done | (1 << i), &next) {
+                    return true;
+                }
+            }
+            self.failed.insert((done, store.clone()));
+            false
+        }
+    }
+    let ops: Vec<&Operation> = history
+        .iter()
+        .filter(|op| !(matches!(op.input, Input::Get { .. }) && op.output == Output::Unknown))
+        .collect();
+    assert!(ops.len() <= 64, "brute force takes at most 64 operations");
+    Brute {
+        ops,
+        failed: HashSet::new(),
+    }
+    .go(0, &BTreeMap::new())
+}
+
+fn small_op() -> impl Strategy<Value = Operation> {
+    (
+        0u64..3,
+        0u64..12,
+        0u64..6,
+        prop::sample::select(vec!["a", "b"]),
+        0u8..10,
+        0u8..4,
+        0u8..10,
+    )
+        .prop_map(|(client, call, duration, key, kind, value, outcome)| {
+            let value = ["1", "2", "3", "4"][usize::from(value)];
+            let ret = call + duration;
+            let mut op = match kind {
+                0..=3 => put(client, call, ret, key, value),
+                4 => delete(client, call, ret, key),
+                5..=7 => get(client, call, ret, key, value),
+                _ => get_none(client, call, ret, key),
+            };
+            if outcome < 2 {
+                op.output = Output::Unknown;
+                op.ret = u64::MAX;
+            }
+            op
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+    #[test]
+    fn agrees_with_brute_force_on_small_histories(
+        history in prop::collection::vec(small_op(), 0..8)
+    ) {
+        let expected = brute_force(&history);
+        let result = check_with_budget(&history, Budget::unlimited());
+        prop_assert_eq!(result.is_ok(), expected, "{}\n{:#?}", result, history);
+        prop_assert!(result.is_ok() || result.is_illegal(), "{}", result);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Histories from a real sequential execution with overlapping timing.
+
+/// SplitMix64: a deterministic generator for timings and choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A history of `clients` clients, each issuing `ops_per_client` operations
+/// one after another on `keys` keys, with random durations; every operation
+/// takes effect at a random point of its interval, and the outputs are
+/// those of running the operations in the order of those points on a real
+/// `KvStore`. `unknown_percent` of the writes lose their answer: those take
+/// effect at any point after their invocation (even after the client moved
+/// on), or not at all. Values are unique per put.
+fn generate(
+    seed: u64,
+    clients: u64,
+    ops_per_client: u64,
+    keys: u64,
+    unknown_percent: u64,
+) -> Vec<Operation> {
+    let mut rng = Rng(seed);
+    // (linearization point, tie-break, op, applied?)
+    let mut planned: Vec<(u64, u64, Operation, bool)> = Vec::new();
+    let mut next_value = 0u64;
+    for client in 0..clients {
+        let mut now = rng.below(10);
+        for _ in 0..ops_per_client {
+            let call = now + rng.below(5);
+            let duration = rng.below(30);
+            let ret = call + duration;
+            let key = format!("k{}", rng.below(keys));
+            let mut op = match rng.below(10) {
+                0..=3 => {
+                    next_value += 1;
+                    put(client, call, ret, &key, &format!("v{next_value}"))
+                }
+                4 => delete(client, call, ret, &key),
+                _ => get_none(client, call, ret, &key),
+            };
+            let mut point = call + rng.below(duration + 1);
+            let mut applied = true;
+            if !matches!(op.input, Input::Get { .. }) && rng.chance(unknown_percent) {
+                op.output = Output::Unknown;
+                op.ret = u64::MAX;
+                applied = rng.chance(60);
+                point = call + rng.below(400);
+            }
+            planned.push((point, rng.next(), op, applied));
+            now = ret;
+        }
+    }
+    planned.sort_by_key(|(point, tie, _, _)| (*point, *tie));
+    let mut store = KvStore::new();
+    let mut index = 0;
+    let mut history = Vec::with_capacity(planned.len());
+    for (_, _, mut op, applied) in planned {
+        match &op.input {
+            Input::Put { key, value } if applied => {
+                index += 1;
+                store
+                    .apply(index, &KvCommand::put(key, value))
+                    .expect("apply");
+            }
+            Input::Delete { key } if applied => {
+                index += 1;
+                store.apply(index, &KvCommand::delete(key)).expect("apply");
+            }
+            Input::Get { key } => {
+                op.output = Output::Value(store.get(key).map(<[u8]>::to_vec));
+            }
+            _ => {}
+        }
+        history.push(op);
+    }
+    // The checker does not care about order; shuffle a little anyway.
+    history.sort_by_key(|op| (op.client, op.call));
+    history
+}
+
+/// A random history (not from an execution): up to `max_ops` operations on
+/// one or two keys, values from a small set (so they repeat), random
+/// timings, some unknown outcomes. Mostly illegal, sometimes not.
+fn random_history(rng: &mut Rng, max_ops: u64) -> Vec<Operation> {
+    let keys = 1 + rng.below(2);
+    (0..=rng.below(max_ops))
+        .map(|_| {
+            let client = rng.below(4);
+            let call = rng.below(20);
+            let ret = call + rng.below(8);
+            let key = format!("k{}", rng.below(keys));
+            let value = format!("{}", rng.below(3));
+            let mut op = match rng.below(10) {
+                0..=3 => put(client, call, ret, &key, &value),
+                4 => delete(client, call, ret, &key),
+                5..=7 => get(client, call, ret, &key, &value),
+                _ => get_none(client, call, ret, &key),
+            };
+            if rng.chance(15) {
+                op.output = Output::Unknown;
+                op.ret = u64::MAX;
+            }
+            op
+        })
+        .collect()
+}
+
+/// Changes a linearizable history a little: a read returns another value
+/// of its key (or absent), a put writes another value of its key, or two
+/// reads of a key swap answers. The result may or may not be linearizable.
+fn mutate(rng: &mut Rng, history: &mut [Operation]) {
+    let reads: Vec<usize> = (0..history.len())
+        .filter(|&i| matches!(history[i].input, Input::Get { .. }))
+        .collect();
+    let puts: Vec<usize> = (0..history.len())
+        .filter(|&i| matches!(history[i].input, Input::Put { .. }))
+        .collect();
+    let values_of = |history: &[Operation], key: &[u8]| -> Vec<Vec<u8>> {
+        history
+            .iter()
+            .filter_map(|op| match &op.input {
+                Input::Put { key: k, value } if k.as_slice() == key => Some(value.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    match rng.below(4) {
+        0 | 1 if !reads.is_empty() => {
+            let victim = reads[rng.below(reads.len() as u64) as usize];
+            let mut choices: Vec<Option<Vec<u8>>> = values_of(history, history[victim].input.key())
+                .into_iter()
+                .map(Some)
+                .collect();
+            choices.push(None);
+            let choice = choices[rng.below(choices.len() as u64) as usize].clone();
+            history[victim].output = Output::Value(choice);
+        }
+        2 if !puts.is_empty() => {
+            let victim = puts[rng.below(puts.len() as u64) as usize];
+            let values = values_of(history, history[victim].input.key());
+            let replacement = values[rng.below(values.len() as u64) as usize].clone();
+            if let Input::Put { value, .. } = &mut history[victim].input {
+                *value = replacement;
+            }
+        }
+        _ if reads.len() >= 2 => {
+            let a = reads[rng.below(reads.len() as u64) as usize];
+            let b = reads[rng.below(reads.len() as u64) as usize];
+            if history[a].input.key() == history[b].input.key() {
+                let output = history[a].output.clone();
+                history[a].output = history[b].output.clone();
+                history[b].output = output;
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn agrees_with_brute_force_on_random_and_mutated_histories() {
+    // [random, mutated] x [linearizable, not]
+    let mut verdicts = [[0u32; 2]; 2];
+    let started = Instant::now();
+    // RINGRAFT_LIN_CASES=… for a longer run.
+    let cases = std::env::var("RINGRAFT_LIN_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(20_000u64);
+    for seed in 0..cases {
+        let mut rng = Rng(seed);
+        let mutated = seed % 2 == 1;
+        let history = if mutated {
+            let (clients, per_client, keys) =
+                (1 + rng.below(4), 1 + rng.below(5), 1 + rng.below(2));
+            let mut history = generate(rng.next(), clients, per_client, keys, 20);
+            mutate(&mut rng, &mut history);
+            history
+        } else {
+            random_history(&mut rng, 12)
+        };
+        let expected = brute_force(&history);
+        let result = check_with_budget(&history, Budget::unlimited());
+        assert_eq!(
+            result.is_ok(),
+            expected,
+            "seed {seed}: {result}\n{history:#?}"
+        );
+        assert!(result.is_ok() || result.is_illegal(), "{result}");
+        verdicts[usize::from(mutated)][usize::from(!expected)] += 1;
+    }
+    eprintln!(
+        "random: {} linearizable, {} not; mutated: {} linearizable, {} not; in {:?}",
+        verdicts[0][0],
+        verdicts[0][1],
+        verdicts[1][0],
+        verdicts[1][1],
+        started.elapsed()
+    );
+    for kind in verdicts {
+        for count in kind {
+            assert!(
+                u64::from(count) >= cases / 20,
+                "too few of a kind: {verdicts:?}"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn generated_histories_are_linearizable(
+        seed in any::<u64>(),
+        clients in 1u64..6,
+        ops_per_client in 1u64..60,
+        keys in 1u64..5,
+        unknown_percent in 0u64..30,
+    ) {
+        let history = generate(seed, clients, ops_per_client, keys, unknown_percent);
+        let result = check(&history);
+        prop_assert_eq!(&result, &CheckResult::Ok, "{}\n{:#?}", result, history);
+    }
+
+    #[test]
+    fn a_read_of_a_value_never_written_is_illegal(
+        seed in any::<u64>(),
+        clients in 1u64..6,
+        ops_per_client in 5u64..60,
+        keys in 1u64..5,
+        unknown_percent in 0u64..30,
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let mut history = generate(seed, clients, ops_per_client, keys, unknown_percent);
+        let reads: Vec<usize> = (0..history.len())
+            .filter(|&i| matches!(history[i].input, Input::Get { .. }))
+            .collect();
+        prop_assume!(!reads.is_empty());
+        let victim = reads[pick.index(reads.len())];
+        history[victim].output = Output::Value(Some(b"never written".to_vec()));
+        let key = history[victim].input.key().to_vec();
+        match check(&history) {
+            CheckResult::Illegal { key: bad, explanation } => {
+                prop_assert_eq!(bad, key);
+                prop_assert!(explanation.unplaced.contains(&victim));
+            }
+            other => prop_assert!(false, "expected illegal, got {}", other),
+        }
+    }
+
+    #[test]
+    fn a_stale_read_after_everything_is_illegal(
+        seed in any::<u64>(),
+        clients in 1u64..6,
+        ops_per_client in 5u64..60,
+        keys in 1u64..5,
+        unknown_percent in 0u64..30,
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let mut history = generate(seed, clients, ops_per_client, keys, unknown_percent);
+        // An acknowledged put, then, after every operation completed, a
+        // new acknowledged put on its key and a read of the old value:
+        // values are unique, so nothing else can have written it back.
+        let puts: Vec<usize> = (0..history.len())
+            .filter(|&i| {
+                matches!(history[i].input, Input::Put { .. }) && history[i].output == Output::Ok
+            })
+            .collect();
+        prop_assume!(!puts.is_empty());
+        let old = history[puts[pick.index(puts.len())]].clone();
+        let Input::Put { key, value } = old.input else { unreachable!() };
+        let end = history
+            .iter()
+            .map(|op| if op.output == Output::Unknown { op.call } else { op.ret })
+            .max()
+            .unwrap_or(0)
+            + 1_000;
+        history.push(Operation::put(9, end, end + 1, key.clone(), b"fresh".to_vec()));
+        history.push(Operation::get(9, end + 2, end + 3, key.clone(), value));
+        match check(&history) {
+            CheckResult::Illegal { key: bad, .. } => prop_assert_eq!(bad, key),
+            other => prop_assert!(false, "expected illegal, got {}", other),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The recorder in front of the real state machine.
+
+#[test]
+fn recorder_with_threads_over_a_shared_kv_store() {
+    let recorder = Arc::new(HistoryRecorder::new());
+    let store = Arc::new(Mutex::new((KvStore::new(), 0u64)));
+    let threads: Vec<_> = (0..4u64)
+        .map(|client| {
+            let recorder = recorder.clone();
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng(client + 1);
+                for n in 0..500 {
+                    let key = format!("k{}", rng.below(3)).into_bytes();
+                    let kind = rng.below(4);
+                    let input = match kind {
+                        0 => Input::Put {
+                            key: key.clone(),
+                            value: format!("{client}-{n}").into_bytes(),
+                        },
+                        1 => Input::Delete { key: key.clone() },
+                        _ => Input::Get { key: key.clone() },
+                    };
+                    let token = recorder.invoke(client, input.clone());
+                    let output = {
+                        let mut guard = store.lock().expect("store");
+                        let (kv, index) = &mut *guard;
+                        match input {
+                            Input::Put { key, value } => {
+                                *index += 1;
+                                kv.apply(*index, &KvCommand::put(&key, &value))
+                                    .expect("apply");
+                                Output::Ok
+                            }
+                            Input::Delete { key } => {
+                                *index += 1;
+                                kv.apply(*index, &KvCommand::delete(&key)).expect("apply");
+                                Output::Ok
+                            }
+                            Input::Get { key } => Output::Value(kv.get(&key).map(<[u8]>::to_vec)),
+                        }
+                    };
+                    if n % 50 == 49 {
+                        // Pretend the answer got lost.
+                        recorder.complete_unknown(token);
+                    } else {
+                        recorder.complete(token, output);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("client thread");
+    }
+    assert_eq!(recorder.len(), 2_000);
+    let started = Instant::now();
+    let result = recorder.check();
+    eprintln!(
+        "2,000 recorded ops from 4 threads checked in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(result, CheckResult::Ok, "{result}");
+}
+
+#[test]
+fn recorder_catches_a_read_from_a_stale_replica() {
+    let recorder = HistoryRecorder::new();
+    let mut leader = KvStore::new();
+    let token = recorder.invoke(
+        1,
+        Input::Put {
+            key: b"x".to_vec(),
+            value: b"1".to_vec(),
+        },
+    );
+    leader.apply(1, &KvCommand::put(b"x", b"1")).expect("apply");
+    recorder.complete(token, Output::Ok);
+    let lagging = leader.clone();
+    let token = recorder.invoke(
+        1,
+        Input::Put {
+            key: b"x".to_vec(),
+            value: b"2".to_vec(),
+        },
+    );
+    leader.apply(2, &KvCommand::put(b"x", b"2")).expect("apply");
+    recorder.complete(token, Output::Ok);
+    // A read served by a replica that has not applied the second put.
+    let token = recorder.invoke(2, Input::Get { key: b"x".to_vec() });
+    recorder.complete(token, Output::Value(lagging.get(b"x").map(<[u8]>::to_vec)));
+    let result = recorder.check();
+    assert!(result.is_illegal(), "{result}");
+    eprintln!("{result}");
+}
+
+// ---------------------------------------------------------------------------
+// Performance sanity.
+
+#[test]
+fn three_clients_two_thousand_ops_ten_keys_check_quickly() {
+    for (clients, ops_per_client, keys, unknown) in [
+        (3, 667, 10, 0),
+        (3, 667, 10, 5),
+        (10, 1_000, 10, 5),
+        (20, 500, 1, 2),
+    ] {
+        let history = generate(0x5eed, clients, ops_per_client, keys, unknown);
+        let started = Instant::now();
+        let result = check(&history);
+        let elapsed = started.elapsed();
+        eprintln!(
+            "{clients} clients, {} ops, {keys} keys, {unknown}% unknown writes: {result} in {elapsed:?}",
+            history.len()
+        );
+        assert_eq!(result, CheckResult::Ok, "{result}");
+    }
+}
+
+/// Not run by default (`--ignored`): single-key histories with heavy
+/// contention, linearizable and mutated, with their check times. Illegal
+/// ones need an exhaustive search, the checker's worst case.
+#[test]
+#[ignore]
+fn stress_single_key_contention() {
+    for unknown in [0, 10] {
+        for clients in [3, 10, 20] {
+            for ops in [100, 400] {
+                let history = generate(0x5eed, clients, ops, 1, unknown);
+                let started = Instant::now();
+                let result = check(&history);
+                let ok_time = started.elapsed();
+                let (mut illegal, mut timeouts) = (0, 0);
+                let mut worst = std::time::Duration::ZERO;
+                for seed in 0..20 {
+                    let mut mutated = history.clone();
+                    mutate(&mut Rng(seed), &mut mutated);
+                    let started = Instant::now();
+                    let result = check(&mutated);
+                    worst = worst.max(started.elapsed());
+                    illegal += u32::from(result.is_illegal());
+                    timeouts += u32::from(matches!(result, CheckResult::Timeout { .. }));
+                }
+                eprintln!(
+                    "{unknown}% unknown, {clients} clients x {ops} ops on one key: {result} in \
+                     {ok_time:?}; 20 mutations: {illegal} illegal, {timeouts} timeouts, worst {worst:?}"
+                );
+            }
+        }
+    }
+}
