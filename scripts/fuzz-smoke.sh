@@ -8,13 +8,23 @@ set -euo pipefail
 secs="${1:-60}"
 cd "$(dirname "$0")/.."
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+# cargo fuzz needs unstable rustc flags (-Zsanitizer). Use the machine's
+# nightly when it has one; otherwise let the stable compiler accept them
+# (RUSTC_BOOTSTRAP), since no other toolchain can be fetched here.
+if cargo +nightly --version >/dev/null 2>&1; then
+    fuzz=(cargo +nightly fuzz)
+else
+    echo "fuzz-smoke: no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1"
+    export RUSTC_BOOTSTRAP=1
+    fuzz=(cargo fuzz)
+fi
 targets=(wal_decoder snap_decoder peer_frame http_request)
-cargo +nightly fuzz build
+"${fuzz[@]}" build
 failed=()
 for t in "${targets[@]}"; do
     scratch="$(mktemp -d)"
     echo "== fuzz $t for ${secs}s"
-    if ! cargo +nightly fuzz run "$t" "$scratch" "fuzz/corpus/$t" -- \
+    if ! "${fuzz[@]}" run "$t" "$scratch" "fuzz/corpus/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=512 -malloc_limit_mb=256 \
         -timeout=20 -print_final_stats=1; then
         failed+=("$t")
