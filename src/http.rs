@@ -26,15 +26,15 @@
 //! | method | path | success | errors |
 //! | --- | --- | --- | --- |
 //! | `PUT` | `/v1/kv/{key}` (body: the raw value) | 200 `{"index":N}` | 400 bad key, 413 key or value too large, 503, 507 |
-//! | `GET` | `/v1/kv/{key}[?consistency=serializable\|linearizable]` | 200 raw value, `application/octet-stream` | 400 bad key or consistency, 404 no such key, 413 key too large, 503 |
+//! | `GET` | `/v1/kv/{key}[?consistency=serializable\|linearizable]` | 200 raw value, `application/octet-stream` | 400 bad key or consistency, 404 no such key, 413 key too large, 503, 507 |
 //! | `DELETE` | `/v1/kv/{key}` | 200 `{"index":N}` (also when the key did not exist) | 400 bad key, 413 key too large, 503, 507 |
-//! | `GET` | `/v1/kv?prefix=P&limit=N[&consistency=…]` | 200 `[{"key":B64,"value":B64}, …]` in key order | 400 bad prefix, limit or consistency, 413 prefix too large, 503 |
-//! | `GET` | `/v1/members` | 200 `{"members":[{"id":N,"peer_url":"…","learner":bool,"is_leader":bool}],"leader":N\|null}` | 503 |
-//! | `POST` | `/v1/members` (JSON `{"id":N,"peer_url":"…","learner":bool}`) | 200 `{"index":N}` | 400 bad JSON or id 0, 409 already a member or another change pending, 413 body over 64 KiB, 503 |
-//! | `DELETE` | `/v1/members/{id}` | 200 `{"index":N}` | 400 bad id, 404 not a member, 409 last voter, 503 |
-//! | `POST` | `/v1/members/{id}/promote` | 200 `{"index":N}` | 400 bad id, 404 not a learner nor a voter, 409 already a voter, 503 |
-//! | `POST` | `/v1/leader/transfer` (JSON `{"to":N}`) | 200 `{"leader":N}` once this node sees `N` lead | 400 bad JSON, 404 `N` is not a voter, 413 body over 64 KiB, 503 |
-//! | `GET` | `/v1/status` | 200 `{"id","leader","term","commit","applied","snapshot_index","first_index","role","voters","learners"}` | 503 |
+//! | `GET` | `/v1/kv?prefix=P&limit=N[&consistency=…]` | 200 `[{"key":B64,"value":B64}, …]` in key order | 400 bad prefix, limit or consistency, 413 prefix too large, 503, 507 |
+//! | `GET` | `/v1/members` | 200 `{"members":[{"id":N,"peer_url":"…","learner":bool,"is_leader":bool}],"leader":N\|null}` | 503, 507 |
+//! | `POST` | `/v1/members` (JSON `{"id":N,"peer_url":"…","learner":bool}`) | 200 `{"index":N}` | 400 bad JSON or id 0, 409 already a member or another change pending, 413 body over 64 KiB, 503, 507 |
+//! | `DELETE` | `/v1/members/{id}` | 200 `{"index":N}` | 400 bad id, 404 not a member, 409 last voter, 503, 507 |
+//! | `POST` | `/v1/members/{id}/promote` | 200 `{"index":N}` | 400 bad id, 404 not a learner nor a voter, 409 already a voter, 503, 507 |
+//! | `POST` | `/v1/leader/transfer` (JSON `{"to":N}`) | 200 `{"leader":N}` once this node sees `N` lead | 400 bad JSON, 404 `N` is not a voter, 413 body over 64 KiB, 503, 507 |
+//! | `GET` | `/v1/status` | 200 `{"id","leader","term","commit","applied","snapshot_index","first_index","role","voters","learners"}` | 503, 507 |
 //! | `GET` | `/health` | 200 `{"health":"true"}` when the node answers and knows a leader | 503 `{"health":"false","error":"…"}` |
 //! | `GET` | `/metrics` | 200 Prometheus text | 404 when the server passed no Prometheus handle |
 //!
@@ -87,7 +87,7 @@
 //! | `Stopped` | 503 | this node is gone; retry on another |
 //! | `UnknownMember` | 404 | |
 //! | `InvalidMembership` | 409 | the request conflicts with the current membership, not malformed |
-//! | `Storage` | 507 | the disk failed (full, EIO): the node stopped for good |
+//! | `Storage` | 507 | the disk failed (full: `ENOSPC`, or `EIO`): the node stopped, and every request (reads too) answers this until the process is restarted; the message names the file and the OS error; nothing unsynced was acknowledged |
 //! | any other | 500 | a bug or a node that could not boot |
 //!
 //! Malformed JSON, a missing or non-JSON `Content-Type`, a missing or

@@ -6,7 +6,7 @@
 mod persist_common;
 
 use persist_common::*;
-use ringraft::persist::fault_injection::{FaultPlan, IoEvent};
+use ringraft::persist::fault_injection::{Fault, FaultPlan, InjectedErrno, IoEvent};
 use ringraft::persist::{BackendKind, PersistError};
 use ringraft::wal::{DumpedPayload, dump};
 use std::collections::BTreeMap;
@@ -137,7 +137,7 @@ fn submit_readies(actor: &ringraft::persist::PersistActor, count: u64, wait_each
 fn failed_fdatasync_fails_its_batch_and_everything_after(kind: BackendKind) {
     let dir = scratch_dir();
     let plan = FaultPlan {
-        fail_sync_data: Some(4),
+        wal_sync_data: Some(Fault::nth(4, InjectedErrno::Io)),
         ..FaultPlan::default()
     };
     let (actor, _data_dir, log) = start_recorded(kind, dir.path(), 64 * 1024 * 1024, plan);
@@ -179,7 +179,7 @@ fn failed_fdatasync_fails_its_batch_and_everything_after(kind: BackendKind) {
 fn failed_write_fails_its_batch_and_everything_after(kind: BackendKind) {
     let dir = scratch_dir();
     let plan = FaultPlan {
-        fail_write: Some(3),
+        wal_write: Some(Fault::nth(3, InjectedErrno::Io)),
         ..FaultPlan::default()
     };
     let (actor, _data_dir, log) = start_recorded(kind, dir.path(), 64 * 1024 * 1024, plan);

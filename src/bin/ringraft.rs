@@ -103,6 +103,10 @@ struct ServeArgs {
     /// Warn about WAL fdatasyncs slower than this, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     slow_fsync_warning_ms: u64,
+    /// WAL segment size (each segment is preallocated to it), in bytes;
+    /// etcd's fixed 64 MB by default, at least 65536.
+    #[arg(long, default_value_t = ringraft::wal::DEFAULT_SEGMENT_SIZE_BYTES)]
+    wal_segment_size_bytes: u64,
 }
 
 impl ServeArgs {
@@ -131,6 +135,7 @@ impl ServeArgs {
             heartbeat_ticks: self.heartbeat_ticks,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             slow_fsync_warning: Duration::from_millis(self.slow_fsync_warning_ms),
+            wal_segment_size_bytes: self.wal_segment_size_bytes,
         })
     }
 }

@@ -36,7 +36,8 @@ pub struct NodeConfig {
     pub wal_options: WalOptions,
     /// Persistence actor settings (`queue_capacity` is ignored: the raft
     /// actor must never block on the queue, and bounds what it has in
-    /// flight by `max_inflight_bytes` instead).
+    /// flight by `max_inflight_bytes` instead). Tests inject disk faults
+    /// through `persist.fault_injection` (test-only; `None` by default).
     pub persist: PersistConfig,
     /// Duration of one raft tick.
     pub tick_interval: Duration,

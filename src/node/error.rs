@@ -31,8 +31,10 @@ pub enum NodeError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
-    /// The durable storage failed: the node stopped for good.
-    #[error("storage: {0}")]
+    /// The durable storage failed (full disk, failed write or fdatasync):
+    /// the node stopped; nothing unsynced was acknowledged. Restart it (on
+    /// a full disk, after freeing space) to serve again.
+    #[error("storage failed, the node has stopped: {0}")]
     Storage(SharedPersistError),
     /// The node could not boot from its data directory.
     #[error("boot: {0}")]

@@ -9,7 +9,10 @@
 //! linearizable `get` reflects every write acknowledged before it was
 //! called, on any node (ReadIndex); a serializable `get` reads this node's
 //! state machine as it is. Every call ends within the request timeout,
-//! with a typed error when it must.
+//! with a typed error when it must; once the node stopped because of a
+//! failure (a full disk, a failed fdatasync), every call fails with that
+//! failure (`NodeError::Storage` naming the file and the OS error), not
+//! with a bare `Stopped`.
 //!
 //! Membership calls answer with the change's raft index once it applied
 //! here; `transfer_leader` answers once this node sees the new leader.
@@ -25,7 +28,7 @@ use crate::kv::KvCommand;
 use crate::raft::StateRole;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -91,6 +94,8 @@ pub(crate) struct HandleParts {
     pub(crate) timeout: Duration,
     pub(crate) task: JoinHandle<Result<(), NodeError>>,
     pub(crate) boot_report: BootReport,
+    /// The failure that stopped the node, once one did.
+    pub(crate) failure: Arc<OnceLock<NodeError>>,
 }
 
 struct Shared {
@@ -102,6 +107,7 @@ struct Shared {
     timeout: Duration,
     task: Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
     boot_report: BootReport,
+    failure: Arc<OnceLock<NodeError>>,
 }
 
 /// A handle on a running node; cheap to clone, `Send + Sync`.
@@ -118,14 +124,18 @@ impl std::fmt::Debug for NodeHandle {
     }
 }
 
-/// Waits for `reply` within `timeout`.
+/// Waits for `work` within `timeout`; a node that stopped because of a
+/// failure is reported as that failure, not as `Stopped`.
 async fn answered<T>(
     timeout: Duration,
+    failure: &OnceLock<NodeError>,
     work: impl Future<Output = Result<T, NodeError>>,
 ) -> Result<T, NodeError> {
-    tokio::time::timeout(timeout, work)
-        .await
-        .unwrap_or(Err(NodeError::Timeout))
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Err(NodeError::Stopped)) => Err(failure.get().cloned().unwrap_or(NodeError::Stopped)),
+        Ok(outcome) => outcome,
+        Err(_) => Err(NodeError::Timeout),
+    }
 }
 
 impl NodeHandle {
@@ -140,6 +150,7 @@ impl NodeHandle {
                 timeout: parts.timeout,
                 task: Mutex::new(Some(parts.task)),
                 boot_report: parts.boot_report,
+                failure: parts.failure,
             }),
         }
     }
@@ -167,7 +178,12 @@ impl NodeHandle {
     async fn propose(&self, command: Vec<u8>) -> Result<u64, NodeError> {
         let (reply, answer) = oneshot::channel();
         let request = ClientRequest::Propose { command, reply };
-        answered(self.shared.timeout, self.submit(request, answer)).await
+        answered(
+            self.shared.timeout,
+            &self.shared.failure,
+            self.submit(request, answer),
+        )
+        .await
     }
 
     /// Queues `request` for the raft actor and waits for the index it is
@@ -270,7 +286,7 @@ impl NodeHandle {
         let (reply, answer) = oneshot::channel();
         let request = ClientRequest::ChangeMembership { change, reply };
         let mut applied = self.shared.applied.clone();
-        answered(self.shared.timeout, async {
+        answered(self.shared.timeout, &self.shared.failure, async {
             let index = self.submit(request, answer).await?;
             applied
                 .wait_for(|&a| a >= index)
@@ -286,11 +302,11 @@ impl NodeHandle {
     /// refused, e.g. `to` was too far behind).
     pub async fn transfer_leader(&self, to: u64) -> Result<(), NodeError> {
         let (reply, answer) = oneshot::channel();
-        self.shared
-            .control
-            .send(Control::TransferLeader { to, reply })
-            .map_err(|_| NodeError::Stopped)?;
-        answered(self.shared.timeout, async {
+        answered(self.shared.timeout, &self.shared.failure, async {
+            self.shared
+                .control
+                .send(Control::TransferLeader { to, reply })
+                .map_err(|_| NodeError::Stopped)?;
             answer.await.unwrap_or(Err(NodeError::Stopped))
         })
         .await
@@ -298,7 +314,7 @@ impl NodeHandle {
 
     async fn read(&self, query: Query, consistency: Consistency) -> Result<QueryResult, NodeError> {
         let (reply, answer) = oneshot::channel();
-        answered(self.shared.timeout, async {
+        answered(self.shared.timeout, &self.shared.failure, async {
             match consistency {
                 Consistency::Linearizable => self
                     .shared
@@ -325,11 +341,11 @@ impl NodeHandle {
     /// The node's status.
     pub async fn status(&self) -> Result<NodeStatus, NodeError> {
         let (reply, answer) = oneshot::channel();
-        self.shared
-            .control
-            .send(Control::Status(reply))
-            .map_err(|_| NodeError::Stopped)?;
-        answered(self.shared.timeout, async {
+        answered(self.shared.timeout, &self.shared.failure, async {
+            self.shared
+                .control
+                .send(Control::Status(reply))
+                .map_err(|_| NodeError::Stopped)?;
             answer.await.map_err(|_| NodeError::Stopped)
         })
         .await
@@ -343,7 +359,7 @@ impl NodeHandle {
     /// Waits until this node applied `index` (within the request timeout).
     pub async fn wait_applied(&self, index: u64) -> Result<(), NodeError> {
         let mut applied = self.shared.applied.clone();
-        answered(self.shared.timeout, async {
+        answered(self.shared.timeout, &self.shared.failure, async {
             applied
                 .wait_for(|&a| a >= index)
                 .await

@@ -95,6 +95,7 @@ impl Node {
         let (request_sender, requests) = mpsc::channel(config.request_queue_capacity.max(1));
         let (control_sender, control) = mpsc::unbounded_channel();
         let weak_apply = apply_sender.downgrade();
+        let failure = Arc::new(std::sync::OnceLock::new());
         let parts = RaftActorParts {
             raw,
             persist,
@@ -107,6 +108,7 @@ impl Node {
             apply_task,
             snapshots,
             boot_snapshot_index: boot_report.snapshot_index,
+            failure: Arc::clone(&failure),
         };
         let actor = RaftActor::new(parts, &config);
         let task = runtime.spawn(actor.run());
@@ -119,6 +121,7 @@ impl Node {
             timeout: config.request_timeout,
             task,
             boot_report,
+            failure,
         }))
     }
 }

@@ -26,8 +26,10 @@
 //! - a proposal is registered with the apply actor (by its
 //!   [`RequestId`]) on the same ordered channel as committed entries, so
 //!   the registration always arrives before the entry can apply;
-//! - a failed persistence (WAL write or fdatasync) stops the node: nothing
-//!   more is sent or acknowledged;
+//! - a failed persistence (WAL write or fdatasync, full disk) stops the
+//!   node: nothing more is sent or acknowledged, and the failure is
+//!   published for the handle before any waiter is dropped, so every
+//!   caller, then and later, is told the cause (`NodeError::Storage`);
 //! - membership requests are checked against the current configuration
 //!   before they are proposed; the caller is answered when the change is
 //!   applied to raft here (the handle then waits for the local apply), and
@@ -56,7 +58,7 @@ use crate::raft::{
 use crate::raftpb::{ConfChange, ConfChangeType, ConfState, Entry, Message, MessageType};
 use crate::transport::{PeerInbox, Transport};
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -182,6 +184,9 @@ pub(crate) struct RaftActorParts {
     pub(crate) snapshots: mpsc::UnboundedReceiver<SnapshotData>,
     /// The snapshot (or 0) the node booted from.
     pub(crate) boot_snapshot_index: u64,
+    /// Where the failure that stops the node is published, before anything
+    /// is dropped, so that callers learn the cause (not just `Stopped`).
+    pub(crate) failure: Arc<OnceLock<NodeError>>,
 }
 
 /// The raft actor's state.
@@ -214,6 +219,7 @@ pub(crate) struct RaftActor {
     /// index. Pruned below the latest snapshot.
     conf_history: VecDeque<(u64, ConfState)>,
     snapshot_catchup_entries: u64,
+    failure: Arc<OnceLock<NodeError>>,
     leader: u64,
     node_label: String,
     /// Handles of the per-Ready metrics, looked up once (a lookup by name
@@ -265,6 +271,7 @@ impl RaftActor {
             snapshots: parts.snapshots,
             conf_history: VecDeque::from([(parts.boot_snapshot_index, conf_state)]),
             snapshot_catchup_entries: config.snapshot_catchup_entries,
+            failure: parts.failure,
             leader,
             ready_handling: metrics::histogram!(
                 names::READY_HANDLING_DURATION_SECONDS,
@@ -286,7 +293,12 @@ impl RaftActor {
         match &outcome {
             Ok(Exit::Graceful) => self.drain().await,
             Ok(Exit::Crash) => tracing::warn!(node = self.id, "stopping without drain"),
-            Err(error) => tracing::error!(node = self.id, %error, "raft actor stops"),
+            Err(error) => {
+                tracing::error!(node = self.id, %error, "raft actor stops");
+                // Published before the apply actor drops its waiters, which
+                // then read it.
+                let _ = self.failure.set(error.clone());
+            }
         }
         let outcome = outcome.map(|_| ());
         self.pending_reads.clear();
@@ -294,6 +306,7 @@ impl RaftActor {
             persist,
             apply,
             apply_task,
+            failure,
             ..
         } = self;
         drop(apply);
@@ -308,7 +321,11 @@ impl RaftActor {
                 .map_err(NodeError::Storage),
             None => Ok(()),
         };
-        outcome.and(apply_outcome).and(persist_outcome)
+        let outcome = outcome.and(apply_outcome).and(persist_outcome);
+        if let Err(error) = &outcome {
+            let _ = failure.set(error.clone());
+        }
+        outcome
     }
 
     async fn main_loop(&mut self) -> Result<Exit, NodeError> {

@@ -101,6 +101,9 @@ impl<B: IoBackend> Actor<B> {
             BackendKind::Uring => Preallocation::Uring,
             BackendKind::Std => Preallocation::Syscall,
         });
+        if let Some(fault) = backend.preallocation_fault() {
+            wal.set_preallocation_fault(Some(fault));
+        }
         Actor {
             wal,
             snapshotter,

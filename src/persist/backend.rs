@@ -9,6 +9,7 @@
 //! (create, write, fsync, rename, directory fsync) goes through the backend.
 //! May not touch: file formats, the WAL's state, acknowledgements.
 
+use crate::wal::writer::PreallocationFault;
 use std::fs::File;
 use std::future::Future;
 use std::io;
@@ -107,5 +108,12 @@ pub trait IoBackend: 'static {
     /// backend record where acknowledgements fall among the IO operations.
     fn acknowledged(&self, number: u64) {
         let _ = number;
+    }
+
+    /// The hook the WAL's helper thread calls before preallocating a
+    /// segment (the fault injector's, to fail chosen `fallocate`s); real
+    /// backends have none.
+    fn preallocation_fault(&self) -> Option<PreallocationFault> {
+        None
     }
 }

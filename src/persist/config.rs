@@ -1,8 +1,11 @@
 //! Settings of the persistence actor.
 //!
 //! Owns: [`PersistConfig`] and the choice of IO backend ([`BackendChoice`]).
-//! Guarantees: plain data; the defaults are what a node uses.
+//! Guarantees: plain data; the defaults are what a node uses (no fault
+//! injection).
 //! May not touch: anything at run time (the actor reads these once).
+
+use super::fault_injection::FaultInjection;
 
 /// Which IO backend the actor uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -47,6 +50,12 @@ pub struct PersistConfig {
     /// metrics (`crate::metrics`). A node sets it to its own id; 0 when the
     /// actor runs on its own (tests, benches).
     pub node_id: u64,
+    /// Test-only: wrap the chosen backend in the fault injector
+    /// ([`FaultyIo`](super::fault_injection::FaultyIo)), which records
+    /// every operation into the injection's log and fails those its plan
+    /// names. `None` (the default, and what every real node has) costs
+    /// nothing but one branch when the actor starts.
+    pub fault_injection: Option<FaultInjection>,
 }
 
 impl Default for PersistConfig {
@@ -59,6 +68,7 @@ impl Default for PersistConfig {
             max_snap_files: Some(5),
             slow_fsync_warning: std::time::Duration::from_secs(1),
             node_id: 0,
+            fault_injection: None,
         }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Owns: [`PersistError`] and [`SharedPersistError`], the form in which one
 //! failure is handed to every pending and future request.
-//! Guarantees: an IO failure names the operation and the file.
+//! Guarantees: an IO failure names the operation and the file, and keeps
+//! the operating system's error ([`PersistError::os_error`]), so a caller
+//! tells a full disk from a failed device.
 //! May not touch: anything but error values.
 
 use crate::snap::SnapError;
@@ -58,6 +60,28 @@ pub enum PersistError {
 }
 
 impl PersistError {
+    /// The operating system's error at the root of this failure, if it is
+    /// an IO failure: its kind is `StorageFull` for `ENOSPC`, and
+    /// `raw_os_error` gives the errno.
+    pub fn os_error(&self) -> Option<&io::Error> {
+        let mut found = None;
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = cause {
+            if let Some(io_error) = error.downcast_ref::<io::Error>() {
+                found = Some(io_error);
+            }
+            cause = error.source();
+        }
+        found
+    }
+
+    /// Whether the file system was full (`ENOSPC`): the node then loses
+    /// nothing and serves again once restarted with space freed.
+    pub fn is_disk_full(&self) -> bool {
+        self.os_error()
+            .is_some_and(|e| e.kind() == io::ErrorKind::StorageFull)
+    }
+
     /// A [`PersistError::Io`].
     pub fn io(operation: &'static str, path: &Path, source: io::Error) -> PersistError {
         PersistError::Io {

@@ -2,8 +2,9 @@
 //!
 //! Owns: the actor's thread and runtime (tokio-uring for the uring backend,
 //! a current-thread tokio runtime for std), the backend choice and its
-//! fallback, the request queue's sending side ([`PersistSender`]), snapshot
-//! save tickets, shutdown.
+//! fallback (wrapped in the test-only fault injector when
+//! [`PersistConfig::fault_injection`] asks), the request queue's sending
+//! side ([`PersistSender`]), snapshot save tickets, shutdown.
 //! Guarantees: [`PersistActor::start`] returns once the actor runs with a
 //! working backend (or with the reason it cannot); a request sent after the
 //! actor failed or stopped is refused with that failure; dropping the
@@ -15,6 +16,7 @@ use super::actor::Actor;
 use super::backend::{BackendKind, IoBackend};
 use super::config::{BackendChoice, PersistConfig};
 use super::error::{PersistError, SharedPersistError};
+use super::fault_injection::FaultyIo;
 use super::progress::{PersistProgress, PersistedWatch};
 use super::request::{PersistRequest, ReadyToPersist};
 use super::std_backend::StdIo;
@@ -153,8 +155,20 @@ struct ThreadStart {
 }
 
 impl ThreadStart {
-    /// Reports the backend and runs the actor to its end.
+    /// Reports the backend and runs the actor to its end; wrapped in the
+    /// fault injector when the config asks for it (tests).
     fn run<B: IoBackend>(
+        mut self,
+        backend: B,
+        runtime: ActorRuntime,
+    ) -> Result<(), SharedPersistError> {
+        match self.config.fault_injection.take() {
+            Some(injection) => self.run_actor(FaultyIo::with(backend, injection), runtime),
+            None => self.run_actor(backend, runtime),
+        }
+    }
+
+    fn run_actor<B: IoBackend>(
         self,
         backend: B,
         runtime: ActorRuntime,

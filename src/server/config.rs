@@ -71,7 +71,15 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// An fdatasync slower than this is logged as a warning.
     pub slow_fsync_warning: Duration,
+    /// The WAL cuts a new segment at this size, and preallocates each
+    /// segment to it (etcd's fixed 64 MB by default); small values let a
+    /// test fill a small file system.
+    pub wal_segment_size_bytes: u64,
 }
+
+/// The smallest `--wal-segment-size-bytes` accepted: a segment holds its
+/// header and at least a few records.
+pub const MIN_WAL_SEGMENT_SIZE_BYTES: u64 = 64 * 1024;
 
 impl ServeConfig {
     /// The single-node default: node 1, `./ringraft-data`, clients on
@@ -94,6 +102,7 @@ impl ServeConfig {
             heartbeat_ticks: 1,
             request_timeout: Duration::from_secs(5),
             slow_fsync_warning: Duration::from_millis(100),
+            wal_segment_size_bytes: crate::wal::DEFAULT_SEGMENT_SIZE_BYTES,
         }
     }
 
@@ -137,6 +146,12 @@ impl ServeConfig {
         if self.cluster_token.is_empty() {
             return flag("--cluster-token", "must not be empty");
         }
+        if self.wal_segment_size_bytes < MIN_WAL_SEGMENT_SIZE_BYTES {
+            return flag(
+                "--wal-segment-size-bytes",
+                &format!("must be at least {MIN_WAL_SEGMENT_SIZE_BYTES}"),
+            );
+        }
         Ok(())
     }
 
@@ -160,6 +175,7 @@ impl ServeConfig {
         config.heartbeat_tick = self.heartbeat_ticks;
         config.request_timeout = self.request_timeout;
         config.persist.slow_fsync_warning = self.slow_fsync_warning;
+        config.wal_options.segment_size_bytes = self.wal_segment_size_bytes;
         config
     }
 }
@@ -266,5 +282,12 @@ mod tests {
         let mut config = ServeConfig::single_node_default();
         config.election_ticks = 1;
         assert!(config.validate().is_err());
+        let mut config = ServeConfig::single_node_default();
+        config.wal_segment_size_bytes = 4096;
+        let refused = config.validate().expect_err("segments too small");
+        assert!(
+            refused.to_string().contains("--wal-segment-size-bytes"),
+            "{refused}"
+        );
     }
 }

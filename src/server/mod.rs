@@ -9,7 +9,12 @@
 //! Guarantees: a bad configuration, an address in use, or a data
 //! directory of another node or cluster is an error before anything
 //! listens for clients; a stop requested by the caller's `shutdown` future
-//! drains the node (everything acknowledged was durable before).
+//! drains the node (everything acknowledged was durable before). A node
+//! stopped by a storage failure (a full disk, a failed fdatasync) leaves
+//! the HTTP API up, answering every request with 507 and the cause (and
+//! `/health` with 503), so clients and operators see why rather than a
+//! refused connection; stopping the process then reports the failure
+//! (`ringraft serve` exits 1). Restart it, with space freed, to serve again.
 //! May not touch: raft, storage or HTTP details (their modules' business).
 
 pub mod config;

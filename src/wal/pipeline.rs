@@ -26,6 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Suffix of prepared, not yet named segment files.
@@ -50,6 +51,51 @@ pub enum Preallocation {
     Uring,
 }
 
+/// Test-only fault injection (`persist::fault_injection` builds one): called
+/// with the file's path before each `fallocate` of a prepared segment, by
+/// either [`Preallocation`]; an error it returns replaces that `fallocate`
+/// (the file is created and locked, nothing is allocated), as a full disk
+/// would. `None`, what every real WAL has, costs one branch per
+/// preparation.
+#[derive(Clone)]
+pub struct PreallocationFault(Arc<FailPreallocation>);
+
+/// The hook's function: the error to fail the preallocation of a file with.
+type FailPreallocation = dyn Fn(&Path) -> Option<io::Error> + Send + Sync;
+
+impl PreallocationFault {
+    /// A hook that fails the preallocations for which `fail` returns an
+    /// error.
+    pub fn new(fail: impl Fn(&Path) -> Option<io::Error> + Send + Sync + 'static) -> Self {
+        PreallocationFault(Arc::new(fail))
+    }
+
+    fn check(&self, path: &Path) -> io::Result<()> {
+        match (self.0)(path) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for PreallocationFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreallocationFault")
+    }
+}
+
+/// A preparation that failed: which file, and the operating system's error
+/// (as the source, so that its kind and errno stay visible).
+#[derive(Debug, thiserror::Error)]
+#[error("preparing WAL segment {}: {source}", path.display())]
+pub struct PreparationFailed {
+    /// The file being prepared.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: io::Error,
+}
+
 /// A locked, preallocated, empty file waiting to become a segment.
 #[derive(Debug)]
 pub(crate) struct PreparedSegment {
@@ -64,6 +110,7 @@ struct Job {
     path: PathBuf,
     size_bytes: u64,
     preallocation: Preallocation,
+    fault: Option<PreallocationFault>,
 }
 
 /// The helper thread and the two ends of its queues.
@@ -81,11 +128,12 @@ pub(crate) struct SegmentPipeline {
     segment_size_bytes: u64,
     prepared_count: u64,
     preallocation: Preallocation,
+    fault: Option<PreallocationFault>,
     /// `None` when the thread could not be started or has stopped: files
     /// are then prepared when taken.
     helper: Option<Helper>,
-    /// Whether the helper owes a result.
-    pending: bool,
+    /// The file the helper is preparing, while it owes a result.
+    pending: Option<PathBuf>,
 }
 
 impl SegmentPipeline {
@@ -97,8 +145,9 @@ impl SegmentPipeline {
             segment_size_bytes,
             prepared_count: 0,
             preallocation: Preallocation::Syscall,
+            fault: None,
             helper: spawn_helper(),
-            pending: false,
+            pending: None,
         };
         pipeline.prepare_next();
         pipeline
@@ -110,35 +159,75 @@ impl SegmentPipeline {
         self.preallocation = preallocation;
     }
 
-    /// The prepared file (waiting for it if needed); starts the next one.
+    /// Test-only: the fault hook for preparations from the next one on
+    /// (`None` removes it).
+    pub fn set_fault(&mut self, fault: Option<PreallocationFault>) {
+        self.fault = fault;
+    }
+
+    /// The prepared file (waiting for it if needed; preparing it here if
+    /// the helper failed or is gone); starts the next one. The error names
+    /// the file ([`PreparationFailed`] inside the `io::Error`).
     pub fn take(&mut self) -> io::Result<PreparedSegment> {
         let prepared = match self.pending_result() {
-            Some(result) => result,
+            Some((_, Ok(prepared))) => Ok(prepared),
+            Some((path, Err(e))) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "preparing the next WAL segment failed; trying once more"
+                );
+                self.prepare_in_place(&path)
+            }
             None => {
                 let path = self.next_path();
                 self.prepared_count += 1;
-                prepare(&path, self.segment_size_bytes, None)
+                self.prepare_in_place(&path)
             }
         };
-        self.prepare_next();
+        // After a failure the WAL refuses further writes: prepare nothing
+        // more (a later take, if any, prepares in place).
+        if prepared.is_ok() {
+            self.prepare_next();
+        }
         prepared
     }
 
-    /// The helper's result for the preparation under way, if one is.
-    fn pending_result(&mut self) -> Option<io::Result<PreparedSegment>> {
-        if !std::mem::take(&mut self.pending) {
-            return None;
-        }
-        let helper = self.helper.as_ref()?;
+    fn prepare_in_place(&self, path: &Path) -> io::Result<PreparedSegment> {
+        prepare(path, self.segment_size_bytes, None, self.fault.as_ref()).map_err(|source| {
+            io::Error::new(
+                source.kind(),
+                PreparationFailed {
+                    path: path.to_path_buf(),
+                    source,
+                },
+            )
+        })
+    }
+
+    /// The helper's result for the preparation under way (and its file), if
+    /// one is.
+    fn pending_result(&mut self) -> Option<(PathBuf, io::Result<PreparedSegment>)> {
+        let path = self.pending.take()?;
+        let result = self.helper_result();
+        Some((path, result))
+    }
+
+    fn helper_result(&mut self) -> io::Result<PreparedSegment> {
+        let Some(helper) = self.helper.as_ref() else {
+            return Err(io::Error::other(format!(
+                "{HELPER_THREAD_NAME} has stopped"
+            )));
+        };
         match helper.results.recv() {
-            Ok(result) => Some(result),
+            Ok(result) => result,
             Err(_) => {
                 // The thread ended without answering (it panicked); prepare
                 // in place from now on.
                 self.stop_helper();
-                Some(Err(io::Error::other(format!(
+                Err(io::Error::other(format!(
                     "{HELPER_THREAD_NAME} stopped while preparing a segment"
-                ))))
+                )))
             }
         }
     }
@@ -154,14 +243,16 @@ impl SegmentPipeline {
         let Some(helper) = &self.helper else {
             return;
         };
+        let path = self.next_path();
         let job = Job {
-            path: self.next_path(),
+            path: path.clone(),
             size_bytes: self.segment_size_bytes,
             preallocation: self.preallocation,
+            fault: self.fault.clone(),
         };
         if helper.jobs.send(job).is_ok() {
             self.prepared_count += 1;
-            self.pending = true;
+            self.pending = Some(path);
         } else {
             self.stop_helper();
         }
@@ -184,7 +275,7 @@ impl SegmentPipeline {
 
 impl Drop for SegmentPipeline {
     fn drop(&mut self) {
-        if let Some(Ok(prepared)) = self.pending_result() {
+        if let Some((_, Ok(prepared))) = self.pending_result() {
             // Unused; if removing fails, opening the WAL again removes it.
             let _ = std::fs::remove_file(&prepared.path);
         }
@@ -223,7 +314,16 @@ fn run_helper(jobs: &Receiver<Job>, results: &Sender<io::Result<PreparedSegment>
             Preallocation::Syscall => None,
             Preallocation::Uring => Some(&mut uring),
         };
-        let result = prepare(&job.path, job.size_bytes, uring);
+        let result = prepare(&job.path, job.size_bytes, uring, job.fault.as_ref());
+        if let Err(e) = &result {
+            // Said now, not at the cut that finds it: a disk filling up
+            // shows a segment ahead.
+            tracing::warn!(
+                path = %job.path.display(),
+                error = %e,
+                "preparing the next WAL segment failed; the next cut tries again"
+            );
+        }
         if let Err(SendError(Ok(prepared))) = results.send(result) {
             // The pipeline is gone (it waits for us when dropped, so this
             // is not expected); leave nothing behind.
@@ -233,11 +333,12 @@ fn run_helper(jobs: &Receiver<Job>, results: &Sender<io::Result<PreparedSegment>
 }
 
 /// Creates, locks and preallocates the file at `path`; through io_uring
-/// when `uring` is given.
+/// when `uring` is given; `fault` may fail the preallocation instead.
 fn prepare(
     path: &Path,
     size_bytes: u64,
     uring: Option<&mut UringFallocate>,
+    fault: Option<&PreallocationFault>,
 ) -> io::Result<PreparedSegment> {
     let file = OpenOptions::new()
         .read(true)
@@ -248,8 +349,13 @@ fn prepare(
         .open(path)?;
     fs::try_lock_exclusive(&file)?;
     let preallocated_by = match uring {
-        Some(uring) => uring.preallocate(&file, size_bytes)?,
-        None => fs::preallocate(&file, size_bytes).map(|()| Preallocation::Syscall)?,
+        Some(uring) => uring.preallocate(&file, path, size_bytes, fault)?,
+        None => {
+            if let Some(fault) = fault {
+                fault.check(path)?;
+            }
+            fs::preallocate(&file, size_bytes).map(|()| Preallocation::Syscall)?
+        }
     };
     tracing::trace!(path = %path.display(), ?preallocated_by, "prepared WAL segment");
     Ok(PreparedSegment {
@@ -270,13 +376,25 @@ enum UringFallocate {
 
 impl UringFallocate {
     /// Preallocates `file` to `size_bytes` like [`fs::preallocate`], through
-    /// io_uring while that works; returns which way it went.
-    fn preallocate(&mut self, file: &File, size_bytes: u64) -> io::Result<Preallocation> {
+    /// io_uring while that works; returns which way it went. An error from
+    /// `fault` stands for the io_uring `fallocate`'s (or the syscall's, when
+    /// io_uring is not used).
+    fn preallocate(
+        &mut self,
+        file: &File,
+        path: &Path,
+        size_bytes: u64,
+        fault: Option<&PreallocationFault>,
+    ) -> io::Result<Preallocation> {
         if file.metadata()?.len() >= size_bytes {
             return Ok(Preallocation::Syscall);
         }
         if let Some(runtime) = self.runtime() {
-            match uring_fallocate(runtime, file, size_bytes) {
+            let result = match fault.map(|f| f.check(path)) {
+                Some(Err(injected)) => Err(injected),
+                _ => uring_fallocate(runtime, file, size_bytes),
+            };
+            match result {
                 Ok(()) => return Ok(Preallocation::Uring),
                 Err(e) if is_unsupported(&e) => {
                     tracing::warn!(
@@ -288,6 +406,8 @@ impl UringFallocate {
                 }
                 Err(e) => return Err(e),
             }
+        } else if let Some(fault) = fault {
+            fault.check(path)?;
         }
         fs::preallocate(file, size_bytes).map(|()| Preallocation::Syscall)
     }
@@ -363,14 +483,16 @@ mod tests {
         let path = dir.path().join("0.tmp");
         let file = File::create(&path).expect("create");
         let mut uring = UringFallocate::NotStarted;
-        let by = uring.preallocate(&file, 1 << 20).expect("preallocate");
+        let by = uring
+            .preallocate(&file, &path, 1 << 20, None)
+            .expect("preallocate");
         assert_eq!(file.metadata().expect("metadata").len(), 1 << 20);
         if by == Preallocation::Uring {
             assert!(allocated_bytes(&file) >= 1 << 20, "blocks allocated");
         }
         // Already large enough: nothing to do.
         assert_eq!(
-            uring.preallocate(&file, 4096).expect("no-op"),
+            uring.preallocate(&file, &path, 4096, None).expect("no-op"),
             Preallocation::Syscall
         );
         // The runtime is reused, not started again.
@@ -413,6 +535,57 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["segment-0", "segment-1", "segment-2", "segment-3"]);
+    }
+
+    /// A hook failing preallocations with `ENOSPC` while `failing` says so,
+    /// counting the calls.
+    fn full_disk(failing: impl Fn(u64) -> bool + Send + Sync + 'static) -> PreallocationFault {
+        let calls = std::sync::atomic::AtomicU64::new(0);
+        PreallocationFault::new(move |_| {
+            let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            failing(call).then(|| io::Error::from_raw_os_error(Errno::NOSPC.raw_os_error()))
+        })
+    }
+
+    #[test]
+    fn a_failed_preparation_is_retried_once_when_taken() {
+        for preallocation in [Preallocation::Syscall, Preallocation::Uring] {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let mut pipeline = SegmentPipeline::start(dir.path(), 64 * 1024);
+            pipeline.set_preallocation(preallocation);
+            // The helper's preparation after the first take fails; the
+            // retry at the second take succeeds.
+            pipeline.set_fault(Some(full_disk(|call| call == 1)));
+            pipeline
+                .take()
+                .expect("the first file, prepared before the fault");
+            let prepared = pipeline.take().expect("retried");
+            assert_eq!(prepared.file.metadata().expect("metadata").len(), 64 * 1024);
+        }
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_take_naming_the_file() {
+        for preallocation in [Preallocation::Syscall, Preallocation::Uring] {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let mut pipeline = SegmentPipeline::start(dir.path(), 64 * 1024);
+            pipeline.set_preallocation(preallocation);
+            pipeline.set_fault(Some(full_disk(|_| true)));
+            pipeline
+                .take()
+                .expect("the first file, prepared before the fault");
+            let error = pipeline.take().expect_err("the disk is full");
+            assert_eq!(error.kind(), io::ErrorKind::StorageFull);
+            let message = error.to_string();
+            assert!(
+                message.contains("preparing WAL segment") && message.contains("1.tmp"),
+                "{message}"
+            );
+            let source = std::error::Error::source(&error)
+                .and_then(|e| e.downcast_ref::<io::Error>())
+                .expect("the OS error as the source");
+            assert_eq!(source.raw_os_error(), Some(Errno::NOSPC.raw_os_error()));
+        }
     }
 
     #[test]

@@ -20,8 +20,8 @@
 use super::encoder::Encoder;
 use super::error::WalError;
 use super::fs;
-pub use super::pipeline::Preallocation;
 use super::pipeline::{PREPARED_SUFFIX, SegmentPipeline};
+pub use super::pipeline::{Preallocation, PreallocationFault, PreparationFailed};
 use super::record_type::RecordType;
 use super::replay::{Replay, WalContents};
 use super::scan::scan_segments;
@@ -314,6 +314,13 @@ impl Wal {
     /// Either way the segment is the same file.
     pub fn set_preallocation(&mut self, preallocation: Preallocation) {
         self.pipeline.set_preallocation(preallocation);
+    }
+
+    /// Test-only fault injection: `fault` may fail the preallocation of the
+    /// segments prepared from now on (see [`PreallocationFault`]); `None`
+    /// (the default) removes it.
+    pub fn set_preallocation_fault(&mut self, fault: Option<PreallocationFault>) {
+        self.pipeline.set_fault(fault);
     }
 
     /// Records that a write or sync done by the caller failed: the WAL then
