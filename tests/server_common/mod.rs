@@ -35,6 +35,8 @@ pub struct Proc {
     pub client: SocketAddr,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// The extra flags of the last start.
+    extra: Vec<String>,
 }
 
 impl Proc {
@@ -45,11 +47,13 @@ impl Proc {
             client: SocketAddr::from(([127, 0, 0, 1], free_port())),
             dir: dir.join(format!("node{id}")),
             child: None,
+            extra: Vec::new(),
         }
     }
 
     /// Starts the process with `--initial-cluster initial` and `extra`
-    /// flags; its log goes to `<dir>.log`.
+    /// flags (which may set `--request-timeout-ms`); its log goes to
+    /// `<dir>.log`.
     pub fn start(&mut self, initial: &str, extra: &[&str]) {
         assert!(self.child.is_none(), "node {} already runs", self.id);
         let log_path = self.dir.with_extension("log");
@@ -58,6 +62,12 @@ impl Proc {
             .append(true)
             .open(&log_path)
             .expect("log file");
+        // 3 s unless `extra` says otherwise (the flag may appear once).
+        let default_request_timeout: &[&str] = if extra.contains(&"--request-timeout-ms") {
+            &[]
+        } else {
+            &["--request-timeout-ms", "3000"]
+        };
         let child = Command::new(BINARY)
             .arg("serve")
             .args(["--id", &self.id.to_string()])
@@ -68,7 +78,7 @@ impl Proc {
             .args(["--initial-cluster", initial])
             .args(["--tick-ms", &TICK_MS.to_string()])
             .args(["--election-ticks", &ELECTION_TICKS.to_string()])
-            .args(["--request-timeout-ms", "3000"])
+            .args(default_request_timeout)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -76,6 +86,7 @@ impl Proc {
             .spawn()
             .expect("spawn ringraft serve");
         self.child = Some(child);
+        self.extra = extra.iter().map(|flag| flag.to_string()).collect();
     }
 
     /// SIGKILL, as a power cut would stop it (the kernel keeps what was
@@ -133,6 +144,12 @@ pub struct ProcCluster {
 impl ProcCluster {
     /// Starts processes `ids` as one new cluster.
     pub fn start(ids: &[u64]) -> ProcCluster {
+        ProcCluster::start_with(ids, &[])
+    }
+
+    /// Starts processes `ids` as one new cluster, each with `extra` flags
+    /// (which [`ProcCluster::restart`] passes again).
+    pub fn start_with(ids: &[u64], extra: &[&str]) -> ProcCluster {
         let root = tempfile::tempdir().expect("tempdir");
         let mut procs: BTreeMap<u64, Proc> = ids
             .iter()
@@ -140,7 +157,7 @@ impl ProcCluster {
             .collect();
         let initial = initial_cluster(procs.values());
         for proc in procs.values_mut() {
-            proc.start(&initial, &[]);
+            proc.start(&initial, extra);
         }
         ProcCluster { root, procs }
     }
@@ -153,12 +170,13 @@ impl ProcCluster {
         &self.procs[&id]
     }
 
+    /// Starts node `id` again with the flags of its last start.
     pub fn restart(&mut self, id: u64) {
         let initial = self.initial();
-        self.procs
-            .get_mut(&id)
-            .expect("known node")
-            .start(&initial, &[]);
+        let proc = self.procs.get_mut(&id).expect("known node");
+        let extra = proc.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        proc.start(&initial, &extra);
     }
 
     /// The leader every running node agrees on.
@@ -203,14 +221,18 @@ pub fn initial_cluster<'a>(procs: impl Iterator<Item = &'a Proc>) -> String {
         .join(",")
 }
 
-/// The leader a node reports in `/v1/status`.
-pub fn status_leader(client: SocketAddr) -> Option<u64> {
+/// A node's `/v1/status` document, if it answers 200 with JSON.
+pub fn status(client: SocketAddr) -> Option<serde_json::Value> {
     let response = http(client, "GET", "/v1/status", b"").ok()?;
     if response.status != 200 {
         return None;
     }
-    let status: serde_json::Value = serde_json::from_slice(&response.body).ok()?;
-    status.get("leader")?.as_u64()
+    serde_json::from_slice(&response.body).ok()
+}
+
+/// The leader a node reports in `/v1/status`.
+pub fn status_leader(client: SocketAddr) -> Option<u64> {
+    status(client)?.get("leader")?.as_u64()
 }
 
 /// An HTTP response.
@@ -233,7 +255,25 @@ impl Response {
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`).
 pub fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    request(connect(addr)?, method, path, body)
+}
+
+/// A fresh connection to `addr`. Split from [`request`] so that a caller
+/// can tell "nothing was sent" (this fails: connection refused) from "the
+/// request may have arrived" ([`request`] fails).
+pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+}
+
+/// One HTTP/1.1 request on `stream` (`Connection: close`): sends it and
+/// reads the whole response.
+pub fn request(
+    mut stream: TcpStream,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let addr = stream.peer_addr()?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let head = format!(
