@@ -20,7 +20,9 @@
 //! one cycle in six a second node is killed while the first is still down,
 //! so that the cluster loses its quorum for a moment and two nodes recover
 //! together. A small `--snapshot-count` makes every node snapshot and
-//! compact many times, so restarts begin from a snapshot and a WAL tail.
+//! compact many times, so restarts begin from a snapshot and a WAL tail;
+//! a tiny `--snapshot-catchup-entries` makes the leader send a snapshot to
+//! a node that was down for a few hundred milliseconds.
 //!
 //! At the end: the clients stop, a last write is applied everywhere, every
 //! key is read on every node, linearizably and then serializably (both
@@ -62,6 +64,9 @@ const CLIENTS: u64 = 5;
 const SHARED_KEYS: usize = 4;
 /// Small, so that each node snapshots every few seconds under the load.
 const SNAPSHOT_COUNT: &str = "100";
+/// Tiny, so that a node restarted after a few hundred milliseconds is often
+/// behind the leader's log start and must be sent a snapshot.
+const SNAPSHOT_CATCHUP_ENTRIES: &str = "20";
 /// A write forwarded to a leader that was just killed waits this long for
 /// its 503: short, so that the clients keep contending.
 const REQUEST_TIMEOUT_MS: &str = "1000";
@@ -331,6 +336,9 @@ struct KillStats {
     /// Restarted nodes serving again with a snapshot (from before the
     /// kill, or taken while replaying their WAL).
     restarts_with_snapshot: usize,
+    /// State machines restored from a snapshot the leader sent (counted
+    /// in the node logs at the end).
+    snapshots_received: usize,
     cycle_times: Vec<Duration>,
 }
 
@@ -526,6 +534,8 @@ fn kill_restart_cycles_under_concurrent_load_keep_the_history_linearizable() {
         &[
             "--snapshot-count",
             SNAPSHOT_COUNT,
+            "--snapshot-catchup-entries",
+            SNAPSHOT_CATCHUP_ENTRIES,
             "--request-timeout-ms",
             REQUEST_TIMEOUT_MS,
         ],
@@ -564,6 +574,16 @@ fn kill_restart_cycles_under_concurrent_load_keep_the_history_linearizable() {
     assert_load_was_sound(&stats);
 
     converge(&mut cluster);
+    kills.snapshots_received = NODES
+        .iter()
+        .map(|&id| {
+            cluster
+                .proc(id)
+                .log()
+                .matches("state machine restored from a snapshot")
+                .count()
+        })
+        .sum();
     let finals = read_every_key_everywhere(&cluster, &load.recorder, &stats);
     assert_final_reads(&finals, &stats);
     let history = load.recorder.history();
@@ -695,7 +715,7 @@ fn print_summary(
     let average_cycle = kills.cycle_times.iter().sum::<Duration>() / kills.cycles.max(1) as u32;
     eprintln!(
         "crash test: {} cycles, {} kills ({} of the leader, {} double), \
-         {} restarts with a snapshot, seed {seed}\n\
+         {} restarts with a snapshot, {} snapshots received from the leader, seed {seed}\n\
          ops: {} puts, {} deletes, {} gets sent ({} refused connections not sent); \
          {} final reads\n\
          outcomes: {} acknowledged puts and {} deletes, {} unknown writes, \
@@ -711,6 +731,7 @@ fn print_summary(
         kills.leader_kills,
         kills.double_kills,
         kills.restarts_with_snapshot,
+        kills.snapshots_received,
         stats.puts,
         stats.deletes,
         stats.gets,

@@ -88,6 +88,10 @@ struct ServeArgs {
     /// Snapshot every this many applied entries.
     #[arg(long, default_value_t = 10_000)]
     snapshot_count: u64,
+    /// Entries kept in the log behind each snapshot so slow followers can
+    /// catch up from the log; one further behind is sent the snapshot.
+    #[arg(long, default_value_t = ringraft::node::config::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES)]
+    snapshot_catchup_entries: u64,
     /// Raft tick, in milliseconds.
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
@@ -130,6 +134,7 @@ impl ServeArgs {
                 BackendArg::Std => BackendChoice::Std,
             },
             snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.snapshot_catchup_entries,
             tick_interval: Duration::from_millis(self.tick_ms),
             election_ticks: self.election_ticks,
             heartbeat_ticks: self.heartbeat_ticks,

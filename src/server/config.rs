@@ -61,6 +61,9 @@ pub struct ServeConfig {
     pub backend: BackendChoice,
     /// Snapshot every this many applied entries.
     pub snapshot_count: u64,
+    /// Entries kept in the log behind a snapshot for slow followers; one
+    /// further behind is sent the snapshot.
+    pub snapshot_catchup_entries: u64,
     /// Raft tick.
     pub tick_interval: Duration,
     /// Ticks without a leader before campaigning.
@@ -97,6 +100,7 @@ impl ServeConfig {
             cluster_token: DEFAULT_CLUSTER_TOKEN.to_string(),
             backend: BackendChoice::Auto,
             snapshot_count: crate::node::config::DEFAULT_SNAPSHOT_COUNT,
+            snapshot_catchup_entries: crate::node::config::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 1,
@@ -170,6 +174,7 @@ impl ServeConfig {
         config.force_new_cluster = self.force_new_cluster;
         config.persist.backend = self.backend;
         config.snapshot_count = self.snapshot_count;
+        config.snapshot_catchup_entries = self.snapshot_catchup_entries;
         config.tick_interval = self.tick_interval;
         config.election_tick = self.election_ticks;
         config.heartbeat_tick = self.heartbeat_ticks;
