@@ -2,7 +2,9 @@
 //! metadata, the last hard state, and the entries after the snapshot.
 //!
 //! Owns: the reading rules of etcd's `ReadAll`. Entries at or before the
-//! snapshot index are skipped; a later entry whose index was already seen
+//! snapshot index are skipped, but drop every entry kept after the snapshot
+//! so far (they were written earlier and overwritten: etcd keeps them, and
+//! then returns a stale suffix); a later entry whose index was already seen
 //! replaces the tail from that index (raft log truncation); the last hard
 //! state wins; metadata must never change; the snapshot record with the
 //! requested index must be present with the requested term. Plus invariant
@@ -105,6 +107,17 @@ impl Replay {
                 term: self.start.term,
             });
         }
+        if let Some(first) = self.entries.first()
+            && first.term < self.start.term
+        {
+            return Err(WalError::BadDirectory {
+                dir: dir.to_path_buf(),
+                reason: format!(
+                    "entry {} has term {} below the term {} of the snapshot before it",
+                    first.index, first.term, self.start.term
+                ),
+            });
+        }
         let Some(metadata_bytes) = self.metadata_bytes else {
             return Err(WalError::BadDirectory {
                 dir: dir.to_path_buf(),
@@ -145,6 +158,12 @@ impl Replay {
     fn apply_entry(&mut self, entry: Entry) -> Result<(), String> {
         self.last_entry_index = entry.index;
         if entry.index <= self.start.index {
+            // Written after every entry kept so far (all of them above the
+            // snapshot index): raft truncated its log below them and
+            // appended from here, so they are a superseded suffix. Keeping
+            // them (etcd's ReadAll does) returns stale entries after the
+            // snapshot, with terms below the snapshot's.
+            self.entries.clear();
             return Ok(());
         }
         let kept = (entry.index - self.start.index - 1) as usize;
@@ -162,7 +181,10 @@ impl Replay {
             ));
         }
         self.entries.truncate(kept);
-        let previous_term = self.entries.last().map_or(self.start.term, |e| e.term);
+        // The first entry after the snapshot may have a term below the
+        // snapshot's only as part of a suffix that a later record at or
+        // below the snapshot index overwrites; `finish` checks that one did.
+        let previous_term = self.entries.last().map_or(0, |e| e.term);
         if entry.term < previous_term {
             return Err(format!(
                 "entry {} has term {} below the term {} before it",
@@ -237,5 +259,64 @@ pub(crate) fn check_segment_header(
             record_type.name()
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::writer::{Wal, WalOptions};
+    use crate::raftpb::{ConfState, Entry, HardState, Metadata, walpb};
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8, term as u8],
+            ..Default::default()
+        }
+    }
+
+    /// Found by the deterministic simulation (tests/sim, seed 62): a
+    /// follower held an uncommitted suffix of term 1, a leader of term 2
+    /// overwrote it from index 3, the node applied and snapshotted index 3,
+    /// crashed, and could not restart: the replay from the snapshot kept the
+    /// stale entry 4 of term 1 (written before the overwrite) and refused it
+    /// as going back in term.
+    #[test]
+    fn an_overwrite_at_or_below_the_snapshot_drops_the_stale_suffix() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let wal_dir = dir.path().join("wal");
+        let metadata = Metadata {
+            node_id: 1,
+            cluster_id: 2,
+        };
+        let mut wal = Wal::create(&wal_dir, &metadata, WalOptions::default()).expect("create");
+        let first_leader = HardState {
+            term: 1,
+            vote: 1,
+            commit: 2,
+        };
+        let entries: Vec<Entry> = (1..=5).map(|index| entry(index, 1)).collect();
+        wal.save(&first_leader, &entries).expect("save term 1");
+        let second_leader = HardState {
+            term: 2,
+            vote: 2,
+            commit: 3,
+        };
+        wal.save(&second_leader, &[entry(3, 2)])
+            .expect("overwrite from 3");
+        let marker = walpb::Snapshot {
+            index: 3,
+            term: 2,
+            conf_state: Some(ConfState::default()),
+        };
+        wal.save_snapshot(&marker).expect("snapshot marker");
+        wal.save(&second_leader, &[entry(4, 2)]).expect("append 4");
+        wal.close().expect("close");
+
+        let (_wal, contents) =
+            Wal::open(&wal_dir, &marker, WalOptions::default()).expect("open at the snapshot");
+        assert_eq!(contents.entries, vec![entry(4, 2)]);
+        assert_eq!(contents.hard_state, second_leader);
     }
 }

@@ -1,0 +1,116 @@
+//! What a run (or many runs) did, for the summary a run prints.
+//!
+//! Owns: the counters of faults injected and operations checked.
+//! Guarantees: plain counters; [`Stats::add`] sums runs.
+//! May not touch: anything else.
+
+/// Counters of one or more runs.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub seeds: u64,
+    pub steps: u64,
+    pub crashes: u64,
+    pub crashes_mid_snapshot: u64,
+    pub tails_lost: u64,
+    pub tails_kept: u64,
+    pub tails_torn: u64,
+    pub tails_holed: u64,
+    pub torn_tails_repaired: u64,
+    pub partitions: u64,
+    pub one_way_cuts: u64,
+    pub heals: u64,
+    pub snapshots_saved: u64,
+    pub snapshots_installed: u64,
+    pub membership_changes: u64,
+    pub nodes_removed: u64,
+    pub transfers: u64,
+    pub writes_acknowledged: u64,
+    pub writes_unknown: u64,
+    pub linearizable_reads: u64,
+    pub serializable_reads: u64,
+    pub linearizable_ops_checked: u64,
+    pub messages_sent: u64,
+    pub messages_lost: u64,
+    pub messages_duplicated: u64,
+    pub fdatasyncs: u64,
+    pub stalls: u64,
+}
+
+impl Stats {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Stats) {
+        macro_rules! sum {
+            ($($field:ident),*) => { $(self.$field += other.$field;)* };
+        }
+        sum!(
+            seeds,
+            steps,
+            crashes,
+            crashes_mid_snapshot,
+            tails_lost,
+            tails_kept,
+            tails_torn,
+            tails_holed,
+            torn_tails_repaired,
+            partitions,
+            one_way_cuts,
+            heals,
+            snapshots_saved,
+            snapshots_installed,
+            membership_changes,
+            nodes_removed,
+            transfers,
+            writes_acknowledged,
+            writes_unknown,
+            linearizable_reads,
+            serializable_reads,
+            linearizable_ops_checked,
+            messages_sent,
+            messages_lost,
+            messages_duplicated,
+            fdatasyncs,
+            stalls
+        );
+    }
+
+    /// A short multi-line summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "seeds {} × steps: {} steps in all\n\
+             faults: crashes {} (mid-snapshot {}; unsynced WAL tail lost {}, kept {}, torn {}, \
+             holed {}; torn tails repaired {}), partitions {}, one-way cuts {}, heals {}, \
+             membership changes {} (nodes removed {}), leader transfers {}\n\
+             snapshots saved {}, installed from a leader {}; fdatasyncs {}\n\
+             client: writes acknowledged {}, unknown {}; linearizable reads {}, serializable reads {}; \
+             linearizable ops checked {}\n\
+             network: sent {}, lost {}, duplicated {}; convergence stalls {}",
+            self.seeds,
+            self.steps,
+            self.crashes,
+            self.crashes_mid_snapshot,
+            self.tails_lost,
+            self.tails_kept,
+            self.tails_torn,
+            self.tails_holed,
+            self.torn_tails_repaired,
+            self.partitions,
+            self.one_way_cuts,
+            self.heals,
+            self.membership_changes,
+            self.nodes_removed,
+            self.transfers,
+            self.snapshots_saved,
+            self.snapshots_installed,
+            self.fdatasyncs,
+            self.writes_acknowledged,
+            self.writes_unknown,
+            self.linearizable_reads,
+            self.serializable_reads,
+            self.linearizable_ops_checked,
+            self.messages_sent,
+            self.messages_lost,
+            self.messages_duplicated,
+            self.stalls
+        )
+    }
+}
