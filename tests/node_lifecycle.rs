@@ -235,6 +235,37 @@ async fn a_cluster_grows_from_one_to_three_nodes_with_writes_flowing() {
     cluster.shutdown().await;
 }
 
+/// A member added after the log was compacted must start from a snapshot
+/// whose configuration names it: an older one it refuses. With no write
+/// after the change (so no periodic snapshot comes to the rescue) and a
+/// quorum that needs the new member, the next write commits only if the
+/// node snapshotted when the member was added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_after_compaction_catches_up_by_a_snapshot_that_names_it() {
+    let mut cluster = Cluster::with_config(&[1], frequent_snapshots);
+    write_keys(&cluster, "k", 3 * SNAPSHOT_COUNT as usize + 10).await;
+    let before = cluster.node(1).status().await.expect("status");
+    assert!(before.first_index > 1, "the log was not compacted");
+    let index = retry("add_member", || cluster.node(1).add_member(2, "")).await;
+    cluster.join(2);
+    // Two voters: this write needs node 2, which needs the snapshot.
+    let last = put(cluster.node(1), b"after", b"add").await;
+    assert!(last > index);
+    wait_applied(cluster.node(2), last).await;
+    let snapshot_index = cluster
+        .node(2)
+        .status()
+        .await
+        .expect("status")
+        .snapshot_index;
+    assert!(
+        snapshot_index >= index,
+        "node 2 started from snapshot {snapshot_index}, before its addition at {index}"
+    );
+    assert_has_keys(&cluster, 2, "k", 3 * SNAPSHOT_COUNT as usize + 10).await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_is_removed_and_replaced_with_writes_flowing() {
     let mut cluster = Cluster::new(&[1, 2, 3]);

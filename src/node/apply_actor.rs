@@ -20,7 +20,12 @@
 //!
 //! Every `snapshot_count` applied entries it encodes the state machine and
 //! hands the snapshot data to the raft actor, which records it in
-//! `MemoryStorage`, has the persistence actor save it, and compacts.
+//! `MemoryStorage`, has the persistence actor save it, and compacts. It
+//! also does so right after a member is added: a new member whose log must
+//! start from a snapshot can only accept one whose configuration names it,
+//! and raft sends the newest; without this, the leader would offer an older
+//! snapshot that the new member refuses, again and again, until the next
+//! periodic one (found by the simulation, `tests/sim`).
 //!
 //! May not touch: raft, files, the network.
 
@@ -156,6 +161,8 @@ pub(crate) struct ApplyActor {
     /// Snapshot every this many applied entries (0: never).
     snapshot_count: u64,
     last_snapshot_index: u64,
+    /// A member was added since the last snapshot.
+    member_added: bool,
 }
 
 impl ApplyActor {
@@ -181,6 +188,7 @@ impl ApplyActor {
             messages_seen: 0,
             snapshot_count,
             last_snapshot_index,
+            member_added: false,
         }
     }
 
@@ -268,11 +276,13 @@ impl ApplyActor {
         Ok(())
     }
 
-    /// Every `snapshot_count` applied entries, hands the encoded state
-    /// machine to the raft actor.
+    /// Every `snapshot_count` applied entries, and after a member was
+    /// added, hands the encoded state machine to the raft actor.
     fn maybe_snapshot(&mut self) {
         let applied = self.kv.applied_index();
-        if self.snapshot_count == 0 || applied - self.last_snapshot_index < self.snapshot_count {
+        let since_last = applied - self.last_snapshot_index;
+        let member_added = std::mem::take(&mut self.member_added) && since_last > 0;
+        if self.snapshot_count == 0 || (since_last < self.snapshot_count && !member_added) {
             return;
         }
         let started = Instant::now();
@@ -332,6 +342,9 @@ impl ApplyActor {
                 }
             })
             .collect();
+        self.member_added |= changes
+            .iter()
+            .any(|change| matches!(change, MemberChange::Added { .. }));
         self.kv.apply_member_changes(entry.index, &changes)
     }
 

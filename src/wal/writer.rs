@@ -11,7 +11,9 @@
 //! returns only after `fdatasync`; a segment is named (renamed into place)
 //! only after its header is synced, and the directory is synced after every
 //! rename and removal; after any failed write or sync the WAL refuses all
-//! further writes and never retries the sync. Each segment is locked with
+//! further writes and never retries the sync; `open` syncs the tail segment
+//! and the directory before returning, so whatever it read is durable even
+//! if the previous process died before its own fdatasync. Each segment is locked with
 //! `flock` while this WAL may need it, so another process cannot open it for
 //! writing or purge it.
 //! May not touch: the frame format (the encoder and decoder own it), snapshot
@@ -162,9 +164,16 @@ impl Wal {
             // Leftovers of a torn write after a zero length word: zero them so
             // new frames never sit in front of old bytes.
             fs::zero_from(&tail_file, end.data_end, end.file_len)
-                .and_then(|()| tail_file.sync_data())
                 .map_err(|e| WalError::io(&path, e))?;
         }
+        // What was just read may exist only in the page cache: the previous
+        // process can have died between its write and its fdatasync. The
+        // caller treats everything returned as persisted (raft answers votes
+        // and appends from it), so it must be durable before anyone builds on
+        // it; a power loss after this restart must not take back a vote.
+        // Earlier segments were synced when they were cut.
+        tail_file.sync_data().map_err(|e| WalError::io(&path, e))?;
+        fs::sync_dir(dir).map_err(|e| WalError::io(dir, e))?;
         remove_prepared_files(dir)?;
         let mut wal = Wal {
             dir: dir.to_path_buf(),

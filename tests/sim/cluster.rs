@@ -160,8 +160,6 @@ impl Cluster {
             },
             break_mode,
             raft_seed: rng.next_u64(),
-            snapshot_when_member_added: std::env::var("RINGRAFT_SIM_SNAPSHOTS_AS_NODE")
-                .map_or(true, |v| v != "1"),
         };
         let delay_min_us = rng.range(100, 500);
         let faults = NetworkFaults {

@@ -293,18 +293,17 @@ impl SimDisk {
     }
 
     /// Reads the disk back as a restarting node does; repairs the WAL tail
-    /// (a torn tail cut, stale bytes after a clean end zeroed, both synced)
+    /// (a torn tail cut, stale bytes after a clean end zeroed, all synced)
     /// and positions the encoder to append after the last valid record.
     /// An error means the WAL or the snapshots are damaged in a way no
     /// crash explains, or replay rules are broken: a violation.
     pub fn recover(&mut self) -> Result<Recovered, String> {
         let (records, end, torn) = self.decode_wal()?;
-        let stale_after_end = self.wal[end..].iter().any(|b| *b != 0);
         self.wal.truncate(end);
-        if torn || stale_after_end {
-            self.synced_len = end;
-        }
-        self.synced_len = self.synced_len.min(end);
+        // `Wal::open` repairs, then fdatasyncs the tail and the directory:
+        // whatever a restart read back is durable from here on, even if the
+        // previous process died before its own fdatasync.
+        self.synced_len = end;
         let mut last_commit = 0;
         let mut markers = Vec::new();
         for (offset_end, record_type, data) in &records {

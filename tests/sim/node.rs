@@ -70,9 +70,6 @@ pub struct NodeSettings {
     pub latency: Latency,
     pub break_mode: BreakMode,
     pub raft_seed: u64,
-    /// Snapshot as soon as a membership change adding a new member has
-    /// applied (not what `src/node` does today: see [`SimNode::maybe_snapshot`]).
-    pub snapshot_when_member_added: bool,
 }
 
 /// A client's operation, as the node knows it.
@@ -680,24 +677,19 @@ impl SimNode {
         }
     }
 
-    /// Every `snapshot_count` applied entries: snapshot, save, compact (the
-    /// apply actor's trigger and the raft actor's `make_snapshot`).
-    ///
-    /// Also (by default, unlike `src/node` today) right after a new member
-    /// was added: a leader sends a member that needs compacted entries its
-    /// latest snapshot, and raft refuses a snapshot whose configuration
-    /// does not hold the recipient (etcd's rule). With only the periodic
-    /// trigger, a member added after the latest snapshot cannot catch up
-    /// until the next one, and leader and member exchange MsgSnap and
-    /// MsgAppResp as fast as the network carries them meanwhile (for ever
-    /// if no more entries are written, or if the cluster needs the new
-    /// member's vote to commit). etcd avoids this by sending a snapshot
-    /// built from the current state with the current configuration.
+    /// Every `snapshot_count` applied entries, and right after a new member
+    /// was added: snapshot, save, compact (the apply actor's triggers and
+    /// the raft actor's `make_snapshot`). The second trigger matters: a
+    /// leader sends a member that needs compacted entries its latest
+    /// snapshot, and raft refuses one whose configuration does not hold the
+    /// recipient (etcd's rule); without it, leader and new member exchange
+    /// MsgSnap and MsgAppResp as fast as the network carries them until the
+    /// next periodic snapshot (for ever if the cluster needs the new
+    /// member's vote to commit). This simulation found that in `src/node`.
     fn maybe_snapshot(&mut self, env: &mut Env<'_>) {
         let applied = self.kv.applied_index();
-        let member_added = std::mem::take(&mut self.member_added)
-            && self.settings.snapshot_when_member_added
-            && applied > self.last_snapshot_index;
+        let member_added =
+            std::mem::take(&mut self.member_added) && applied > self.last_snapshot_index;
         if applied - self.last_snapshot_index < self.settings.snapshot_count && !member_added {
             return;
         }
