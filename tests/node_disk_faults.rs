@@ -360,44 +360,99 @@ async fn restart_and_check(
     assert!(checked as u64 >= ACKED_BEFORE_FAULT);
 }
 
-async fn enospc_on_a_wal_write_loses_nothing_acknowledged(kind: BackendKind) {
-    const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+/// A single node that ran writers into an injected fault, and what the
+/// fault left: the recorded IO, what each writer saw, the one failure.
+struct Faulted {
+    cluster: Cluster,
+    log: IoLog,
+    written: Vec<Written>,
+    failure: Arc<PersistError>,
+}
+
+/// The part every single-node fault shares: start a node with `plan`
+/// (armed by the trigger it is given), write through the fault, and check
+/// that every writer got the same storage failure naming `errno` and a
+/// path containing `path_fragment`, that the node refuses everything
+/// after it, and that HTTP answers 507 with the cause.
+async fn run_into_fault(
+    kind: BackendKind,
+    segment_size_bytes: u64,
+    snapshot_count: u64,
+    errno: InjectedErrno,
+    path_fragment: &str,
+    plan: impl FnOnce(&FaultTrigger) -> FaultPlan,
+) -> Faulted {
     let mut cluster = single_node_cluster();
     let trigger = FaultTrigger::new();
     let log = IoLog::default();
-    // A short write: 100 bytes of the batch reach the file, tearing the
-    // record they cut; restart must repair that tail.
-    let plan = FaultPlan {
-        wal_write: Some(Fault::while_armed(&trigger, InjectedErrno::NoSpace).after_writing(100)),
-        ..FaultPlan::default()
-    };
     let injection = FaultInjection {
-        plan,
+        plan: plan(&trigger),
         log: log.clone(),
     };
     start(
         &mut cluster,
         1,
         Some(kind),
-        SEGMENT_BYTES,
-        1_000_000,
+        segment_size_bytes,
+        snapshot_count,
         Some(injection),
     );
     let node = cluster.node(1).clone();
     let written = write_through_fault(&node, &trigger).await;
-    let failure = assert_one_storage_failure(&written, InjectedErrno::NoSpace, ".wal");
+    let failure = assert_one_storage_failure(&written, errno, path_fragment);
+    assert_node_refuses_everything(&node, &failure).await;
+    let cause = match errno {
+        InjectedErrno::NoSpace => "No space left on device",
+        InjectedErrno::Io => "Input/output error",
+    };
+    assert_http_reports(&node, cause).await;
+    Faulted {
+        cluster,
+        log,
+        written,
+        failure,
+    }
+}
+
+fn assert_failed_operation(failure: &PersistError, expected: &str) {
     assert!(
-        matches!(
-            &*failure,
-            PersistError::Io {
-                operation: "writing WAL",
-                ..
-            }
-        ),
+        matches!(failure, PersistError::Io { operation, .. } if *operation == expected),
         "{failure}"
     );
-    assert_node_refuses_everything(&node, &failure).await;
-    assert_http_reports(&node, "No space left on device").await;
+}
+
+/// Whether `dir` holds a file whose name ends with `suffix`.
+fn has_file_ending(dir: &Path, suffix: &str) -> bool {
+    std::fs::read_dir(dir).expect("read dir").any(|e| {
+        e.expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .ends_with(suffix)
+    })
+}
+
+async fn enospc_on_a_wal_write_loses_nothing_acknowledged(kind: BackendKind) {
+    const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+    // A short write: 100 bytes of the batch reach the file, tearing the
+    // record they cut; restart must repair that tail.
+    let Faulted {
+        mut cluster,
+        log,
+        written,
+        failure,
+    } = run_into_fault(
+        kind,
+        SEGMENT_BYTES,
+        1_000_000,
+        InjectedErrno::NoSpace,
+        ".wal",
+        |trigger| FaultPlan {
+            wal_write: Some(Fault::while_armed(trigger, InjectedErrno::NoSpace).after_writing(100)),
+            ..FaultPlan::default()
+        },
+    )
+    .await;
+    assert_failed_operation(&failure, "writing WAL");
     assert_nothing_acknowledged_after_failure(&log.events());
     remove_failed(&mut cluster, 1, &failure).await;
     let wal_dir = data_dir(&cluster, 1).join("wal");
@@ -405,11 +460,7 @@ async fn enospc_on_a_wal_write_loses_nothing_acknowledged(kind: BackendKind) {
     // The short write tore a record: the restart repaired the tail,
     // keeping a copy of what it cut.
     assert!(
-        std::fs::read_dir(&wal_dir).expect("wal dir").any(|e| e
-            .expect("entry")
-            .file_name()
-            .to_string_lossy()
-            .ends_with(ringraft::wal::repair::BROKEN_SUFFIX)),
+        has_file_ending(&wal_dir, ringraft::wal::repair::BROKEN_SUFFIX),
         "the torn tail was repaired"
     );
     cluster.shutdown().await;
@@ -418,34 +469,27 @@ async fn enospc_on_a_wal_write_loses_nothing_acknowledged(kind: BackendKind) {
 async fn enospc_on_fallocate_of_the_next_segment_loses_nothing_acknowledged(kind: BackendKind) {
     // Small segments: a cut (and a preparation) every few hundred writes.
     const SEGMENT_BYTES: u64 = 64 * 1024;
-    let mut cluster = single_node_cluster();
-    let trigger = FaultTrigger::new();
-    let log = IoLog::default();
-    let plan = FaultPlan {
-        fallocate: Some(Fault::while_armed(&trigger, InjectedErrno::NoSpace)),
-        ..FaultPlan::default()
-    };
-    let injection = FaultInjection {
-        plan,
-        log: log.clone(),
-    };
-    start(
-        &mut cluster,
-        1,
-        Some(kind),
+    let Faulted {
+        mut cluster,
+        log,
+        written,
+        failure,
+    } = run_into_fault(
+        kind,
         SEGMENT_BYTES,
         1_000_000,
-        Some(injection),
-    );
-    let node = cluster.node(1).clone();
-    let written = write_through_fault(&node, &trigger).await;
-    let failure = assert_one_storage_failure(&written, InjectedErrno::NoSpace, ".tmp");
+        InjectedErrno::NoSpace,
+        ".tmp",
+        |trigger| FaultPlan {
+            fallocate: Some(Fault::while_armed(trigger, InjectedErrno::NoSpace)),
+            ..FaultPlan::default()
+        },
+    )
+    .await;
     assert!(
         failure.to_string().contains("preparing WAL segment"),
         "{failure}"
     );
-    assert_node_refuses_everything(&node, &failure).await;
-    assert_http_reports(&node, "No space left on device").await;
     let events = log.events();
     // The helper's attempt and the cut's retry both failed.
     let failed_preallocations = events
@@ -467,44 +511,28 @@ async fn enospc_on_fallocate_of_the_next_segment_loses_nothing_acknowledged(kind
 
 async fn enospc_during_a_snapshot_save_loses_nothing_acknowledged(kind: BackendKind) {
     const SEGMENT_BYTES: u64 = 256 * 1024;
-    let mut cluster = single_node_cluster();
-    let trigger = FaultTrigger::new();
-    let log = IoLog::default();
     // A short write of the snapshot file: a torn `.snap.tmp` stays behind.
-    let plan = FaultPlan {
-        snapshot_write: Some(
-            Fault::while_armed(&trigger, InjectedErrno::NoSpace).after_writing(64),
-        ),
-        ..FaultPlan::default()
-    };
-    let injection = FaultInjection {
-        plan,
-        log: log.clone(),
-    };
     // A snapshot every 100 entries: several succeed before the fault.
-    start(
-        &mut cluster,
-        1,
-        Some(kind),
+    let Faulted {
+        mut cluster,
+        log,
+        written,
+        failure,
+    } = run_into_fault(
+        kind,
         SEGMENT_BYTES,
         100,
-        Some(injection),
-    );
-    let node = cluster.node(1).clone();
-    let written = write_through_fault(&node, &trigger).await;
-    let failure = assert_one_storage_failure(&written, InjectedErrno::NoSpace, ".snap");
-    assert!(
-        matches!(
-            &*failure,
-            PersistError::Io {
-                operation: "writing snapshot file",
-                ..
-            }
-        ),
-        "{failure}"
-    );
-    assert_node_refuses_everything(&node, &failure).await;
-    assert_http_reports(&node, "No space left on device").await;
+        InjectedErrno::NoSpace,
+        ".snap",
+        |trigger| FaultPlan {
+            snapshot_write: Some(
+                Fault::while_armed(trigger, InjectedErrno::NoSpace).after_writing(64),
+            ),
+            ..FaultPlan::default()
+        },
+    )
+    .await;
+    assert_failed_operation(&failure, "writing snapshot file");
     let events = log.events();
     assert!(
         events
@@ -516,11 +544,7 @@ async fn enospc_during_a_snapshot_save_loses_nothing_acknowledged(kind: BackendK
     let snap_dir = data_dir(&cluster, 1).join("snap");
     remove_failed(&mut cluster, 1, &failure).await;
     assert!(
-        std::fs::read_dir(&snap_dir).expect("snap dir").any(|e| e
-            .expect("entry")
-            .file_name()
-            .to_string_lossy()
-            .ends_with(".tmp")),
+        has_file_ending(&snap_dir, ".tmp"),
         "the torn snapshot file is left behind for the restart to remove"
     );
     restart_and_check(&mut cluster, 1, Some(kind), SEGMENT_BYTES, &written).await;
@@ -531,40 +555,24 @@ async fn eio_on_fdatasync_stops_the_node_and_restart_recovers_from_the_wal(kind:
     // One segment for the whole run: every WAL sync is the actor's, so the
     // log shows exactly which bytes a successful sync covered.
     const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
-    let mut cluster = single_node_cluster();
-    let trigger = FaultTrigger::new();
-    let log = IoLog::default();
-    let plan = FaultPlan {
-        wal_sync_data: Some(Fault::while_armed(&trigger, InjectedErrno::Io)),
-        ..FaultPlan::default()
-    };
-    let injection = FaultInjection {
-        plan,
-        log: log.clone(),
-    };
-    start(
-        &mut cluster,
-        1,
-        Some(kind),
+    let Faulted {
+        mut cluster,
+        log,
+        written,
+        failure,
+    } = run_into_fault(
+        kind,
         SEGMENT_BYTES,
         1_000_000,
-        Some(injection),
-    );
-    let node = cluster.node(1).clone();
-    let written = write_through_fault(&node, &trigger).await;
-    let failure = assert_one_storage_failure(&written, InjectedErrno::Io, ".wal");
-    assert!(
-        matches!(
-            &*failure,
-            PersistError::Io {
-                operation: "fdatasync of WAL",
-                ..
-            }
-        ),
-        "{failure}"
-    );
-    assert_node_refuses_everything(&node, &failure).await;
-    assert_http_reports(&node, "Input/output error").await;
+        InjectedErrno::Io,
+        ".wal",
+        |trigger| FaultPlan {
+            wal_sync_data: Some(Fault::while_armed(trigger, InjectedErrno::Io)),
+            ..FaultPlan::default()
+        },
+    )
+    .await;
+    assert_failed_operation(&failure, "fdatasync of WAL");
     let events = log.events();
     let failed_sync = events
         .iter()
