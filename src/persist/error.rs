@@ -75,6 +75,13 @@ impl PersistError {
         found
     }
 
+    /// Whether the file system was full (`ENOSPC`): the node then loses
+    /// nothing and serves again once restarted with space freed.
+    pub fn is_disk_full(&self) -> bool {
+        self.os_error()
+            .is_some_and(|e| e.kind() == io::ErrorKind::StorageFull)
+    }
+
     /// A [`PersistError::Io`].
     pub fn io(operation: &'static str, path: &Path, source: io::Error) -> PersistError {
         PersistError::Io {
