@@ -13,14 +13,13 @@
 //! stopped; after the filler is removed, the server restarted on the same
 //! data has every acknowledged write and takes new ones.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::sleep;
+mod server_common;
+
+use server_common::{Proc, http, wait_healthy};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_ringraft");
 const SEGMENT_BYTES: u64 = 1024 * 1024;
 /// The tmpfs: the filler, the first segment, the one prepared ahead and one
 /// more fit; the segment after that does not.
@@ -29,7 +28,8 @@ const FILLER_BYTES: u64 = 2 * SEGMENT_BYTES;
 const VALUE_BYTES: usize = 4096;
 /// Far more than the tmpfs holds: the loop ends at the first refusal.
 const MAX_WRITES: usize = 5_000;
-const DEADLINE: Duration = Duration::from_secs(30);
+/// How long the writes may take to fill the disk.
+const FILL_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A tmpfs of `size_bytes` mounted on a fresh directory, unmounted (and
 /// the directory removed) when dropped, whatever happened.
@@ -76,147 +76,13 @@ impl Drop for TmpfsMount {
 }
 
 /// One `ringraft serve` process, killed when dropped.
-struct Server {
-    client: SocketAddr,
-    peer: SocketAddr,
-    data_dir: PathBuf,
-    log_path: PathBuf,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn new(data_dir: PathBuf, log_path: PathBuf) -> Server {
-        Server {
-            client: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            peer: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            data_dir,
-            log_path,
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("log file");
-        let child = Command::new(BINARY)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--listen-peer", &self.peer.to_string()])
-            .args(["--listen-client", &self.client.to_string()])
-            .args(["--tick-ms", "20"])
-            .args(["--request-timeout-ms", "3000"])
-            .args(["--backend", "auto"])
-            .args(["--wal-segment-size-bytes", &SEGMENT_BYTES.to_string()])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ringraft serve");
-        self.child = Some(child);
-        self.wait_healthy();
-    }
-
-    fn wait_healthy(&mut self) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if http(self.client, "GET", "/health", b"").is_ok_and(|r| r.status == 200) {
-                return;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            assert!(
-                exited.is_none(),
-                "the server exited: {exited:?}\n{}",
-                self.log()
-            );
-            assert!(Instant::now() < deadline, "never healthy\n{}", self.log());
-            sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM and the exit status.
-    fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn error(&self) -> String {
-        serde_json::from_slice::<serde_json::Value>(&self.body)
-            .ok()
-            .and_then(|body| body["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&self.body).into_owned())
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let malformed = || std::io::Error::other("malformed HTTP response");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(malformed)?;
-    let status = String::from_utf8_lossy(&raw[..split])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(malformed)?;
-    Ok(Response {
-        status,
-        body: raw[split + 4..].to_vec(),
-    })
+/// Starts the single-node server on its data (1 MiB WAL segments) and
+/// waits until it answers.
+fn start(server: &mut Proc) {
+    let initial = format!("1={}", server.peer);
+    let segment_bytes = SEGMENT_BYTES.to_string();
+    server.start(&initial, &["--wal-segment-size-bytes", &segment_bytes]);
+    wait_healthy(server.client);
 }
 
 fn value(i: usize) -> Vec<u8> {
@@ -233,8 +99,8 @@ fn a_full_disk_answers_507_loses_nothing_and_serves_again_after_space_is_freed()
     let mount = TmpfsMount::new(TMPFS_BYTES);
     let filler = mount.path().join("filler");
     std::fs::write(&filler, vec![0xAB; FILLER_BYTES as usize]).expect("filler");
-    let mut server = Server::new(mount.path().join("node1"), logs.path().join("node1.log"));
-    server.start();
+    let mut server = Proc::with_paths(1, mount.path().join("node1"), logs.path().join("node1.log"));
+    start(&mut server);
 
     // Write until the disk is full.
     let mut acknowledged = Vec::new();
@@ -262,7 +128,7 @@ fn a_full_disk_answers_507_loses_nothing_and_serves_again_after_space_is_freed()
             }
             other => panic!("write {i}: {other} {}\n{}", response.error(), server.log()),
         }
-        assert!(started.elapsed() < 4 * DEADLINE, "the disk never filled");
+        assert!(started.elapsed() < FILL_DEADLINE, "the disk never filled");
     }
     assert_eq!(refused, 3, "the disk filled within {MAX_WRITES} writes");
     let acked_bytes = acknowledged.len() * VALUE_BYTES;
@@ -289,7 +155,7 @@ fn a_full_disk_answers_507_loses_nothing_and_serves_again_after_space_is_freed()
     assert_eq!(read.status, 507, "{}", read.error());
 
     // Stopping it reports the failure: exit status 1, the cause in the log.
-    let status = server.terminate();
+    let status = server.terminate().expect("running");
     assert_eq!(status.code(), Some(1), "{}", server.log());
     for line in server
         .log()
@@ -307,7 +173,7 @@ fn a_full_disk_answers_507_loses_nothing_and_serves_again_after_space_is_freed()
     // Space freed: the same data serves again, with every acknowledged
     // write, and takes new ones.
     std::fs::remove_file(&filler).expect("remove filler");
-    server.start();
+    start(&mut server);
     for &i in &acknowledged {
         let response =
             http(server.client, "GET", &format!("/v1/kv/k{i:05}"), b"").expect("read back");
@@ -319,6 +185,6 @@ fn a_full_disk_answers_507_loses_nothing_and_serves_again_after_space_is_freed()
             http(server.client, "PUT", &format!("/v1/kv/k{i:05}"), &value(i)).expect("write");
         assert_eq!(response.status, 200, "{}", response.error());
     }
-    let status = server.terminate();
+    let status = server.terminate().expect("running");
     assert!(status.success(), "{status}\n{}", server.log());
 }

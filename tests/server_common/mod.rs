@@ -34,18 +34,30 @@ pub struct Proc {
     pub peer: SocketAddr,
     pub client: SocketAddr,
     pub dir: PathBuf,
+    /// Where its stderr goes (appended across restarts).
+    pub log_path: PathBuf,
     child: Option<Child>,
     /// The extra flags of the last start.
     extra: Vec<String>,
 }
 
 impl Proc {
+    /// Node `id` with its data in `<dir>/node<id>` and its log beside it.
     pub fn new(id: u64, dir: &Path) -> Proc {
+        let data_dir = dir.join(format!("node{id}"));
+        let log_path = data_dir.with_extension("log");
+        Proc::with_paths(id, data_dir, log_path)
+    }
+
+    /// Node `id` with its data and its log where the caller says (e.g. the
+    /// data on a small file system and the log elsewhere).
+    pub fn with_paths(id: u64, data_dir: PathBuf, log_path: PathBuf) -> Proc {
         Proc {
             id,
             peer: SocketAddr::from(([127, 0, 0, 1], free_port())),
             client: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            dir: dir.join(format!("node{id}")),
+            dir: data_dir,
+            log_path,
             child: None,
             extra: Vec::new(),
         }
@@ -56,11 +68,10 @@ impl Proc {
     /// `<dir>.log`.
     pub fn start(&mut self, initial: &str, extra: &[&str]) {
         assert!(self.child.is_none(), "node {} already runs", self.id);
-        let log_path = self.dir.with_extension("log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
+            .open(&self.log_path)
             .expect("log file");
         // 3 s unless `extra` says otherwise (the flag may appear once).
         let default_request_timeout: &[&str] = if extra.contains(&"--request-timeout-ms") {
@@ -125,7 +136,7 @@ impl Proc {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 }
 
@@ -250,6 +261,13 @@ impl Response {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The `error` of a JSON error body, or the body as text.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .map_or_else(|| self.text(), str::to_string)
     }
 }
 
