@@ -11,6 +11,7 @@ use ringraft::kv::{KvCommand, KvStore};
 use ringraft::linearizability::{
     Budget, CheckResult, HistoryRecorder, Input, Operation, Output, check, check_with_budget,
 };
+use ringraft::raft::rng::Rng;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -458,25 +459,9 @@ proptest! {
 // ---------------------------------------------------------------------------
 // Histories from a real sequential execution with overlapping timing.
 
-/// SplitMix64: a deterministic generator for timings and choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
+/// `true` in `percent` cases out of 100.
+fn chance(rng: &mut Rng, percent: u64) -> bool {
+    rng.below(100) < percent
 }
 
 /// A history of `clients` clients, each issuing `ops_per_client` operations
@@ -493,7 +478,7 @@ fn generate(
     keys: u64,
     unknown_percent: u64,
 ) -> Vec<Operation> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     // (linearization point, tie-break, op, applied?)
     let mut planned: Vec<(u64, u64, Operation, bool)> = Vec::new();
     let mut next_value = 0u64;
@@ -514,13 +499,13 @@ fn generate(
             };
             let mut point = call + rng.below(duration + 1);
             let mut applied = true;
-            if !matches!(op.input, Input::Get { .. }) && rng.chance(unknown_percent) {
+            if !matches!(op.input, Input::Get { .. }) && chance(&mut rng, unknown_percent) {
                 op.output = Output::Unknown;
                 op.ret = u64::MAX;
-                applied = rng.chance(60);
+                applied = chance(&mut rng, 60);
                 point = call + rng.below(400);
             }
-            planned.push((point, rng.next(), op, applied));
+            planned.push((point, rng.next_u64(), op, applied));
             now = ret;
         }
     }
@@ -570,7 +555,7 @@ fn random_history(rng: &mut Rng, max_ops: u64) -> Vec<Operation> {
                 5..=7 => get(client, call, ret, &key, &value),
                 _ => get_none(client, call, ret, &key),
             };
-            if rng.chance(15) {
+            if chance(rng, 15) {
                 op.output = Output::Unknown;
                 op.ret = u64::MAX;
             }
@@ -641,12 +626,12 @@ fn agrees_with_brute_force_on_random_and_mutated_histories() {
         .and_then(|cases| cases.parse().ok())
         .unwrap_or(20_000u64);
     for seed in 0..cases {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mutated = seed % 2 == 1;
         let history = if mutated {
             let (clients, per_client, keys) =
                 (1 + rng.below(4), 1 + rng.below(5), 1 + rng.below(2));
-            let mut history = generate(rng.next(), clients, per_client, keys, 20);
+            let mut history = generate(rng.next_u64(), clients, per_client, keys, 20);
             mutate(&mut rng, &mut history);
             history
         } else {
@@ -770,7 +755,7 @@ fn recorder_with_threads_over_a_shared_kv_store() {
             let recorder = recorder.clone();
             let store = store.clone();
             std::thread::spawn(move || {
-                let mut rng = Rng(client + 1);
+                let mut rng = Rng::new(client + 1);
                 for n in 0..500 {
                     let key = format!("k{}", rng.below(3)).into_bytes();
                     let kind = rng.below(4);
@@ -895,7 +880,7 @@ fn stress_single_key_contention() {
                 let mut worst = std::time::Duration::ZERO;
                 for seed in 0..20 {
                     let mut mutated = history.clone();
-                    mutate(&mut Rng(seed), &mut mutated);
+                    mutate(&mut Rng::new(seed), &mut mutated);
                     let started = Instant::now();
                     let result = check(&mutated);
                     worst = worst.max(started.elapsed());

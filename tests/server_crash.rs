@@ -46,6 +46,7 @@ mod server_common;
 use ringraft::linearizability::{
     Budget, CheckResult, HistoryRecorder, Input, Operation, Output, check_with_budget,
 };
+use ringraft::raft::rng::Rng;
 use server_common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -75,28 +76,9 @@ const PROGRESS_PER_CYCLE: u64 = 5;
 /// Client ids of the final reads: this plus the node id.
 const FINAL_READER: u64 = 100;
 
-/// xorshift64*: small, seeded, good enough to pick victims and operations.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.below(to - from))
-    }
+/// A pause of `from..to` milliseconds, drawn from `rng`.
+fn millis(rng: &mut Rng, from: u64, to: u64) -> Duration {
+    Duration::from_millis(from + rng.below(to - from))
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -279,7 +261,7 @@ fn run_client(client: u64, load: &Load, seed: u64) -> ClientStats {
         // record.
         let Ok(stream) = connect(addr) else {
             stats.connections_refused += 1;
-            sleep(rng.millis(5, 30));
+            sleep(millis(&mut rng, 5, 30));
             continue;
         };
         match op.method {
@@ -319,7 +301,7 @@ fn run_client(client: u64, load: &Load, seed: u64) -> ClientStats {
                 // may still apply; a get is dropped from the history.
                 load.recorder.complete_unknown(token);
                 stats.note_failure(&op, &other, addr, sent.elapsed());
-                sleep(rng.millis(10, 50));
+                sleep(millis(&mut rng, 10, 50));
             }
         }
     }
@@ -382,7 +364,7 @@ fn kill_cycle(cluster: &mut ProcCluster, load: &Load, rng: &mut Rng, stats: &mut
     if rng.below(6) == 0 {
         // A second node while the first is down: no quorum until one is
         // back. The survivors may have elected a leader meanwhile.
-        sleep(rng.millis(0, 400));
+        sleep(millis(rng, 0, 400));
         let survivors: Vec<u64> = NODES.into_iter().filter(|&id| id != first).collect();
         let second = survivors[rng.below(2) as usize];
         let leads = status_leader(cluster.proc(second).client) == Some(second);
@@ -390,13 +372,13 @@ fn kill_cycle(cluster: &mut ProcCluster, load: &Load, rng: &mut Rng, stats: &mut
         down.push(second);
         stats.double_kills += 1;
     }
-    sleep(rng.millis(100, 600));
+    sleep(millis(rng, 100, 600));
     if rng.below(2) == 0 {
         down.reverse();
     }
     for &id in &down {
         cluster.restart(id);
-        sleep(rng.millis(0, 150));
+        sleep(millis(rng, 0, 150));
     }
     for &id in &down {
         wait_healthy_node(cluster, id, &format!("in cycle {cycle}"));
@@ -558,7 +540,7 @@ fn kill_restart_cycles_under_concurrent_load_keep_the_history_linearizable() {
     let clients: Vec<_> = (1..=CLIENTS)
         .map(|client| {
             let load = load.clone();
-            let seed = rng.next();
+            let seed = rng.next_u64();
             std::thread::spawn(move || run_client(client, &load, seed))
         })
         .collect();
