@@ -1,5 +1,5 @@
 //! Whole nodes in one process: client writes per second and per-put
-//! latency through `NodeHandle::put` on the leader.
+//! latency through `NodeHandle<KvStore>::put` on the leader.
 //!
 //! Each configuration starts a cluster once (data directories in the system
 //! temporary directory on the real disk, real fdatasync, the default
@@ -28,6 +28,7 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use hdrhistogram::Histogram;
+use ringraft::KvStore;
 use ringraft::node::{InProcessNetwork, Node, NodeConfig, NodeError, NodeHandle};
 use ringraft::raft::StateRole;
 use std::sync::Arc;
@@ -100,8 +101,8 @@ fn node_config(id: u64, dir: &std::path::Path, voters: &[u64], early: bool) -> N
 /// A running cluster: its runtime, data directories and handles.
 struct Cluster {
     runtime: tokio::runtime::Runtime,
-    nodes: Vec<NodeHandle>,
-    leader: NodeHandle,
+    nodes: Vec<NodeHandle<KvStore>>,
+    leader: NodeHandle<KvStore>,
     _network: InProcessNetwork,
     _dirs: Vec<tempfile::TempDir>,
 }
@@ -123,7 +124,9 @@ impl Cluster {
                 let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("data directory");
                 let (transport, inbox) = network.endpoint(id);
                 let config = node_config(id, dir.path(), &voters, setup.early);
-                nodes.push(Node::start(config, transport, inbox).expect("node starts"));
+                nodes.push(
+                    Node::start(config, KvStore::new(), transport, inbox).expect("node starts"),
+                );
                 dirs.push(dir);
             }
         }
@@ -150,7 +153,7 @@ impl Cluster {
 
 /// Polls `status()` until every node names the same leader and that node
 /// says it leads.
-async fn wait_for_leader(nodes: &[NodeHandle]) -> NodeHandle {
+async fn wait_for_leader(nodes: &[NodeHandle<KvStore>]) -> NodeHandle<KvStore> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let mut statuses = Vec::new();

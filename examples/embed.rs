@@ -1,6 +1,7 @@
 //! Embedding a node in a tokio program (the README's example):
 //! `cargo run --release --example embed`.
 
+use ringraft::KvStore;
 use ringraft::node::{Consistency, InProcessNetwork, Node, NodeConfig};
 
 #[tokio::main]
@@ -12,7 +13,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ringraft::transport::TcpTransport (see src/server/mod.rs).
     let network = InProcessNetwork::new();
     let (transport, inbox) = network.endpoint(1);
-    let node = Node::start(config, transport, inbox)?;
+    let node = Node::start(config, KvStore::new(), transport, inbox)?;
     while node.status().await?.leader.is_none() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

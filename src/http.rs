@@ -26,11 +26,11 @@
 //! | method | path | success | errors |
 //! | --- | --- | --- | --- |
 //! | `PUT` | `/v1/kv/{key}` (body: the raw value) | 200 `{"index":N}` | 400 bad key, 413 key or value too large, 503, 507 |
-//! | `GET` | `/v1/kv/{key}[?consistency=serializable\|linearizable]` | 200 raw value, `application/octet-stream` | 400 bad key or consistency, 404 no such key, 413 key too large, 503, 507 |
+//! | `GET` | `/v1/kv/{key}[?consistency=serializable\|linearizable\|lease]` | 200 raw value, `application/octet-stream` | 400 bad key or consistency, 404 no such key, 413 key too large, 503, 507 |
 //! | `DELETE` | `/v1/kv/{key}` | 200 `{"index":N}` (also when the key did not exist) | 400 bad key, 413 key too large, 503, 507 |
 //! | `GET` | `/v1/kv?prefix=P&limit=N[&consistency=…]` | 200 `[{"key":B64,"value":B64}, …]` in key order | 400 bad prefix, limit or consistency, 413 prefix too large, 503, 507 |
 //! | `GET` | `/v1/members` | 200 `{"members":[{"id":N,"peer_url":"…","learner":bool,"is_leader":bool}],"leader":N\|null}` | 503, 507 |
-//! | `POST` | `/v1/members` (JSON `{"id":N,"peer_url":"…","learner":bool}`) | 200 `{"index":N}` | 400 bad JSON or id 0, 409 already a member or another change pending, 413 body over 64 KiB, 503, 507 |
+//! | `POST` | `/v1/members` (JSON `{"id":N,"peer_url":"…","learner":bool}`) | 200 `{"index":N}` | 400 bad JSON or id 0, 409 already a member, 503 another change still being applied, 413 body over 64 KiB, 503, 507 |
 //! | `DELETE` | `/v1/members/{id}` | 200 `{"index":N}` | 400 bad id, 404 not a member, 409 last voter, 503, 507 |
 //! | `POST` | `/v1/members/{id}/promote` | 200 `{"index":N}` | 400 bad id, 404 not a learner nor a voter, 409 already a voter, 503, 507 |
 //! | `POST` | `/v1/leader/transfer` (JSON `{"to":N}`) | 200 `{"leader":N}` once this node sees `N` lead | 400 bad JSON, 404 `N` is not a voter, 413 body over 64 KiB, 503, 507 |
@@ -69,7 +69,10 @@
 //! it still leads, this node waits until it applied that far), so a read
 //! on any node sees every write acknowledged before it;
 //! `?consistency=serializable` reads this node's state as it is, without
-//! asking the leader. `GET /v1/members` reads this node's view
+//! asking the leader; `?consistency=lease` is answered by the leader from
+//! its lease without a heartbeat round (400 unless the server runs with
+//! `--lease-reads`; see `NodeConfig::lease_reads` for its clock
+//! assumption). `GET /v1/members` reads this node's view
 //! (serializable), so that it answers without a leader.
 //!
 //! A write sent to a follower is not redirected (no 307): the follower
@@ -87,6 +90,8 @@
 //! | `Stopped` | 503 | this node is gone; retry on another |
 //! | `UnknownMember` | 404 | |
 //! | `InvalidMembership` | 409 | the request conflicts with the current membership, not malformed |
+//! | `MembershipChangePending` | 503, `Retry-After: 1` | an earlier membership change is still being applied on the leader (the request waited for it until the request timeout) |
+//! | `LeaseReadsDisabled` | 400 | `?consistency=lease` on a server without `--lease-reads` |
 //! | `Storage` | 507 | the disk failed (full: `ENOSPC`, or `EIO`): the node stopped, and every request (reads too) answers this until the process is restarted; the message names the file and the OS error; nothing unsynced was acknowledged |
 //! | any other | 500 | a bug or a node that could not boot |
 //!
@@ -94,6 +99,7 @@
 //! mistyped field and an unknown field are all 400 (not axum's 415/422):
 //! a client has one code to look for.
 
+use crate::kv::KvStore;
 use crate::node::{Consistency, NodeError, NodeHandle, NodeStatus};
 use axum::Json;
 use axum::Router;
@@ -154,7 +160,7 @@ impl Default for HttpLimits {
 #[derive(Debug, Clone)]
 pub struct HttpState {
     /// The node.
-    pub node: NodeHandle,
+    pub node: NodeHandle<KvStore>,
     /// Peer URLs of the initial cluster (node id → URL), shown for members
     /// the member directory has no address for (initial members were not
     /// added by a change that carried one).
@@ -168,7 +174,7 @@ pub struct HttpState {
 impl HttpState {
     /// A state for `node` with no initial peer URLs, no metrics and the
     /// default limits.
-    pub fn new(node: NodeHandle) -> HttpState {
+    pub fn new(node: NodeHandle<KvStore>) -> HttpState {
         HttpState {
             node,
             initial_peer_urls: BTreeMap::new(),
@@ -267,12 +273,15 @@ impl From<NodeError> for ApiError {
             NodeError::Stopped => unavailable(message),
             NodeError::UnknownMember { .. } => ApiError::not_found(message),
             NodeError::InvalidMembership { .. } => ApiError::new(StatusCode::CONFLICT, message),
+            NodeError::MembershipChangePending => unavailable(message).retry_later(),
+            NodeError::LeaseReadsDisabled => ApiError::bad_request(message),
             NodeError::Storage(_) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message),
             NodeError::Boot(_)
             | NodeError::Raft(_)
             | NodeError::RaftLog(_)
             | NodeError::NoRuntime
-            | NodeError::StateMachine(_) => {
+            | NodeError::StateMachine(_)
+            | NodeError::CommandDecode(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
             }
         }
@@ -391,8 +400,9 @@ fn consistency_of(params: &BTreeMap<Vec<u8>, Vec<u8>>) -> Result<Consistency, Ap
     match params.get(b"consistency".as_slice()).map(Vec::as_slice) {
         None | Some(b"linearizable") => Ok(Consistency::Linearizable),
         Some(b"serializable") => Ok(Consistency::Serializable),
+        Some(b"lease") => Ok(Consistency::Lease),
         Some(other) => Err(ApiError::bad_request(format!(
-            "consistency must be linearizable or serializable, not {:?}",
+            "consistency must be linearizable, lease or serializable, not {:?}",
             String::from_utf8_lossy(other)
         ))),
     }
@@ -859,7 +869,12 @@ mod tests {
             StatusCode::CONFLICT
         );
         assert_eq!(
-            code(NodeError::StateMachine(String::new())),
+            code(NodeError::MembershipChangePending),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(code(NodeError::LeaseReadsDisabled), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            code(NodeError::RaftLog(String::new())),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }

@@ -1,25 +1,25 @@
-//! The replicated key-value state machine: an ordered map of bytes to bytes
-//! that every member builds by applying the same committed entries in the
-//! same order.
+//! The built-in replicated key-value state machine: an ordered map of
+//! bytes to bytes, the [`StateMachine`] behind the HTTP API.
 //!
-//! Owns: the map, the applied index, the member directory (each member's
-//! peer address, as membership changes announced it: replicated state, so
-//! a restarted or snapshot-restored node knows where its peers are), the
-//! prost encoding of commands ([`KvCommand`]) and of snapshots
-//! ([`KvSnapshot`]).
+//! Owns: the map, the prost encoding of commands ([`KvCommand`]) and the
+//! snapshot format of the map: a sequence of [`KvPair`] records in
+//! strictly increasing key order, each encoded as field 2 of a protobuf
+//! message (so the whole is a valid `KvSnapshot { repeated KvPair pairs =
+//! 2 }`), written and read one record at a time.
 //!
-//! Guarantees: applying is deterministic — the same entries give the same
-//! state on every member, including for entries that do not decode (they
-//! are skipped the same way everywhere, never crash a member); an entry at
-//! or below the applied index is ignored (replay after restart is
-//! harmless); a gap in indexes is refused, since it would mean the caller
-//! lost an entry. `restore(snapshot())` yields an equal store.
+//! Guarantees: applying is deterministic — the same commands give the same
+//! state and responses on every member; a command without an operation is
+//! answered `Rejected` alike everywhere. `restore` of what a snapshot view
+//! wrote yields an equal map, and refuses unordered or truncated data with
+//! a typed error.
 //!
-//! May not touch: raft, files or the network. The apply actor feeds it
-//! committed entries and asks it for snapshots.
+//! May not touch: raft, files or the network; the applied index and the
+//! member directory are the node's (`node::applier`).
 
+use crate::state_machine::{Committed, DecodeError, StateMachine, WriteSnapshot};
 use prost::Message as _;
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::ops::Bound;
 
 /// Set `key` to `value`.
@@ -61,23 +61,21 @@ pub struct KvCommand {
 }
 
 impl KvCommand {
-    /// The encoded command setting `key` to `value`.
-    pub fn put(key: &[u8], value: &[u8]) -> Vec<u8> {
+    /// The command setting `key` to `value`.
+    pub fn put(key: &[u8], value: &[u8]) -> KvCommand {
         KvCommand {
             operation: Some(Operation::Put(Put {
                 key: key.to_vec(),
                 value: value.to_vec(),
             })),
         }
-        .encode_to_vec()
     }
 
-    /// The encoded command removing `key`.
-    pub fn delete(key: &[u8]) -> Vec<u8> {
+    /// The command removing `key`.
+    pub fn delete(key: &[u8]) -> KvCommand {
         KvCommand {
             operation: Some(Operation::Delete(Delete { key: key.to_vec() })),
         }
-        .encode_to_vec()
     }
 }
 
@@ -92,79 +90,44 @@ pub struct KvPair {
     pub value: Vec<u8>,
 }
 
-/// The encoded state machine: the data of a raft snapshot.
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct KvSnapshot {
-    /// The index of the last entry the state includes.
-    #[prost(uint64, tag = "1")]
-    pub applied_index: u64,
-    /// Every pair, in key order.
-    #[prost(message, repeated, tag = "2")]
-    pub pairs: Vec<KvPair>,
-    /// The member directory, in id order.
-    #[prost(message, repeated, tag = "3")]
-    pub members: Vec<MemberAddress>,
-}
+/// The field number of a pair in the snapshot stream.
+const PAIR_FIELD: u32 = 2;
+/// A snapshot record longer than this is refused before it is read (keys
+/// and values are capped far below it by the HTTP API).
+const MAX_RECORD_BYTES: u64 = 64 * 1024 * 1024;
 
-/// One member's peer address in a snapshot.
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct MemberAddress {
-    /// The member's node id.
-    #[prost(uint64, tag = "1")]
-    pub node_id: u64,
-    /// Where its peers reach it (empty: unknown, as for in-process nodes).
-    #[prost(string, tag = "2")]
-    pub peer_url: String,
-}
-
-/// A membership change as the member directory records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MemberChange {
-    /// `node_id` became a voter or learner reachable at `peer_url` (empty:
-    /// keep the address already known, as when a learner is promoted).
-    Added {
-        /// The member.
-        node_id: u64,
-        /// Its peer address.
-        peer_url: String,
-    },
-    /// `node_id` left.
-    Removed {
-        /// The member.
-        node_id: u64,
-    },
-}
-
-/// Why applying or restoring failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a snapshot could not be restored.
+#[derive(Debug, thiserror::Error)]
 pub enum KvError {
-    /// An entry was skipped: the caller lost one.
-    #[error("entry {index} applied after {applied}: entries {first_missing}..{index} are missing")]
-    Gap {
-        /// The entry offered.
-        index: u64,
-        /// The applied index before it.
-        applied: u64,
-        /// The first missing index.
-        first_missing: u64,
+    /// Reading the snapshot failed.
+    #[error("reading the snapshot at byte {offset}: {source}")]
+    Read {
+        /// Bytes read before the failure.
+        offset: u64,
+        /// The reader's error.
+        source: std::io::Error,
     },
-    /// A snapshot's data does not decode.
-    #[error("snapshot data does not decode: {reason}")]
-    SnapshotDecode {
-        /// The decoder's message.
+    /// A record of the snapshot does not decode.
+    #[error("snapshot record {position} at byte {offset} does not decode: {reason}")]
+    Decode {
+        /// The record's position.
+        position: usize,
+        /// Its byte offset.
+        offset: u64,
+        /// What is wrong.
         reason: String,
     },
     /// A snapshot holds the same key twice or out of order.
-    #[error("snapshot keys are not strictly increasing at pair {position}")]
-    SnapshotUnordered {
-        /// The position of the offending pair.
+    #[error("snapshot keys are not strictly increasing at record {position}")]
+    Unordered {
+        /// The position of the offending record.
         position: usize,
     },
 }
 
-/// What applying one entry did.
+/// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApplyOutcome {
+pub enum KvOutcome {
     /// A key was set; whether it existed before.
     Put {
         /// The key had a value before.
@@ -175,35 +138,52 @@ pub enum ApplyOutcome {
         /// The key had a value.
         existed: bool,
     },
-    /// An entry without a command (a leader's empty entry, a membership
-    /// change): only the applied index moved.
-    NoOp,
-    /// The entry was at or below the applied index: already applied.
-    AlreadyApplied,
-    /// The entry's data is not a command; skipped on every member alike.
-    Rejected {
-        /// Why it did not decode.
-        reason: String,
+    /// The command had no operation; nothing changed (on every member).
+    Rejected,
+}
+
+/// The answer to a command: where it applied and what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvResponse {
+    /// The raft index the command applied at.
+    pub index: u64,
+    /// What it did.
+    pub outcome: KvOutcome,
+}
+
+/// A read of the key-value store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvQuery {
+    /// The value of a key.
+    Get(Vec<u8>),
+    /// Up to `limit` pairs whose key starts with `prefix`.
+    ScanPrefix {
+        /// The prefix.
+        prefix: Vec<u8>,
+        /// At most this many pairs.
+        limit: usize,
     },
+}
+
+/// The answer to a [`KvQuery`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvQueryResult {
+    /// The value of the key, if it has one.
+    Value(Option<Vec<u8>>),
+    /// Pairs in key order.
+    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
 }
 
 /// The key-value state machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KvStore {
     pairs: BTreeMap<Vec<u8>, Vec<u8>>,
-    members: BTreeMap<u64, String>,
-    applied_index: u64,
 }
 
 impl KvStore {
-    /// An empty store at applied index 0.
+    /// An empty store.
     pub fn new() -> KvStore {
         KvStore::default()
-    }
-
-    /// The index of the last entry applied.
-    pub fn applied_index(&self) -> u64 {
-        self.applied_index
     }
 
     /// Number of keys.
@@ -231,163 +211,194 @@ impl KvStore {
             .collect()
     }
 
-    /// Applies the entry at `index` carrying `data` (an encoded
-    /// [`KvCommand`], or empty for entries without a command).
-    pub fn apply(&mut self, index: u64, data: &[u8]) -> Result<ApplyOutcome, KvError> {
-        if index <= self.applied_index {
-            return Ok(ApplyOutcome::AlreadyApplied);
-        }
-        if index != self.applied_index + 1 {
-            return Err(KvError::Gap {
-                index,
-                applied: self.applied_index,
-                first_missing: self.applied_index + 1,
-            });
-        }
-        self.applied_index = index;
-        if data.is_empty() {
-            return Ok(ApplyOutcome::NoOp);
-        }
-        let command = match KvCommand::decode(data) {
-            Ok(command) => command,
-            Err(error) => {
-                return Ok(ApplyOutcome::Rejected {
-                    reason: error.to_string(),
-                });
-            }
-        };
-        Ok(match command.operation {
-            Some(Operation::Put(put)) => ApplyOutcome::Put {
+    /// Performs `command`.
+    pub fn execute(&mut self, command: KvCommand) -> KvOutcome {
+        match command.operation {
+            Some(Operation::Put(put)) => KvOutcome::Put {
                 replaced: self.pairs.insert(put.key, put.value).is_some(),
             },
-            Some(Operation::Delete(delete)) => ApplyOutcome::Deleted {
+            Some(Operation::Delete(delete)) => KvOutcome::Deleted {
                 existed: self.pairs.remove(&delete.key).is_some(),
             },
-            None => ApplyOutcome::Rejected {
-                reason: "command without operation".to_string(),
-            },
-        })
-    }
-
-    /// Advances the applied index over an entry that carries no command
-    /// for this store.
-    pub fn apply_no_op(&mut self, index: u64) -> Result<ApplyOutcome, KvError> {
-        self.apply(index, &[])
-    }
-
-    /// Applies the membership changes of the entry at `index` to the member
-    /// directory.
-    pub fn apply_member_changes(
-        &mut self,
-        index: u64,
-        changes: &[MemberChange],
-    ) -> Result<ApplyOutcome, KvError> {
-        let outcome = self.apply(index, &[])?;
-        if outcome == ApplyOutcome::AlreadyApplied {
-            return Ok(outcome);
+            None => KvOutcome::Rejected,
         }
-        for change in changes {
-            self.record_member_change(change);
+    }
+}
+
+/// A point-in-time copy of the map, written out by a snapshot.
+#[derive(Debug, Clone)]
+pub struct KvSnapshotView {
+    pairs: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl WriteSnapshot for KvSnapshotView {
+    fn write_snapshot(self, out: &mut dyn Write) -> std::io::Result<()> {
+        use prost::encoding::{WireType, encode_key, encode_varint};
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
+        let mut record = Vec::new();
+        for (key, value) in self.pairs {
+            let pair = KvPair { key, value };
+            record.clear();
+            encode_key(PAIR_FIELD, WireType::LengthDelimited, &mut record);
+            encode_varint(pair.encoded_len() as u64, &mut record);
+            pair.encode_raw(&mut record);
+            out.write_all(&record)?;
         }
-        Ok(outcome)
+        out.flush()
+    }
+}
+
+impl StateMachine for KvStore {
+    type Command = KvCommand;
+    type Response = KvResponse;
+    type Query = KvQuery;
+    type QueryResult = KvQueryResult;
+    type Snapshot = KvSnapshotView;
+    type Error = KvError;
+
+    fn encode_command(command: &KvCommand, out: &mut Vec<u8>) {
+        out.reserve(command.encoded_len());
+        command.encode_raw(out);
     }
 
-    fn record_member_change(&mut self, change: &MemberChange) {
-        match change {
-            MemberChange::Added { node_id, peer_url } => {
-                let known = self.members.entry(*node_id).or_default();
-                if !peer_url.is_empty() {
-                    known.clone_from(peer_url);
+    fn decode_command(bytes: &[u8]) -> Result<KvCommand, DecodeError> {
+        KvCommand::decode(bytes).map_err(DecodeError::new)
+    }
+
+    fn apply(&mut self, commands: Vec<Committed<KvCommand>>) -> Result<Vec<KvResponse>, KvError> {
+        Ok(commands
+            .into_iter()
+            .map(|committed| KvResponse {
+                index: committed.index,
+                outcome: self.execute(committed.command),
+            })
+            .collect())
+    }
+
+    fn query(&self, query: KvQuery) -> KvQueryResult {
+        match query {
+            KvQuery::Get(key) => KvQueryResult::Value(self.get(&key).map(<[u8]>::to_vec)),
+            KvQuery::ScanPrefix { prefix, limit } => {
+                KvQueryResult::Pairs(self.scan_prefix(&prefix, limit))
+            }
+        }
+    }
+
+    fn snapshot(&self) -> KvSnapshotView {
+        KvSnapshotView {
+            pairs: self.pairs.clone(),
+        }
+    }
+
+    fn restore(&mut self, snapshot: &mut dyn Read) -> Result<(), KvError> {
+        let mut reader = RecordReader {
+            input: std::io::BufReader::with_capacity(256 * 1024, snapshot),
+            offset: 0,
+        };
+        let mut pairs = BTreeMap::new();
+        let mut position = 0;
+        while let Some(pair) = reader.next_pair(position)? {
+            if pairs
+                .last_key_value()
+                .is_some_and(|(last, _): (&Vec<u8>, _)| last.as_slice() >= pair.key.as_slice())
+            {
+                return Err(KvError::Unordered { position });
+            }
+            pairs.insert(pair.key, pair.value);
+            position += 1;
+        }
+        self.pairs = pairs;
+        Ok(())
+    }
+}
+
+/// Reads the snapshot's records one at a time.
+struct RecordReader<R> {
+    input: R,
+    offset: u64,
+}
+
+impl<R: Read> RecordReader<R> {
+    /// The next pair, or None at a clean end (between records).
+    fn next_pair(&mut self, position: usize) -> Result<Option<KvPair>, KvError> {
+        let record_offset = self.offset;
+        let bad = |reason: String| KvError::Decode {
+            position,
+            offset: record_offset,
+            reason,
+        };
+        let Some(key) = self.varint(true)? else {
+            return Ok(None);
+        };
+        let expected = u64::from(PAIR_FIELD << 3 | 2);
+        if key != expected {
+            return Err(bad(format!("field key {key:#x}, expected {expected:#x}")));
+        }
+        let len = self
+            .varint(false)?
+            .ok_or_else(|| bad("truncated length".to_string()))?;
+        if len > MAX_RECORD_BYTES {
+            return Err(bad(format!("record of {len} bytes")));
+        }
+        let mut record = vec![0u8; len as usize];
+        self.input
+            .read_exact(&mut record)
+            .map_err(|error| match error.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    bad(format!("truncated record of {len} bytes"))
+                }
+                _ => KvError::Read {
+                    offset: self.offset,
+                    source: error,
+                },
+            })?;
+        self.offset += len;
+        KvPair::decode(record.as_slice())
+            .map(Some)
+            .map_err(|error| bad(error.to_string()))
+    }
+
+    /// A varint; None at end of input before its first byte when
+    /// `end_allowed`.
+    fn varint(&mut self, end_allowed: bool) -> Result<Option<u64>, KvError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let mut byte = [0u8; 1];
+            let read = loop {
+                match self.input.read(&mut byte) {
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            match read {
+                Ok(0) if shift == 0 && end_allowed => return Ok(None),
+                Ok(0) => return Err(self.truncated()),
+                Ok(_) => {}
+                Err(source) => {
+                    return Err(KvError::Read {
+                        offset: self.offset,
+                        source,
+                    });
                 }
             }
-            MemberChange::Removed { node_id } => {
-                self.members.remove(node_id);
+            self.offset += 1;
+            value |= u64::from(byte[0] & 0x7f) << shift;
+            if byte[0] & 0x80 == 0 {
+                return Ok(Some(value));
             }
         }
-    }
-
-    /// The member directory: node id → peer address (empty when unknown).
-    pub fn members(&self) -> &BTreeMap<u64, String> {
-        &self.members
-    }
-
-    /// The encoded state (the data of a raft snapshot at the applied index):
-    /// a [`KvSnapshot`], encoded straight from the map rather than through
-    /// a copy of every pair (the apply actor does this every
-    /// `snapshot_count` entries, with the whole store).
-    pub fn snapshot(&self) -> Vec<u8> {
-        use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
-        // Proto3: empty and zero fields are left out, as the derived
-        // encoder does; the output is byte-identical to it.
-        let field_len = |tag: u32, value: &[u8]| {
-            if value.is_empty() {
-                0
-            } else {
-                key_len(tag) + encoded_len_varint(value.len() as u64) + value.len()
-            }
-        };
-        let pair_len = |key: &[u8], value: &[u8]| field_len(1, key) + field_len(2, value);
-        let mut capacity = 16;
-        for (key, value) in &self.pairs {
-            let len = pair_len(key, value);
-            capacity += 1 + encoded_len_varint(len as u64) + len;
-        }
-        let mut out = Vec::with_capacity(capacity);
-        if self.applied_index != 0 {
-            prost::encoding::uint64::encode(1, &self.applied_index, &mut out);
-        }
-        let put_field = |out: &mut Vec<u8>, tag: u32, value: &[u8]| {
-            if !value.is_empty() {
-                encode_key(tag, WireType::LengthDelimited, out);
-                encode_varint(value.len() as u64, out);
-                out.extend_from_slice(value);
-            }
-        };
-        for (key, value) in &self.pairs {
-            encode_key(2, WireType::LengthDelimited, &mut out);
-            encode_varint(pair_len(key, value) as u64, &mut out);
-            put_field(&mut out, 1, key);
-            put_field(&mut out, 2, value);
-        }
-        for (&node_id, peer_url) in &self.members {
-            prost::encoding::message::encode(
-                3,
-                &MemberAddress {
-                    node_id,
-                    peer_url: peer_url.clone(),
-                },
-                &mut out,
-            );
-        }
-        out
-    }
-
-    /// A store rebuilt from [`KvStore::snapshot`] data.
-    pub fn restore(data: &[u8]) -> Result<KvStore, KvError> {
-        let snapshot = KvSnapshot::decode(data).map_err(|error| KvError::SnapshotDecode {
-            reason: error.to_string(),
-        })?;
-        let mut pairs = BTreeMap::new();
-        let mut previous: Option<&[u8]> = None;
-        for (position, pair) in snapshot.pairs.iter().enumerate() {
-            if previous.is_some_and(|prev| prev >= pair.key.as_slice()) {
-                return Err(KvError::SnapshotUnordered { position });
-            }
-            previous = Some(&pair.key);
-        }
-        for pair in snapshot.pairs {
-            pairs.insert(pair.key, pair.value);
-        }
-        let members = snapshot
-            .members
-            .into_iter()
-            .map(|member| (member.node_id, member.peer_url))
-            .collect();
-        Ok(KvStore {
-            pairs,
-            members,
-            applied_index: snapshot.applied_index,
+        Err(KvError::Decode {
+            position: 0,
+            offset: self.offset,
+            reason: "varint longer than 10 bytes".to_string(),
         })
+    }
+
+    fn truncated(&self) -> KvError {
+        KvError::Read {
+            offset: self.offset,
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        }
     }
 }
 

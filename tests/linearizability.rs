@@ -511,19 +511,14 @@ fn generate(
     }
     planned.sort_by_key(|(point, tie, _, _)| (*point, *tie));
     let mut store = KvStore::new();
-    let mut index = 0;
     let mut history = Vec::with_capacity(planned.len());
     for (_, _, mut op, applied) in planned {
         match &op.input {
             Input::Put { key, value } if applied => {
-                index += 1;
-                store
-                    .apply(index, &KvCommand::put(key, value))
-                    .expect("apply");
+                store.execute(KvCommand::put(key, value));
             }
             Input::Delete { key } if applied => {
-                index += 1;
-                store.apply(index, &KvCommand::delete(key)).expect("apply");
+                store.execute(KvCommand::delete(key));
             }
             Input::Get { key } => {
                 op.output = Output::Value(store.get(key).map(<[u8]>::to_vec));
@@ -749,7 +744,7 @@ proptest! {
 #[test]
 fn recorder_with_threads_over_a_shared_kv_store() {
     let recorder = Arc::new(HistoryRecorder::new());
-    let store = Arc::new(Mutex::new((KvStore::new(), 0u64)));
+    let store = Arc::new(Mutex::new(KvStore::new()));
     let threads: Vec<_> = (0..4u64)
         .map(|client| {
             let recorder = recorder.clone();
@@ -769,18 +764,14 @@ fn recorder_with_threads_over_a_shared_kv_store() {
                     };
                     let token = recorder.invoke(client, input.clone());
                     let output = {
-                        let mut guard = store.lock().expect("store");
-                        let (kv, index) = &mut *guard;
+                        let mut kv = store.lock().expect("store");
                         match input {
                             Input::Put { key, value } => {
-                                *index += 1;
-                                kv.apply(*index, &KvCommand::put(&key, &value))
-                                    .expect("apply");
+                                kv.execute(KvCommand::put(&key, &value));
                                 Output::Ok
                             }
                             Input::Delete { key } => {
-                                *index += 1;
-                                kv.apply(*index, &KvCommand::delete(&key)).expect("apply");
+                                kv.execute(KvCommand::delete(&key));
                                 Output::Ok
                             }
                             Input::Get { key } => Output::Value(kv.get(&key).map(<[u8]>::to_vec)),
@@ -820,7 +811,7 @@ fn recorder_catches_a_read_from_a_stale_replica() {
             value: b"1".to_vec(),
         },
     );
-    leader.apply(1, &KvCommand::put(b"x", b"1")).expect("apply");
+    leader.execute(KvCommand::put(b"x", b"1"));
     recorder.complete(token, Output::Ok);
     let lagging = leader.clone();
     let token = recorder.invoke(
@@ -830,7 +821,7 @@ fn recorder_catches_a_read_from_a_stale_replica() {
             value: b"2".to_vec(),
         },
     );
-    leader.apply(2, &KvCommand::put(b"x", b"2")).expect("apply");
+    leader.execute(KvCommand::put(b"x", b"2"));
     recorder.complete(token, Output::Ok);
     // A read served by a replica that has not applied the second put.
     let token = recorder.invoke(2, Input::Get { key: b"x".to_vec() });

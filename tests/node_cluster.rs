@@ -7,6 +7,7 @@
 mod node_common;
 
 use node_common::*;
+use ringraft::KvStore;
 use ringraft::node::bootstrap::BootError;
 use ringraft::node::{Consistency, InProcessNetwork, Node, NodeError};
 
@@ -110,14 +111,20 @@ async fn a_data_directory_of_another_cluster_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let network = InProcessNetwork::new();
     let (transport, inbox) = network.endpoint(1);
-    let node = Node::start(config(1, dir.path(), &[1]), transport, inbox).expect("start");
+    let node = Node::start(
+        config(1, dir.path(), &[1]),
+        KvStore::new(),
+        transport,
+        inbox,
+    )
+    .expect("start");
     put(&node, b"k", b"v").await;
     node.shutdown().await.expect("shutdown");
 
     let mut other = config(1, dir.path(), &[1]);
     other.cluster_id = CLUSTER_ID + 1;
     let (transport, inbox) = network.endpoint(1);
-    match Node::start(other, transport, inbox) {
+    match Node::start(other, KvStore::new(), transport, inbox) {
         Err(NodeError::Boot(error)) => {
             assert!(
                 matches!(*error, BootError::IdentityMismatch { .. }),
@@ -196,7 +203,13 @@ async fn a_node_without_a_quorum_refuses_writes_and_linearizable_reads() {
     let network = InProcessNetwork::new();
     let (transport, inbox) = network.endpoint(1);
     // One of three voters, alone: it can never learn of a leader.
-    let node = Node::start(config(1, dir.path(), &[1, 2, 3]), transport, inbox).expect("start");
+    let node = Node::start(
+        config(1, dir.path(), &[1, 2, 3]),
+        KvStore::new(),
+        transport,
+        inbox,
+    )
+    .expect("start");
     for _ in 0..3 {
         match node.put(b"k", b"v").await {
             Err(NodeError::NotLeader { leader_hint: None }) => {}

@@ -23,6 +23,7 @@ mod persist_common;
 
 use node_common::{Cluster, DEADLINE, retryable};
 use persist_common::{scratch_dir, uring_works};
+use ringraft::KvStore;
 use ringraft::http::{HttpState, router};
 use ringraft::node::{Consistency, NodeConfig, NodeError, NodeHandle};
 use ringraft::persist::fault_injection::{
@@ -152,7 +153,7 @@ struct Written {
 
 /// Writes distinct keys one after another until a non-retryable error.
 async fn write_until_failure(
-    node: NodeHandle,
+    node: NodeHandle<KvStore>,
     writer: usize,
     acked_total: Arc<AtomicU64>,
 ) -> Written {
@@ -174,7 +175,7 @@ async fn write_until_failure(
 
 /// Runs the writers, arms `trigger` once `ACKED_BEFORE_FAULT` writes were
 /// acknowledged, and returns what each saw.
-async fn write_through_fault(node: &NodeHandle, trigger: &FaultTrigger) -> Vec<Written> {
+async fn write_through_fault(node: &NodeHandle<KvStore>, trigger: &FaultTrigger) -> Vec<Written> {
     let acked_total = Arc::new(AtomicU64::new(0));
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
@@ -248,7 +249,7 @@ fn assert_one_storage_failure(
 }
 
 /// After the failure every request fails with it: writes, reads, status.
-async fn assert_node_refuses_everything(node: &NodeHandle, failure: &Arc<PersistError>) {
+async fn assert_node_refuses_everything(node: &NodeHandle<KvStore>, failure: &Arc<PersistError>) {
     let refused = node.put(b"after-fault", b"x").await.expect_err("refused");
     assert!(
         Arc::ptr_eq(&storage_failure(&refused), failure),
@@ -270,7 +271,7 @@ async fn assert_node_refuses_everything(node: &NodeHandle, failure: &Arc<Persist
 }
 
 /// Through HTTP: a write answers 507 with the cause, `/health` 503 with it.
-async fn assert_http_reports(node: &NodeHandle, cause: &str) {
+async fn assert_http_reports(node: &NodeHandle<KvStore>, cause: &str) {
     let addr = serve(node.clone()).await;
     let (status, body) = http(addr, "PUT", "/v1/kv/after-fault", b"x").await;
     assert_eq!(status, 507, "{body}");
@@ -762,7 +763,7 @@ async fn leader_disk_failure_in_a_three_node_cluster_others_serve_and_it_catches
 }
 
 /// Serves the HTTP API of `node` on an ephemeral loopback port.
-async fn serve(node: NodeHandle) -> SocketAddr {
+async fn serve(node: NodeHandle<KvStore>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -18,6 +18,7 @@ use super::error::BenchError;
 use super::options::{EmbeddedOptions, ReadConsistency, Workload};
 use super::scrape::{Counters, sum_of};
 use super::workload::{Op, OpKind, key_bytes, value_bytes};
+use crate::kv::KvStore;
 use crate::metrics::{ENTRIES_PER_FSYNC, WAL_FSYNC_DURATION_SECONDS};
 use crate::node::{Consistency, InProcessNetwork, Node, NodeConfig, NodeError, NodeHandle};
 use crate::persist::BackendChoice;
@@ -82,8 +83,8 @@ fn recorder() -> Result<PrometheusHandle, BenchError> {
 /// A running in-process cluster.
 #[derive(Debug)]
 pub struct EmbeddedCluster {
-    nodes: Arc<[NodeHandle]>,
-    leader: NodeHandle,
+    nodes: Arc<[NodeHandle<KvStore>]>,
+    leader: NodeHandle<KvStore>,
     metrics: PrometheusHandle,
     upkeep: tokio::task::JoinHandle<()>,
     value: Arc<[u8]>,
@@ -131,11 +132,11 @@ impl EmbeddedCluster {
                 config.snapshot_count = count;
             }
             let (transport, inbox) = network.endpoint(id);
-            let node = Node::start(config, transport, inbox)
+            let node = Node::start(config, KvStore::new(), transport, inbox)
                 .map_err(|source| BenchError::Node { node: id, source })?;
             nodes.push(node);
         }
-        let nodes: Arc<[NodeHandle]> = nodes.into();
+        let nodes: Arc<[NodeHandle<KvStore>]> = nodes.into();
         let leader = match wait_for_leader(&nodes).await {
             Ok(leader) => leader,
             Err(error) => {
@@ -184,7 +185,7 @@ impl EmbeddedCluster {
     }
 }
 
-async fn stop_nodes(nodes: &[NodeHandle]) -> Result<(), BenchError> {
+async fn stop_nodes(nodes: &[NodeHandle<KvStore>]) -> Result<(), BenchError> {
     let mut first = Ok(());
     for node in nodes {
         if let Err(source) = node.shutdown().await
@@ -200,7 +201,7 @@ async fn stop_nodes(nodes: &[NodeHandle]) -> Result<(), BenchError> {
 }
 
 /// Waits until every node names the same leader and that node leads.
-async fn wait_for_leader(nodes: &[NodeHandle]) -> Result<NodeHandle, BenchError> {
+async fn wait_for_leader(nodes: &[NodeHandle<KvStore>]) -> Result<NodeHandle<KvStore>, BenchError> {
     let deadline = Instant::now() + LEADER_DEADLINE;
     loop {
         let mut statuses = Vec::with_capacity(nodes.len());
@@ -229,8 +230,8 @@ async fn wait_for_leader(nodes: &[NodeHandle]) -> Result<NodeHandle, BenchError>
 /// One client: a handle on the node it believes leads.
 #[derive(Debug)]
 pub struct EmbeddedClient {
-    nodes: Arc<[NodeHandle]>,
-    node: NodeHandle,
+    nodes: Arc<[NodeHandle<KvStore>]>,
+    node: NodeHandle<KvStore>,
     value: Arc<[u8]>,
     consistency: Consistency,
 }

@@ -90,8 +90,13 @@ struct ServeArgs {
     snapshot_count: u64,
     /// Entries kept in the log behind each snapshot so slow followers can
     /// catch up from the log; one further behind is sent the snapshot.
-    #[arg(long, default_value_t = ringraft::node::config::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES)]
+    #[arg(long, default_value_t = ringraft::node::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES)]
     snapshot_catchup_entries: u64,
+    /// Allow `?consistency=lease` reads, answered by the leader from its
+    /// lease (assumes bounded clock drift between members; give every
+    /// member the same setting).
+    #[arg(long)]
+    lease_reads: bool,
     /// Raft tick, in milliseconds.
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
@@ -135,6 +140,7 @@ impl ServeArgs {
             },
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,
+            lease_reads: self.lease_reads,
             tick_interval: Duration::from_millis(self.tick_ms),
             election_ticks: self.election_ticks,
             heartbeat_ticks: self.heartbeat_ticks,

@@ -1,96 +1,95 @@
-//! The key-value state machine: commands, ordering rules, snapshots, and a
-//! model-based property test.
+//! The key-value state machine: commands, snapshots through the
+//! `StateMachine` interface, and a model-based property test.
 
 use super::*;
 use proptest::prelude::*;
+
+fn snapshot_bytes(kv: &KvStore) -> Vec<u8> {
+    let mut out = Vec::new();
+    kv.snapshot().write_snapshot(&mut out).expect("written");
+    out
+}
+
+fn restored(data: &[u8]) -> Result<KvStore, KvError> {
+    let mut kv = KvStore::new();
+    kv.restore(&mut &data[..])?;
+    Ok(kv)
+}
 
 #[test]
 fn put_get_delete() {
     let mut kv = KvStore::new();
     assert_eq!(
-        kv.apply(1, &KvCommand::put(b"a", b"1")),
-        Ok(ApplyOutcome::Put { replaced: false })
+        kv.execute(KvCommand::put(b"a", b"1")),
+        KvOutcome::Put { replaced: false }
     );
     assert_eq!(kv.get(b"a"), Some(&b"1"[..]));
     assert_eq!(
-        kv.apply(2, &KvCommand::put(b"a", b"2")),
-        Ok(ApplyOutcome::Put { replaced: true })
+        kv.execute(KvCommand::put(b"a", b"2")),
+        KvOutcome::Put { replaced: true }
     );
     assert_eq!(kv.get(b"a"), Some(&b"2"[..]));
     assert_eq!(
-        kv.apply(3, &KvCommand::delete(b"a")),
-        Ok(ApplyOutcome::Deleted { existed: true })
+        kv.execute(KvCommand::delete(b"a")),
+        KvOutcome::Deleted { existed: true }
     );
     assert_eq!(kv.get(b"a"), None);
     assert_eq!(
-        kv.apply(4, &KvCommand::delete(b"a")),
-        Ok(ApplyOutcome::Deleted { existed: false })
+        kv.execute(KvCommand::delete(b"a")),
+        KvOutcome::Deleted { existed: false }
     );
-    assert_eq!(kv.applied_index(), 4);
 }
 
 #[test]
-fn empty_entries_only_advance_the_applied_index() {
+fn apply_answers_each_command_with_its_index() {
     let mut kv = KvStore::new();
-    assert_eq!(kv.apply(1, &[]), Ok(ApplyOutcome::NoOp));
-    assert_eq!(kv.apply_no_op(2), Ok(ApplyOutcome::NoOp));
-    assert_eq!(kv.applied_index(), 2);
-    assert!(kv.is_empty());
-}
-
-#[test]
-fn replayed_entries_are_ignored() {
-    let mut kv = KvStore::new();
-    kv.apply(1, &KvCommand::put(b"a", b"1")).expect("apply");
-    kv.apply(2, &KvCommand::put(b"a", b"2")).expect("apply");
+    let responses = kv
+        .apply(vec![
+            Committed {
+                index: 5,
+                command: KvCommand::put(b"a", b"1"),
+            },
+            Committed {
+                index: 6,
+                command: KvCommand { operation: None },
+            },
+            Committed {
+                index: 7,
+                command: KvCommand::delete(b"a"),
+            },
+        ])
+        .expect("applies");
+    let got: Vec<(u64, KvOutcome)> = responses
+        .into_iter()
+        .map(|r| (r.index, r.outcome))
+        .collect();
     assert_eq!(
-        kv.apply(1, &KvCommand::put(b"a", b"1")),
-        Ok(ApplyOutcome::AlreadyApplied)
+        got,
+        vec![
+            (5, KvOutcome::Put { replaced: false }),
+            (6, KvOutcome::Rejected),
+            (7, KvOutcome::Deleted { existed: true }),
+        ]
     );
-    assert_eq!(kv.get(b"a"), Some(&b"2"[..]));
 }
 
 #[test]
-fn a_gap_is_refused_and_changes_nothing() {
-    let mut kv = KvStore::new();
-    kv.apply(1, &KvCommand::put(b"a", b"1")).expect("apply");
+fn commands_round_trip_through_the_codec_and_garbage_is_refused() {
+    let mut bytes = Vec::new();
+    KvStore::encode_command(&KvCommand::put(b"k", b"v"), &mut bytes);
     assert_eq!(
-        kv.apply(3, &KvCommand::put(b"b", b"1")),
-        Err(KvError::Gap {
-            index: 3,
-            applied: 1,
-            first_missing: 2
-        })
+        KvStore::decode_command(&bytes),
+        Ok(KvCommand::put(b"k", b"v"))
     );
-    assert_eq!(kv.applied_index(), 1);
-    assert_eq!(kv.get(b"b"), None);
-}
-
-#[test]
-fn undecodable_command_is_skipped_deterministically() {
-    let mut a = KvStore::new();
-    let mut b = KvStore::new();
-    for kv in [&mut a, &mut b] {
-        let outcome = kv.apply(1, &[0xff, 0xff, 0xff]).expect("apply");
-        assert!(matches!(outcome, ApplyOutcome::Rejected { .. }));
-        assert_eq!(
-            kv.apply(2, &KvCommand { operation: None }.encode_to_vec()),
-            Ok(ApplyOutcome::NoOp),
-            "an empty command encodes to no bytes: a no-op"
-        );
-        kv.apply(3, &KvCommand::put(b"k", b"v")).expect("apply");
-    }
-    assert_eq!(a, b);
-    assert_eq!(a.applied_index(), 3);
+    assert!(KvStore::decode_command(&[0xff, 0xff, 0xff]).is_err());
 }
 
 #[test]
 fn scan_prefix_in_key_order_with_limit() {
     let mut kv = KvStore::new();
     let keys: [&[u8]; 6] = [b"b/2", b"a", b"b/1", b"b", b"c", b"b/3"];
-    for (i, key) in keys.iter().enumerate() {
-        kv.apply(i as u64 + 1, &KvCommand::put(key, b"v"))
-            .expect("apply");
+    for key in keys {
+        kv.execute(KvCommand::put(key, b"v"));
     }
     let scanned: Vec<Vec<u8>> = kv
         .scan_prefix(b"b/", 10)
@@ -109,133 +108,99 @@ fn scan_prefix_in_key_order_with_limit() {
 }
 
 #[test]
-fn snapshot_round_trips() {
+fn snapshot_round_trips_and_is_a_valid_kv_snapshot_message() {
     let mut kv = KvStore::new();
-    kv.apply(1, &KvCommand::put(b"x", b"1")).expect("apply");
-    kv.apply(2, &KvCommand::put(b"y", &[0u8; 100]))
-        .expect("apply");
-    kv.apply(3, &KvCommand::delete(b"x")).expect("apply");
-    let restored = KvStore::restore(&kv.snapshot()).expect("restore");
-    assert_eq!(restored, kv);
-    assert_eq!(restored.applied_index(), 3);
-}
-
-#[test]
-fn member_directory_follows_changes_and_snapshots() {
-    let mut kv = KvStore::new();
-    let add = |node_id: u64, peer_url: &str| MemberChange::Added {
-        node_id,
-        peer_url: peer_url.to_string(),
-    };
-    kv.apply_member_changes(1, &[add(1, "10.0.0.1:7380")])
-        .expect("apply");
-    kv.apply_member_changes(2, &[add(2, "10.0.0.2:7380")])
-        .expect("apply");
-    // A promotion carries no address: the known one stays.
-    kv.apply_member_changes(3, &[add(2, "")]).expect("apply");
-    kv.apply_member_changes(4, &[MemberChange::Removed { node_id: 1 }])
-        .expect("apply");
-    // Replayed after a restart: ignored.
+    kv.execute(KvCommand::put(b"x", b"1"));
+    kv.execute(KvCommand::put(b"y", &[0u8; 100]));
+    kv.execute(KvCommand::put(b"", b"empty key"));
+    kv.execute(KvCommand::put(b"z", b""));
+    let data = snapshot_bytes(&kv);
+    assert_eq!(restored(&data).expect("restores"), kv);
+    // The stream is `repeated KvPair pairs = 2` of one message.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Whole {
+        #[prost(message, repeated, tag = "2")]
+        pairs: Vec<KvPair>,
+    }
+    let whole = Whole::decode(data.as_slice()).expect("decodes as one message");
+    assert_eq!(whole.pairs.len(), 4);
     assert_eq!(
-        kv.apply_member_changes(2, &[MemberChange::Removed { node_id: 2 }]),
-        Ok(ApplyOutcome::AlreadyApplied)
+        restored(&snapshot_bytes(&KvStore::new())).expect("empty"),
+        KvStore::new()
     );
-    let expected: BTreeMap<u64, String> = [(2, "10.0.0.2:7380".to_string())].into();
-    assert_eq!(kv.members(), &expected);
-    assert_eq!(kv.applied_index(), 4);
-    let restored = KvStore::restore(&kv.snapshot()).expect("restore");
-    assert_eq!(restored.members(), &expected);
-    assert_eq!(restored, kv);
 }
 
 #[test]
-fn snapshot_encoding_matches_the_derived_encoder() {
+fn a_view_is_point_in_time() {
     let mut kv = KvStore::new();
-    assert_eq!(kv.snapshot(), KvSnapshot::default().encode_to_vec());
-    kv.apply(1, &KvCommand::put(b"a", b"")).expect("apply");
-    kv.apply(2, &KvCommand::put(b"", b"empty key"))
-        .expect("apply");
-    kv.apply(3, &KvCommand::put(&[0xff; 300], &[7; 200]))
-        .expect("apply");
-    kv.apply_member_changes(
-        4,
-        &[MemberChange::Added {
-            node_id: 9,
-            peer_url: "10.0.0.9:7380".to_string(),
-        }],
-    )
-    .expect("apply");
-    let derived = KvSnapshot {
-        applied_index: 4,
-        pairs: vec![
-            KvPair {
-                key: vec![],
-                value: b"empty key".to_vec(),
-            },
-            KvPair {
-                key: b"a".to_vec(),
-                value: vec![],
-            },
-            KvPair {
-                key: vec![0xff; 300],
-                value: vec![7; 200],
-            },
-        ],
-        members: vec![MemberAddress {
-            node_id: 9,
-            peer_url: "10.0.0.9:7380".to_string(),
-        }],
+    kv.execute(KvCommand::put(b"a", b"1"));
+    let view = kv.snapshot();
+    kv.execute(KvCommand::put(b"a", b"2"));
+    let mut out = Vec::new();
+    view.write_snapshot(&mut out).expect("written");
+    assert_eq!(restored(&out).expect("restores").get(b"a"), Some(&b"1"[..]));
+}
+
+#[test]
+fn corrupt_snapshots_are_refused_and_leave_the_store_unchanged() {
+    let pair = |key: &[u8]| {
+        let mut record = vec![0x12];
+        let body = KvPair {
+            key: key.to_vec(),
+            value: vec![1],
+        }
+        .encode_to_vec();
+        record.push(body.len() as u8);
+        record.extend_from_slice(&body);
+        record
     };
-    assert_eq!(kv.snapshot(), derived.encode_to_vec());
-}
-
-#[test]
-fn snapshot_of_empty_store_round_trips() {
-    let kv = KvStore::new();
-    assert_eq!(KvStore::restore(&kv.snapshot()), Ok(kv));
-}
-
-#[test]
-fn corrupt_snapshots_are_refused() {
+    let unordered = [pair(b"b"), pair(b"a")].concat();
     assert!(matches!(
-        KvStore::restore(&[0x12, 0x05, 0x0a]),
-        Err(KvError::SnapshotDecode { .. })
+        restored(&unordered),
+        Err(KvError::Unordered { position: 1 })
     ));
-    let unordered = KvSnapshot {
-        applied_index: 2,
-        members: vec![],
-        pairs: vec![
-            KvPair {
-                key: b"b".to_vec(),
-                value: vec![],
-            },
-            KvPair {
-                key: b"a".to_vec(),
-                value: vec![],
-            },
-        ],
-    };
-    assert_eq!(
-        KvStore::restore(&unordered.encode_to_vec()),
-        Err(KvError::SnapshotUnordered { position: 1 })
+    let twice = [pair(b"a"), pair(b"a")].concat();
+    assert!(matches!(
+        restored(&twice),
+        Err(KvError::Unordered { position: 1 })
+    ));
+    let ok = pair(b"a");
+    assert!(matches!(
+        restored(&ok[..ok.len() - 1]),
+        Err(KvError::Decode { .. })
+    ));
+    assert!(
+        matches!(restored(&[0x0a, 0x00]), Err(KvError::Decode { .. })),
+        "wrong field"
     );
+    assert!(restored(&[0x12]).is_err(), "length missing");
+    assert!(
+        restored(&[0x12, 0xff, 0xff, 0xff, 0xff, 0x7f]).is_err(),
+        "huge length"
+    );
+    let mut kv = KvStore::new();
+    kv.execute(KvCommand::put(b"keep", b"me"));
+    assert!(kv.restore(&mut &unordered[..]).is_err());
+    assert_eq!(kv.get(b"keep"), Some(&b"me"[..]));
 }
 
 #[test]
 fn command_encoding_is_stable() {
     // Entries written by one version must apply identically in the next.
     assert_eq!(
-        KvCommand::put(b"k", b"v"),
+        KvCommand::put(b"k", b"v").encode_to_vec(),
         vec![0x0a, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v']
     );
-    assert_eq!(KvCommand::delete(b"k"), vec![0x12, 0x03, 0x0a, 0x01, b'k']);
+    assert_eq!(
+        KvCommand::delete(b"k").encode_to_vec(),
+        vec![0x12, 0x03, 0x0a, 0x01, b'k']
+    );
 }
 
 #[derive(Debug, Clone)]
 enum Op {
     Put(u8, u8),
     Delete(u8),
-    Garbage,
     Snapshot,
 }
 
@@ -243,7 +208,6 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u8..16, any::<u8>()).prop_map(|(k, v)| Op::Put(k, v)),
         2 => (0u8..16).prop_map(Op::Delete),
-        1 => Just(Op::Garbage),
         1 => Just(Op::Snapshot),
     ]
 }
@@ -253,26 +217,18 @@ proptest! {
     fn store_matches_a_btreemap(ops in proptest::collection::vec(op(), 1..200)) {
         let mut kv = KvStore::new();
         let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        for (i, op) in ops.iter().enumerate() {
-            let index = i as u64 + 1;
+        for op in &ops {
             match *op {
                 Op::Put(k, v) => {
-                    kv.apply(index, &KvCommand::put(&[k], &[v])).expect("apply");
+                    kv.execute(KvCommand::put(&[k], &[v]));
                     model.insert(vec![k], vec![v]);
                 }
                 Op::Delete(k) => {
-                    kv.apply(index, &KvCommand::delete(&[k])).expect("apply");
+                    kv.execute(KvCommand::delete(&[k]));
                     model.remove(&vec![k]);
                 }
-                Op::Garbage => {
-                    kv.apply(index, &[0x0a, 0xff]).expect("apply");
-                }
-                Op::Snapshot => {
-                    kv.apply_no_op(index).expect("apply");
-                    kv = KvStore::restore(&kv.snapshot()).expect("restore");
-                }
+                Op::Snapshot => kv = restored(&snapshot_bytes(&kv)).expect("restore"),
             }
-            prop_assert_eq!(kv.applied_index(), index);
         }
         let all: Vec<(Vec<u8>, Vec<u8>)> = model.into_iter().collect();
         prop_assert_eq!(kv.scan_prefix(b"", usize::MAX), all);

@@ -1,111 +1,44 @@
-//! The apply actor: applies committed entries to the key-value state
-//! machine in log order, completes the callers waiting for their proposals,
-//! and serves reads once the state machine is recent enough.
+//! The apply actor: feeds committed entries to the state machine (through
+//! the [`Applier`]) in log order, completes the callers waiting for their
+//! proposals, serves reads once the state machine is recent enough, and
+//! takes snapshots.
 //!
-//! Owns: the [`KvStore`], the proposals waiting to apply (by
-//! [`RequestId`]), the reads waiting for an applied index, and the
-//! published applied index (a `watch` the raft actor turns into
-//! `advance_apply`).
+//! Owns: the [`Applier`] (and so the user's state machine), the proposals
+//! waiting to apply (by [`RequestId`]), the reads waiting for an applied
+//! index, the published applied index (a `watch` the raft actor turns into
+//! `advance_apply`), and when to snapshot.
 //!
 //! Guarantees: entries apply in the order the raft actor sent them, each
-//! once; a proposal's caller is answered with the entry's index only after
-//! the entry applied here; a read with read index `i` is served only once
-//! `applied ≥ i`; a snapshot replaces the state machine before any entry
-//! after it applies. A gap in the entries (a lost entry) stops the actor
-//! and fails every waiter, rather than serving a wrong state.
+//! once; a proposal's caller is answered with its response only after the
+//! entry applied here, and only after the applied index was published; a
+//! read with read index `i` is served only once `applied ≥ i`; a snapshot
+//! replaces the state machine before any entry after it applies. A failure
+//! of the state machine, or a gap in the entries, stops the actor and
+//! fails every waiter with it, rather than serving a wrong state.
 //!
-//! Membership changes are applied to raft by the raft actor
-//! (`apply_conf_change`) before it forwards the entries; here they only
-//! update the member directory of the state machine (peer addresses).
-//!
-//! Every `snapshot_count` applied entries it encodes the state machine and
-//! hands the snapshot data to the raft actor, which records it in
-//! `MemoryStorage`, has the persistence actor save it, and compacts. It
-//! also does so right after a member is added: a new member whose log must
-//! start from a snapshot can only accept one whose configuration names it,
-//! and raft sends the newest; without this, the leader would offer an older
-//! snapshot that the new member refuses, again and again, until the next
-//! periodic one (found by the simulation, `tests/sim`).
+//! Every `snapshot_count` applied entries it takes a point-in-time
+//! snapshot and writes it on a blocking thread (one at a time) while
+//! applying goes on; the framed data goes to the raft actor, which records
+//! it in `MemoryStorage`, has the persistence actor save it, and compacts.
+//! It also snapshots right after a member is added: a new member whose log
+//! must start from a snapshot can only accept one whose configuration
+//! names it, and raft sends the newest; without this, the leader would
+//! offer an older snapshot that the new member refuses, again and again,
+//! until the next periodic one (found by the simulation, `tests/sim`).
 //!
 //! May not touch: raft, files, the network.
 
-use super::envelope::{RequestId, member_peer_url, request_id};
-use super::error::NodeError;
-use crate::kv::{ApplyOutcome, KvError, KvStore, MemberChange};
+use super::applier::Applier;
+use super::envelope::RequestId;
+use super::error::{ApplyError, NodeError};
+use super::mailbox::{ApplyMsg, ProposalReply, Read, SnapshotData};
 use crate::metrics as names;
-use crate::raft::raft::decode_conf_change;
-use crate::raftpb::{ConfChangeType, Entry, EntryType, Snapshot};
+use crate::raftpb::{Entry, Snapshot};
+use crate::state_machine::StateMachine;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
-
-/// A read of the state machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Query {
-    /// The value of a key.
-    Get(Vec<u8>),
-    /// Up to `limit` pairs whose key starts with `prefix`.
-    ScanPrefix {
-        /// The prefix.
-        prefix: Vec<u8>,
-        /// At most this many pairs.
-        limit: usize,
-    },
-    /// The member directory.
-    Members,
-}
-
-/// The answer to a [`Query`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryResult {
-    /// The value of the key, if it has one.
-    Value(Option<Vec<u8>>),
-    /// Pairs in key order.
-    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
-    /// Node id → peer address (empty when unknown).
-    Members(BTreeMap<u64, String>),
-}
-
-/// The state machine encoded at `index`, for the raft actor to make a raft
-/// snapshot of.
-#[derive(Debug)]
-pub(crate) struct SnapshotData {
-    /// The applied index the data stands at.
-    pub(crate) index: u64,
-    /// `KvStore::snapshot()`.
-    pub(crate) data: Vec<u8>,
-}
-
-/// Where a proposal's outcome goes: the index it applied at.
-pub(crate) type ProposalReply = oneshot::Sender<Result<u64, NodeError>>;
-/// Where a read's answer goes.
-pub(crate) type ReadReply = oneshot::Sender<Result<QueryResult, NodeError>>;
-
-/// What the raft actor (and, for local reads, the handle) sends.
-#[derive(Debug)]
-pub(crate) enum ApplyMsg {
-    /// Answer `reply` when the entry carrying `id` applies.
-    Register {
-        /// The proposal's id.
-        id: RequestId,
-        /// The caller.
-        reply: ProposalReply,
-    },
-    /// Committed entries, in order.
-    Committed(Vec<Entry>),
-    /// A snapshot the node installed: restore the state machine from it.
-    Restore(Snapshot),
-    /// Serve `query` once applied ≥ `index` (0: at once, a serializable
-    /// read).
-    Read {
-        /// The read index.
-        index: u64,
-        /// What to read.
-        query: Query,
-        /// The caller.
-        reply: ReadReply,
-    },
-}
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// Sweep answered-elsewhere waiters (timed-out callers) this often.
 const SWEEP_EVERY_MESSAGES: u64 = 1024;
@@ -148,14 +81,17 @@ pub(crate) struct ApplyOutputs {
     pub(crate) snapshots: mpsc::UnboundedSender<SnapshotData>,
 }
 
+/// A snapshot being written on a blocking thread.
+type SnapshotWrite = JoinHandle<Result<SnapshotData, ApplyError>>;
+
 /// The apply actor's state.
-pub(crate) struct ApplyActor {
+pub(crate) struct ApplyActor<S: StateMachine> {
     metrics: ApplyMetrics,
-    kv: KvStore,
-    inbox: mpsc::UnboundedReceiver<ApplyMsg>,
+    applier: Applier<S>,
+    inbox: mpsc::UnboundedReceiver<ApplyMsg<S>>,
     outputs: ApplyOutputs,
-    waiters: HashMap<RequestId, ProposalReply>,
-    reads: BTreeMap<(u64, u64), (Query, ReadReply)>,
+    waiters: HashMap<RequestId, ProposalReply<S::Response>>,
+    reads: BTreeMap<(u64, u64), Read<S>>,
     read_seq: u64,
     messages_seen: u64,
     /// Snapshot every this many applied entries (0: never).
@@ -163,23 +99,25 @@ pub(crate) struct ApplyActor {
     last_snapshot_index: u64,
     /// A member was added since the last snapshot.
     member_added: bool,
+    /// The snapshot being written, if one is.
+    writing: Option<SnapshotWrite>,
 }
 
-impl ApplyActor {
-    /// An actor of node `node_id` over `kv` (as boot left it, at its last
-    /// snapshot) reading `inbox`.
+impl<S: StateMachine> ApplyActor<S> {
+    /// An actor of node `node_id` over `applier` (as boot left it, at its
+    /// last snapshot) reading `inbox`.
     pub(crate) fn new(
         node_id: u64,
-        kv: KvStore,
-        inbox: mpsc::UnboundedReceiver<ApplyMsg>,
+        applier: Applier<S>,
+        inbox: mpsc::UnboundedReceiver<ApplyMsg<S>>,
         outputs: ApplyOutputs,
         snapshot_count: u64,
-    ) -> ApplyActor {
-        outputs.applied.send_replace(kv.applied_index());
-        let last_snapshot_index = kv.applied_index();
+    ) -> ApplyActor<S> {
+        outputs.applied.send_replace(applier.applied_index());
+        let last_snapshot_index = applier.applied_index();
         ApplyActor {
             metrics: ApplyMetrics::new(node_id),
-            kv,
+            applier,
             inbox,
             outputs,
             waiters: HashMap::new(),
@@ -189,78 +127,102 @@ impl ApplyActor {
             snapshot_count,
             last_snapshot_index,
             member_added: false,
+            writing: None,
         }
     }
 
-    /// Runs until the raft actor hangs up (shutdown) or an entry is lost.
+    /// Runs until the raft actor hangs up (shutdown) or applying fails.
     pub(crate) async fn run(mut self) -> Result<(), NodeError> {
-        while let Some(message) = self.inbox.recv().await {
-            if let Err(error) = self.handle(message) {
-                tracing::error!(%error, "apply actor stops");
-                self.fail_all(&error);
-                return Err(error);
+        loop {
+            let message = tokio::select! {
+                message = self.inbox.recv() => message,
+                written = async { self.writing.as_mut().expect("guarded").await }, if self.writing.is_some() => {
+                    self.writing = None;
+                    if let Err(error) = self.snapshot_written(written) {
+                        return self.stop(error.into());
+                    }
+                    continue;
+                }
+            };
+            let Some(message) = message else { break };
+            if let Err(error) = self.handle(message).await {
+                return self.stop(error);
             }
             self.messages_seen += 1;
             if self.messages_seen % SWEEP_EVERY_MESSAGES == 0 {
                 self.waiters.retain(|_, reply| !reply.is_closed());
-                self.reads.retain(|_, (_, reply)| !reply.is_closed());
+                self.reads.retain(|_, read| !read.is_closed());
             }
         }
+        // A snapshot being written is abandoned: the raft actor is gone.
         self.fail_all(&NodeError::Stopped);
         Ok(())
     }
 
-    fn handle(&mut self, message: ApplyMsg) -> Result<(), NodeError> {
+    fn stop(mut self, error: NodeError) -> Result<(), NodeError> {
+        tracing::error!(%error, "apply actor stops");
+        self.fail_all(&error);
+        Err(error)
+    }
+
+    async fn handle(&mut self, message: ApplyMsg<S>) -> Result<(), NodeError> {
         match message {
             ApplyMsg::Register { id, reply } => {
                 self.waiters.insert(id, reply);
             }
-            ApplyMsg::Committed(entries) => self.apply_batch(&entries)?,
-            ApplyMsg::Restore(snapshot) => {
-                if snapshot.metadata.index > self.kv.applied_index() {
-                    let started = Instant::now();
-                    self.kv = KvStore::restore(&snapshot.data)
-                        .map_err(|e| NodeError::StateMachine(e.to_string()))?;
-                    self.metrics.snapshot_apply.record(started.elapsed());
-                    tracing::info!(
-                        index = snapshot.metadata.index,
-                        "state machine restored from a snapshot"
-                    );
-                    self.last_snapshot_index = self.kv.applied_index();
-                    self.outputs.applied.send_replace(self.kv.applied_index());
-                    self.serve_reads();
-                }
-            }
-            ApplyMsg::Read {
-                index,
-                query,
-                reply,
-            } => {
-                if index <= self.kv.applied_index() {
-                    let _ = reply.send(Ok(self.query(&query)));
+            ApplyMsg::Committed(entries) => self.apply_batch(entries)?,
+            ApplyMsg::Restore(snapshot) => self.restore(snapshot).await?,
+            ApplyMsg::Read { index, read } => {
+                if index <= self.applier.applied_index() {
+                    self.serve(read);
                 } else {
                     self.read_seq += 1;
-                    self.reads.insert((index, self.read_seq), (query, reply));
+                    self.reads.insert((index, self.read_seq), read);
                 }
             }
         }
         Ok(())
     }
 
-    fn apply_batch(&mut self, entries: &[Entry]) -> Result<(), NodeError> {
-        let started = Instant::now();
-        let applied_before = self.kv.applied_index();
-        let mut completed = Vec::new();
-        for entry in entries {
-            if let Some(reply) = self.apply(entry)? {
-                completed.push((reply, entry.index));
-            }
+    /// Restores from a snapshot the node installed; reads and proposals
+    /// wait meanwhile. It runs on this task: the snapshot is in memory
+    /// whole today, and streaming it from a file is the large-state work
+    /// that follows.
+    async fn restore(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        let index = snapshot.metadata.index;
+        if index <= self.applier.applied_index() {
+            return Ok(());
         }
-        // Published before anyone is answered: a caller that got its index
+        // A local snapshot still being written is older: let it finish
+        // first, so that it cannot reach the raft actor after this one.
+        if let Some(writing) = self.writing.take() {
+            let written = writing.await;
+            self.snapshot_written(written)?;
+        }
+        let started = Instant::now();
+        self.applier.restore(index, &snapshot.data)?;
+        self.metrics.snapshot_apply.record(started.elapsed());
+        tracing::info!(index, "state machine restored from a snapshot");
+        self.last_snapshot_index = index;
+        self.outputs.applied.send_replace(index);
+        self.serve_reads();
+        Ok(())
+    }
+
+    fn apply_batch(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
+        let started = Instant::now();
+        let applied_before = self.applier.applied_index();
+        let batch = self.applier.apply(entries)?;
+        self.member_added |= batch.member_added;
+        // Published before anyone is answered: a caller that got its answer
         // sees `applied_index() >= index`.
-        self.outputs.applied.send_replace(self.kv.applied_index());
-        for (reply, index) in completed {
-            let _ = reply.send(Ok(index));
+        self.outputs
+            .applied
+            .send_replace(self.applier.applied_index());
+        for (id, _, outcome) in batch.outcomes {
+            if let Some(reply) = self.waiters.remove(&id) {
+                let _ = reply.send(outcome);
+            }
         }
         self.serve_reads();
         let elapsed = started.elapsed();
@@ -270,102 +232,73 @@ impl ApplyActor {
         }
         self.metrics
             .applied
-            .increment(self.kv.applied_index() - applied_before);
+            .increment(self.applier.applied_index() - applied_before);
         self.metrics.pending.set(self.waiters.len() as f64);
         self.maybe_snapshot();
         Ok(())
     }
 
     /// Every `snapshot_count` applied entries, and after a member was
-    /// added, hands the encoded state machine to the raft actor.
+    /// added, starts writing a snapshot (unless one is being written).
     fn maybe_snapshot(&mut self) {
-        let applied = self.kv.applied_index();
+        let applied = self.applier.applied_index();
         let since_last = applied - self.last_snapshot_index;
-        let member_added = std::mem::take(&mut self.member_added) && since_last > 0;
-        if self.snapshot_count == 0 || (since_last < self.snapshot_count && !member_added) {
+        let due = since_last >= self.snapshot_count || (self.member_added && since_last > 0);
+        if self.snapshot_count == 0 || !due || self.writing.is_some() {
             return;
         }
-        let started = Instant::now();
-        let data = self.kv.snapshot();
-        self.metrics.snapshot_create.record(started.elapsed());
+        self.member_added = false;
         self.last_snapshot_index = applied;
-        // Refused only when the raft actor ended; then nothing matters.
-        let _ = self.outputs.snapshots.send(SnapshotData {
-            index: applied,
-            data,
-        });
+        let job = self.applier.snapshot();
+        let started = Instant::now();
+        let created = self.metrics.snapshot_create.clone();
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            let index = job.index();
+            let data = job.into_bytes()?;
+            created.record(started.elapsed());
+            Ok(SnapshotData { index, data })
+        }));
     }
 
-    /// Applies one entry; returns the caller waiting for it, if any.
-    fn apply(&mut self, entry: &Entry) -> Result<Option<ProposalReply>, NodeError> {
-        let outcome = match entry.entry_type() {
-            EntryType::EntryNormal => self.kv.apply(entry.index, &entry.data),
-            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                self.apply_member_change(entry)
+    fn snapshot_written(
+        &mut self,
+        written: Result<Result<SnapshotData, ApplyError>, tokio::task::JoinError>,
+    ) -> Result<(), ApplyError> {
+        match written {
+            Ok(Ok(snapshot)) => {
+                // Refused only when the raft actor ended; then nothing matters.
+                let _ = self.outputs.snapshots.send(snapshot);
+                Ok(())
             }
-        };
-        let outcome = outcome.map_err(|e| NodeError::StateMachine(e.to_string()))?;
-        if let ApplyOutcome::Rejected { reason } = &outcome {
-            tracing::warn!(index = entry.index, %reason, "entry is not a command; skipped");
+            Ok(Err(error)) => Err(error),
+            Err(join) => Err(ApplyError::SnapshotWrite {
+                index: self.last_snapshot_index,
+                source: std::sync::Arc::new(std::io::Error::other(join.to_string())),
+            }),
         }
-        let id = (entry.entry_type() == EntryType::EntryNormal)
-            .then(|| request_id(&entry.data))
-            .flatten();
-        Ok(id.and_then(|id| self.waiters.remove(&id)))
-    }
-
-    /// A membership change updates the member directory; raft itself was
-    /// changed by the raft actor.
-    fn apply_member_change(&mut self, entry: &Entry) -> Result<ApplyOutcome, KvError> {
-        let Ok(Some(cc)) = decode_conf_change(entry) else {
-            // Refused alike on every member; only the index moves.
-            return self.kv.apply_no_op(entry.index);
-        };
-        let peer_url = member_peer_url(&cc.context);
-        let changes: Vec<MemberChange> = cc
-            .changes
-            .iter()
-            .filter_map(|change| {
-                let node_id = change.node_id;
-                match ConfChangeType::try_from(change.change_type) {
-                    Ok(
-                        ConfChangeType::ConfChangeAddNode
-                        | ConfChangeType::ConfChangeAddLearnerNode,
-                    ) => Some(MemberChange::Added {
-                        node_id,
-                        peer_url: peer_url.clone(),
-                    }),
-                    Ok(ConfChangeType::ConfChangeRemoveNode) => {
-                        Some(MemberChange::Removed { node_id })
-                    }
-                    Ok(ConfChangeType::ConfChangeUpdateNode) | Err(_) => None,
-                }
-            })
-            .collect();
-        self.member_added |= changes
-            .iter()
-            .any(|change| matches!(change, MemberChange::Added { .. }));
-        self.kv.apply_member_changes(entry.index, &changes)
     }
 
     fn serve_reads(&mut self) {
-        let applied = self.kv.applied_index();
+        let applied = self.applier.applied_index();
         while let Some(entry) = self.reads.first_entry() {
             if entry.key().0 > applied {
                 break;
             }
-            let (query, reply) = entry.remove();
-            let _ = reply.send(Ok(self.query(&query)));
+            let read = entry.remove();
+            self.serve(read);
         }
     }
 
-    fn query(&self, query: &Query) -> QueryResult {
-        match query {
-            Query::Get(key) => QueryResult::Value(self.kv.get(key).map(<[u8]>::to_vec)),
-            Query::ScanPrefix { prefix, limit } => {
-                QueryResult::Pairs(self.kv.scan_prefix(prefix, *limit))
+    fn serve(&self, read: Read<S>) {
+        match read {
+            Read::State { query, reply } => {
+                if !reply.is_closed() {
+                    let _ = reply.send(Ok(self.applier.query(query)));
+                }
             }
-            Query::Members => QueryResult::Members(self.kv.members().clone()),
+            Read::Members(reply) => {
+                let _ = reply.send(Ok(self.applier.members().clone()));
+            }
         }
     }
 
@@ -373,8 +306,8 @@ impl ApplyActor {
         for (_, reply) in self.waiters.drain() {
             let _ = reply.send(Err(error.clone()));
         }
-        for (_, (_, reply)) in std::mem::take(&mut self.reads) {
-            let _ = reply.send(Err(error.clone()));
+        for (_, read) in std::mem::take(&mut self.reads) {
+            read.fail(error.clone());
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Boot: turns a data directory (or its absence) into the state a node
-//! starts from, as DESIGN.md's "Boot" section lays out.
+//! starts from, as docs/design.md lays out.
 //!
 //! Owns: choosing between a new cluster, joining one, restarting, and
 //! `force_new_cluster`; checking that the data directory belongs to this
-//! node and cluster; rebuilding the raft actor's `MemoryStorage` and the
-//! key-value state machine from the newest snapshot and the WAL after it.
+//! node and cluster; rebuilding the raft actor's `MemoryStorage` from the
+//! newest snapshot and the WAL after it, and handing the snapshot on for
+//! the state machine to restore from.
 //!
 //! Guarantees: nothing acknowledged is lost — a restart rebuilds every
 //! entry the WAL holds; `force_new_cluster` drops only uncommitted entries
@@ -16,7 +17,6 @@
 //! raft actor applies committed entries after the snapshot itself (the raft
 //! node starts with `applied` = the snapshot index, so they are replayed).
 
-use crate::kv::{KvError, KvStore};
 use crate::raft::MemoryStorage;
 use crate::raft::raft::decode_conf_change;
 use crate::raftpb::{
@@ -102,9 +102,9 @@ pub enum BootError {
     /// The durable storage failed or is corrupt.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-    /// The snapshot's state machine data does not decode.
-    #[error("snapshot state machine: {0}")]
-    Kv(#[from] KvError),
+    /// The state machine could not restore from the newest snapshot.
+    #[error("restoring the state machine: {0}")]
+    Restore(#[from] super::error::ApplyError),
     /// The recovered log does not fit in the in-memory raft storage.
     #[error("rebuilding the raft log from the WAL: {0}")]
     RaftStorage(#[from] crate::raft::StorageError),
@@ -120,9 +120,10 @@ pub struct Booted {
     pub storage: Storage,
     /// The raft actor's in-memory log, rebuilt from disk.
     pub memory: MemoryStorage,
-    /// The state machine as of the snapshot.
-    pub kv: KvStore,
-    /// The index the state machine stands at (the snapshot's): raft
+    /// The newest snapshot, for the state machine to restore from (None:
+    /// start from an empty state machine).
+    pub snapshot: Option<Snapshot>,
+    /// The index the state machine will stand at (the snapshot's): raft
     /// replays committed entries after it.
     pub applied: u64,
     /// Voters to pass to `RawNode::bootstrap` (a brand-new cluster only).
@@ -192,7 +193,7 @@ fn create(config: &BootConfig) -> Result<Booted, BootError> {
     Ok(Booted {
         storage,
         memory: MemoryStorage::new(),
-        kv: KvStore::new(),
+        snapshot: None,
         applied: 0,
         bootstrap_voters,
         wal_entries: 0,
@@ -213,16 +214,14 @@ fn check_identity(config: &BootConfig, metadata: &Metadata) -> Result<(), BootEr
     })
 }
 
-/// Rebuilds MemoryStorage (snapshot, hard state, entries) and the state
-/// machine (from the snapshot; raft replays the rest).
+/// Rebuilds MemoryStorage (snapshot, hard state, entries); the state
+/// machine restores from the snapshot and raft replays the rest.
 fn restart(storage: Storage, recovered: Recovered) -> Result<Booted, BootError> {
     let mut memory = MemoryStorage::new();
-    let mut kv = KvStore::new();
     let mut applied = 0;
-    if let Some(snapshot) = recovered.snapshot {
+    if let Some(snapshot) = &recovered.snapshot {
         applied = snapshot.metadata.index;
-        kv = KvStore::restore(&snapshot.data)?;
-        memory.apply_snapshot(snapshot)?;
+        memory.apply_snapshot(snapshot.clone())?;
     }
     let contents = recovered.contents;
     memory.set_hard_state(contents.hard_state);
@@ -230,7 +229,7 @@ fn restart(storage: Storage, recovered: Recovered) -> Result<Booted, BootError> 
     Ok(Booted {
         storage,
         memory,
-        kv,
+        snapshot: recovered.snapshot,
         applied,
         bootstrap_voters: None,
         wal_entries: contents.entries.len(),

@@ -63,6 +63,20 @@ pub struct NodeConfig {
     /// Entries kept in memory behind a snapshot, so that a slightly lagging
     /// follower gets entries rather than a whole snapshot.
     pub snapshot_catchup_entries: u64,
+    /// Allow `Consistency::Lease` reads (off by default). Set it alike on
+    /// every member: it also makes a follower honour a leader's lease after
+    /// it restarts (it refuses votes for an election timeout) and ignore
+    /// requests to forget its leader.
+    ///
+    /// The lease's assumption is bounded clock drift: a follower that
+    /// heard from the leader refuses to vote for `election_tick` of its own
+    /// ticks, and the leader answers from its lease only while a quorum
+    /// acknowledged a heartbeat it sent less than `election_tick - 2` of
+    /// its ticks ago. If the clocks of two members run apart by more than
+    /// that margin within an election timeout (a paused VM, a stalled
+    /// process whose ticks then catch up late), a deposed leader may serve
+    /// a stale read. `Linearizable` reads make no such assumption.
+    pub lease_reads: bool,
 }
 
 /// Default `snapshot_count` (etcd's).
@@ -93,6 +107,7 @@ impl NodeConfig {
             request_queue_capacity: 4096,
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
             snapshot_catchup_entries: DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
+            lease_reads: false,
         }
     }
 
@@ -117,6 +132,7 @@ impl NodeConfig {
         config.applied = applied;
         config.pre_vote = true;
         config.check_quorum = true;
+        config.lease_reads = self.lease_reads;
         config.seed = self.node_id ^ self.cluster_id.rotate_left(17);
         config
     }

@@ -1,23 +1,39 @@
-//! The request id a node attaches to the entries it proposes, so that the
-//! apply actor can complete the waiting caller when the entry applies.
+//! The node's framing of the data of the entries it proposes: which node
+//! and request a command came from, so that the apply actor can answer the
+//! waiting caller when the entry applies.
 //!
-//! Owns: [`RequestId`] and its encoding inside an entry's data.
+//! Owns: [`RequestId`], the proposal header, and the context of a
+//! membership change ([`member_context`]).
 //!
-//! Guarantees: the id travels as two extra protobuf fields (tags 14 and 15)
-//! appended to the encoded [`crate::kv::KvCommand`]. Protobuf decoders skip
-//! unknown fields, so `KvStore::apply` sees exactly the command and applies
-//! it the same way on every member; an entry without the fields (written by
-//! another tool, or a leader's empty entry) simply has no id. An id names
-//! the proposing node and a per-boot sequence that starts from the wall
-//! clock in nanoseconds, so ids of a previous life of the node (replayed
-//! after a restart) do not collide with new ones.
+//! Guarantees: the data of a proposal is
 //!
-//! A membership change carries the same id, and the new member's peer
-//! address, in its `context` ([`member_context`]).
+//! | bytes | field | meaning |
+//! | --- | --- | --- |
+//! | 1 | tag | `0x01`, a proposal framed by this module |
+//! | 1–10 | origin node | uvarint, the proposing node's id |
+//! | 1–10 | request sequence | uvarint, the node's per-boot sequence |
+//! | rest | command | the state machine's encoding of the command |
 //!
-//! May not touch: the state machine's meaning of the command.
+//! Data that does not start with the tag carries no request id and is the
+//! command as it is: entries written by other tools, and entries of earlier
+//! ringraft versions, whose key-value commands carried the id as protobuf
+//! fields 14 and 15 at their end (a protobuf message never starts with
+//! `0x01`, which would be field 0; the key-value codec skips the trailing
+//! fields). A tagged header that does not decode is refused alike on every
+//! member. Sequences start from the wall clock in nanoseconds, so ids of a
+//! previous life of the node (replayed after a restart) do not collide with
+//! new ones.
+//!
+//! A membership change carries the same id, and the new members' peer
+//! addresses, in its `context` (a small protobuf, [`member_context`]).
+//!
+//! May not touch: the meaning of the command (the state machine's).
 
 use prost::Message as _;
+use prost::encoding::{decode_varint, encode_varint};
+
+/// The first byte of a proposal framed by this module.
+pub const PROPOSAL_TAG: u8 = 0x01;
 
 /// Who proposed an entry: the node and its request sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,95 +44,178 @@ pub struct RequestId {
     pub seq: u64,
 }
 
-/// The fields appended to a command (tags chosen clear of `KvCommand`'s).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-struct Envelope {
-    #[prost(uint64, tag = "14")]
-    origin_node: u64,
-    #[prost(uint64, tag = "15")]
-    request_seq: u64,
+/// A proposal's data, split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposal<'a> {
+    /// The request id, when the data carries one.
+    pub id: Option<RequestId>,
+    /// The encoded command.
+    pub command: &'a [u8],
 }
 
-/// `command` (an encoded `KvCommand`) with `id` appended.
-pub fn wrap(mut command: Vec<u8>, id: RequestId) -> Vec<u8> {
-    let envelope = Envelope {
-        origin_node: id.node_id,
-        request_seq: id.seq,
+/// A tagged header that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("proposal header does not decode: {reason}")]
+pub struct HeaderError {
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Starts the data of a proposal by request `id`: the header, with room
+/// for a command of about `command_capacity` bytes to be appended.
+pub fn proposal_header(id: RequestId, command_capacity: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(1 + 20 + command_capacity);
+    data.push(PROPOSAL_TAG);
+    encode_varint(id.node_id, &mut data);
+    encode_varint(id.seq, &mut data);
+    data
+}
+
+/// Splits an entry's data into its request id and command.
+pub fn split(data: &[u8]) -> Result<Proposal<'_>, HeaderError> {
+    let Some((&PROPOSAL_TAG, mut rest)) = data.split_first() else {
+        return Ok(Proposal {
+            id: None,
+            command: data,
+        });
     };
-    // Encoding into a Vec cannot run out of space.
-    command.extend_from_slice(&envelope.encode_to_vec());
-    command
-}
-
-/// The request id carried by an entry's data, if any (data that does not
-/// decode carries none).
-pub fn request_id(data: &[u8]) -> Option<RequestId> {
-    let envelope = Envelope::decode(data).ok()?;
-    (envelope.origin_node != 0).then_some(RequestId {
-        node_id: envelope.origin_node,
-        seq: envelope.request_seq,
+    let mut field = |name: &str| {
+        decode_varint(&mut rest).map_err(|error| HeaderError {
+            reason: format!("{name}: {error}"),
+        })
+    };
+    let node_id = field("origin node")?;
+    let seq = field("request sequence")?;
+    Ok(Proposal {
+        id: (node_id != 0).then_some(RequestId { node_id, seq }),
+        command: rest,
     })
 }
 
-/// What a membership change carries in its context besides the request
-/// id.
+/// The request id carried by an entry's data, if any.
+pub fn request_id(data: &[u8]) -> Option<RequestId> {
+    split(data).ok().and_then(|proposal| proposal.id)
+}
+
+/// What a membership change carries in its context.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 struct MemberContext {
+    /// The peer address of the one member a single change adds.
     #[prost(string, tag = "1")]
+    peer_url: String,
+    /// The proposing node (0: none).
+    #[prost(uint64, tag = "14")]
+    origin_node: u64,
+    /// The proposing node's request sequence.
+    #[prost(uint64, tag = "15")]
+    request_seq: u64,
+    /// The peer addresses of the members a change of several adds.
+    #[prost(message, repeated, tag = "2")]
+    peers: Vec<PeerAddress>,
+}
+
+/// One added member's address in a membership change's context.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+struct PeerAddress {
+    #[prost(uint64, tag = "1")]
+    node_id: u64,
+    #[prost(string, tag = "2")]
     peer_url: String,
 }
 
-/// The context of a membership change proposed by request `id` for a
-/// member reachable at `peer_url` (empty when not known or not needed).
-pub fn member_context(peer_url: &str, id: RequestId) -> Vec<u8> {
+/// The context of a membership change proposed by request `id`, adding
+/// the members in `peers` (id, peer address; the address may be empty
+/// when not known or not needed).
+pub fn member_context(peers: &[(u64, String)], id: RequestId) -> Vec<u8> {
     let context = MemberContext {
-        peer_url: peer_url.to_string(),
+        peer_url: match peers {
+            [(_, url)] => url.clone(),
+            _ => String::new(),
+        },
+        origin_node: id.node_id,
+        request_seq: id.seq,
+        peers: peers
+            .iter()
+            .map(|(node_id, peer_url)| PeerAddress {
+                node_id: *node_id,
+                peer_url: peer_url.clone(),
+            })
+            .collect(),
     };
-    wrap(context.encode_to_vec(), id)
+    context.encode_to_vec()
 }
 
-/// The peer address a membership change's context announces (empty when
-/// it has none or does not decode: another writer's change).
-pub fn member_peer_url(context: &[u8]) -> String {
-    MemberContext::decode(context)
-        .map(|context| context.peer_url)
-        .unwrap_or_default()
+/// The request id a membership change's context carries, if any.
+pub fn member_request_id(context: &[u8]) -> Option<RequestId> {
+    let context = MemberContext::decode(context).ok()?;
+    (context.origin_node != 0).then_some(RequestId {
+        node_id: context.origin_node,
+        seq: context.request_seq,
+    })
+}
+
+/// The peer address a membership change's context announces for member
+/// `node_id` (empty when it has none or does not decode: another writer's
+/// change).
+pub fn member_peer_url(context: &[u8], node_id: u64) -> String {
+    let Ok(context) = MemberContext::decode(context) else {
+        return String::new();
+    };
+    if let Some(peer) = context.peers.iter().find(|p| p.node_id == node_id) {
+        return peer.peer_url.clone();
+    }
+    // A single change written before the list existed names no id.
+    if context.peers.is_empty() {
+        return context.peer_url;
+    }
+    String::new()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::{ApplyOutcome, KvStore};
 
     #[test]
-    fn the_state_machine_ignores_the_envelope() {
+    fn a_framed_proposal_splits_into_id_and_command() {
         let id = RequestId {
             node_id: 3,
             seq: 1 << 60,
         };
-        let data = wrap(crate::kv::KvCommand::put(b"k", b"v"), id);
+        let mut data = proposal_header(id, 3);
+        data.extend_from_slice(b"cmd");
+        let proposal = split(&data).expect("decodes");
+        assert_eq!(proposal.id, Some(id));
+        assert_eq!(proposal.command, b"cmd");
         assert_eq!(request_id(&data), Some(id));
-        let mut kv = KvStore::new();
-        assert_eq!(
-            kv.apply(1, &data),
-            Ok(ApplyOutcome::Put { replaced: false })
-        );
-        assert_eq!(kv.get(b"k"), Some(&b"v"[..]));
     }
 
     #[test]
-    fn member_context_carries_id_and_address() {
+    fn untagged_data_is_the_command_without_id() {
+        // A key-value command of an earlier version: field 1, then the id
+        // as fields 14 and 15.
+        let legacy = [0x0a, 0x02, 0x0a, 0x00, 0x70, 0x03, 0x78, 0x09];
+        let proposal = split(&legacy).expect("untagged");
+        assert_eq!(proposal.id, None);
+        assert_eq!(proposal.command, &legacy[..]);
+        assert_eq!(split(&[]).expect("empty").command, b"");
+    }
+
+    #[test]
+    fn a_truncated_header_is_refused() {
+        assert!(split(&[PROPOSAL_TAG]).is_err());
+        assert!(split(&[PROPOSAL_TAG, 0x05, 0xff]).is_err());
+    }
+
+    #[test]
+    fn member_context_carries_id_and_addresses() {
         let id = RequestId { node_id: 2, seq: 9 };
-        let context = member_context("127.0.0.1:7380", id);
-        assert_eq!(request_id(&context), Some(id));
-        assert_eq!(member_peer_url(&context), "127.0.0.1:7380");
-        assert_eq!(member_peer_url(&[0xff]), "");
-    }
-
-    #[test]
-    fn data_without_an_envelope_has_no_id() {
-        assert_eq!(request_id(&crate::kv::KvCommand::delete(b"k")), None);
-        assert_eq!(request_id(&[]), None);
-        assert_eq!(request_id(&[0xff, 0xff]), None);
+        let context = member_context(&[(4, "127.0.0.1:7380".to_string())], id);
+        assert_eq!(member_request_id(&context), Some(id));
+        assert_eq!(member_peer_url(&context, 4), "127.0.0.1:7380");
+        let several = member_context(&[(4, "a:1".to_string()), (5, "b:2".to_string())], id);
+        assert_eq!(member_peer_url(&several, 5), "b:2");
+        assert_eq!(member_peer_url(&several, 6), "");
+        assert_eq!(member_peer_url(&[0xff], 4), "");
+        assert_eq!(member_request_id(&[0xff]), None);
     }
 }

@@ -1,76 +1,48 @@
 //! The embedding API: a cheap, cloneable handle on a running node.
 //!
-//! Owns: [`NodeHandle`], [`Consistency`], [`NodeStatus`]; the request
-//! timeout; waiting for the node's tasks at shutdown.
+//! Owns: [`NodeHandle`], [`BootReport`]; encoding a proposal (on the
+//! caller's task); the request timeout; waiting for the node's tasks at
+//! shutdown.
 //!
-//! Guarantees: `put` and `delete` answer with the raft index once the entry
-//! applied on this node (on a follower, raft forwards the proposal to the
-//! leader and the answer still comes from the local apply); a
-//! linearizable `get` reflects every write acknowledged before it was
-//! called, on any node (ReadIndex); a serializable `get` reads this node's
-//! state machine as it is. Every call ends within the request timeout,
-//! with a typed error when it must; once the node stopped because of a
-//! failure (a full disk, a failed fdatasync), every call fails with that
-//! failure (`NodeError::Storage` naming the file and the OS error), not
-//! with a bare `Stopped`.
+//! Guarantees: `propose` answers with the state machine's response once
+//! the entry applied on this node (on a follower, raft forwards the
+//! proposal to the leader and the answer still comes from the local
+//! apply); a linearizable read reflects every write acknowledged before it
+//! was called, on any node (ReadIndex); a lease read too, under the lease's
+//! clock assumption (`NodeConfig::lease_reads`); a serializable read reads
+//! this node's state machine as it is. Every call ends within the request
+//! timeout, with a typed error when it must; once the node stopped because
+//! of a failure (a full disk, a failed fdatasync, the state machine's
+//! error), every call fails with that failure, not with a bare `Stopped`.
 //!
 //! Membership calls answer with the change's raft index once it applied
-//! here; `transfer_leader` answers once this node sees the new leader.
+//! here; a call made while an earlier change is still being applied on the
+//! leader waits for it (retrying within the request timeout), then fails
+//! with the retryable `MembershipChangePending`. `transfer_leader` answers
+//! once this node sees the new leader.
 //!
 //! May not touch: raft or the state machine directly; everything goes
 //! through the actors' queues.
 
-use super::apply_actor::{ApplyMsg, Query, QueryResult};
 use super::bootstrap::BootPath;
+use super::envelope::{self, RequestId};
 use super::error::NodeError;
-use super::raft_actor::{ClientRequest, Control, MembershipChange};
-use crate::kv::KvCommand;
-use crate::raft::StateRole;
+use super::mailbox::{
+    ApplyMsg, ClientRequest, Consistency, Control, MembershipChange, NodeStatus, Read,
+};
+use crate::kv::{KvCommand, KvQuery, KvQueryResult, KvStore};
+use crate::state_machine::StateMachine;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// How recent a read must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Consistency {
-    /// Reflects every write acknowledged before the read started (raft
-    /// ReadIndex: the leader confirms its leadership, this node waits
-    /// until it applied that far).
-    Linearizable,
-    /// This node's state as it is (may lag the leader).
-    Serializable,
-}
-
-/// A node's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// This node's id.
-    pub id: u64,
-    /// The leader this node knows of.
-    pub leader: Option<u64>,
-    /// The current term.
-    pub term: u64,
-    /// The commit index.
-    pub commit: u64,
-    /// The index the state machine stands at.
-    pub applied: u64,
-    /// The index of the newest snapshot in the in-memory log (0: none);
-    /// entries up to `snapshot_index - snapshot_catchup_entries` are
-    /// compacted away.
-    pub snapshot_index: u64,
-    /// The first index still in the in-memory log (a follower further
-    /// behind is caught up by snapshot).
-    pub first_index: u64,
-    /// This node's role.
-    pub role: StateRole,
-    /// The voters.
-    pub voters: Vec<u64>,
-    /// The learners.
-    pub learners: Vec<u64>,
-}
+/// How long a membership call waits before asking again while an earlier
+/// change is still being applied.
+const MEMBERSHIP_RETRY: Duration = Duration::from_millis(20);
 
 /// How the node booted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,12 +56,12 @@ pub struct BootReport {
 }
 
 /// What a handle is made of (built by `Node::start`).
-pub(crate) struct HandleParts {
+pub(crate) struct HandleParts<S: StateMachine> {
     pub(crate) id: u64,
-    pub(crate) requests: mpsc::Sender<ClientRequest>,
+    pub(crate) requests: mpsc::Sender<ClientRequest<S>>,
     pub(crate) control: mpsc::UnboundedSender<Control>,
     /// Weak, so that the apply actor ends when the raft actor does.
-    pub(crate) apply: mpsc::WeakUnboundedSender<ApplyMsg>,
+    pub(crate) apply: mpsc::WeakUnboundedSender<ApplyMsg<S>>,
     pub(crate) applied: watch::Receiver<u64>,
     pub(crate) timeout: Duration,
     pub(crate) task: JoinHandle<Result<(), NodeError>>,
@@ -98,11 +70,13 @@ pub(crate) struct HandleParts {
     pub(crate) failure: Arc<OnceLock<NodeError>>,
 }
 
-struct Shared {
+struct Shared<S: StateMachine> {
     id: u64,
-    requests: mpsc::Sender<ClientRequest>,
+    requests: mpsc::Sender<ClientRequest<S>>,
     control: mpsc::UnboundedSender<Control>,
-    apply: mpsc::WeakUnboundedSender<ApplyMsg>,
+    apply: mpsc::WeakUnboundedSender<ApplyMsg<S>>,
+    /// The sequence of this node's next proposal.
+    next_seq: AtomicU64,
     applied: watch::Receiver<u64>,
     timeout: Duration,
     task: Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
@@ -110,13 +84,21 @@ struct Shared {
     failure: Arc<OnceLock<NodeError>>,
 }
 
-/// A handle on a running node; cheap to clone, `Send + Sync`.
-#[derive(Clone)]
-pub struct NodeHandle {
-    shared: Arc<Shared>,
+/// A handle on a running node over state machine `S`; cheap to clone,
+/// `Send + Sync`.
+pub struct NodeHandle<S: StateMachine> {
+    shared: Arc<Shared<S>>,
 }
 
-impl std::fmt::Debug for NodeHandle {
+impl<S: StateMachine> Clone for NodeHandle<S> {
+    fn clone(&self) -> NodeHandle<S> {
+        NodeHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: StateMachine> std::fmt::Debug for NodeHandle<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeHandle")
             .field("id", &self.shared.id)
@@ -138,14 +120,15 @@ async fn answered<T>(
     }
 }
 
-impl NodeHandle {
-    pub(crate) fn new(parts: HandleParts) -> NodeHandle {
+impl<S: StateMachine> NodeHandle<S> {
+    pub(crate) fn new(parts: HandleParts<S>) -> NodeHandle<S> {
         NodeHandle {
             shared: Arc::new(Shared {
                 id: parts.id,
                 requests: parts.requests,
                 control: parts.control,
                 apply: parts.apply,
+                next_seq: AtomicU64::new(super::raft_actor::boot_sequence()),
                 applied: parts.applied,
                 timeout: parts.timeout,
                 task: Mutex::new(Some(parts.task)),
@@ -165,88 +148,76 @@ impl NodeHandle {
         self.shared.boot_report
     }
 
-    /// Sets `key` to `value`; returns the raft index once applied here.
-    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, NodeError> {
-        self.propose(KvCommand::put(key, value)).await
-    }
-
-    /// Removes `key`; returns the raft index once applied here.
-    pub async fn delete(&self, key: &[u8]) -> Result<u64, NodeError> {
-        self.propose(KvCommand::delete(key)).await
-    }
-
-    async fn propose(&self, command: Vec<u8>) -> Result<u64, NodeError> {
+    /// Proposes `command`; returns the state machine's response once the
+    /// entry applied here. `Timeout` does not mean it failed: it may
+    /// still apply.
+    pub async fn propose(&self, command: S::Command) -> Result<S::Response, NodeError> {
+        let id = RequestId {
+            node_id: self.shared.id,
+            seq: self.shared.next_seq.fetch_add(1, Ordering::Relaxed),
+        };
+        let mut data = envelope::proposal_header(id, 64);
+        S::encode_command(&command, &mut data);
         let (reply, answer) = oneshot::channel();
-        let request = ClientRequest::Propose { command, reply };
-        answered(
-            self.shared.timeout,
-            &self.shared.failure,
-            self.submit(request, answer),
-        )
+        let request = ClientRequest::Propose { data, id, reply };
+        answered(self.shared.timeout, &self.shared.failure, async {
+            self.submit(request).await?;
+            answer.await.unwrap_or(Err(NodeError::Stopped))
+        })
         .await
     }
 
-    /// Queues `request` for the raft actor and waits for the index it is
-    /// answered with.
-    async fn submit(
-        &self,
-        request: ClientRequest,
-        answer: oneshot::Receiver<Result<u64, NodeError>>,
-    ) -> Result<u64, NodeError> {
+    /// Queues `request` for the raft actor.
+    async fn submit(&self, request: ClientRequest<S>) -> Result<(), NodeError> {
         self.shared
             .requests
             .send(request)
             .await
-            .map_err(|_| NodeError::Stopped)?;
-        answer.await.unwrap_or(Err(NodeError::Stopped))
+            .map_err(|_| NodeError::Stopped)
     }
 
-    /// The value of `key`.
-    pub async fn get(
+    /// Answers `query` with the state machine as `consistency` asks.
+    pub async fn read(
         &self,
-        key: &[u8],
+        query: S::Query,
         consistency: Consistency,
-    ) -> Result<Option<Vec<u8>>, NodeError> {
-        match self.read(Query::Get(key.to_vec()), consistency).await? {
-            QueryResult::Value(value) => Ok(value),
-            _ => Err(NodeError::StateMachine(
-                "a get answered with something else".to_string(),
-            )),
-        }
+    ) -> Result<S::QueryResult, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        answered(self.shared.timeout, &self.shared.failure, async {
+            self.send_read(Read::State { query, reply }, consistency)
+                .await?;
+            answer.await.unwrap_or(Err(NodeError::Stopped))
+        })
+        .await
     }
 
-    /// Up to `limit` pairs whose key starts with `prefix`, in key order.
-    pub async fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-        consistency: Consistency,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NodeError> {
-        let query = Query::ScanPrefix {
-            prefix: prefix.to_vec(),
-            limit,
-        };
-        match self.read(query, consistency).await? {
-            QueryResult::Pairs(pairs) => Ok(pairs),
-            _ => Err(NodeError::StateMachine(
-                "a scan answered with something else".to_string(),
-            )),
-        }
-    }
-
-    /// The member directory as this node's state machine knows it: node id
-    /// → peer address announced when it was added (empty when unknown,
-    /// e.g. initial members or in-process nodes).
+    /// The member directory as this node knows it: node id → peer address
+    /// announced when it was added (empty when unknown, e.g. initial
+    /// members or in-process nodes).
     pub async fn member_addresses(
         &self,
         consistency: Consistency,
     ) -> Result<BTreeMap<u64, String>, NodeError> {
-        match self.read(Query::Members, consistency).await? {
-            QueryResult::Members(members) => Ok(members),
-            _ => Err(NodeError::StateMachine(
-                "a member query answered with something else".to_string(),
-            )),
-        }
+        let (reply, answer) = oneshot::channel();
+        answered(self.shared.timeout, &self.shared.failure, async {
+            self.send_read(Read::Members(reply), consistency).await?;
+            answer.await.unwrap_or(Err(NodeError::Stopped))
+        })
+        .await
+    }
+
+    async fn send_read(&self, read: Read<S>, consistency: Consistency) -> Result<(), NodeError> {
+        let lease = match consistency {
+            Consistency::Serializable => {
+                let apply = self.shared.apply.upgrade().ok_or(NodeError::Stopped)?;
+                return apply
+                    .send(ApplyMsg::Read { index: 0, read })
+                    .map_err(|_| NodeError::Stopped);
+            }
+            Consistency::Linearizable => false,
+            Consistency::Lease => true,
+        };
+        self.submit(ClientRequest::Read { read, lease }).await
     }
 
     /// Adds voter `node_id`, reachable by peers at `peer_url` (may be
@@ -254,40 +225,60 @@ impl NodeHandle {
     /// applied here. The new node is then started with
     /// `NewMember::Join`.
     pub async fn add_member(&self, node_id: u64, peer_url: &str) -> Result<u64, NodeError> {
-        self.change_membership(MembershipChange::AddVoter {
+        self.change_membership(vec![MembershipChange::AddVoter {
             node_id,
             peer_url: peer_url.to_string(),
-        })
+        }])
         .await
     }
 
     /// Adds learner `node_id` (receives the log, does not vote).
     pub async fn add_learner(&self, node_id: u64, peer_url: &str) -> Result<u64, NodeError> {
-        self.change_membership(MembershipChange::AddLearner {
+        self.change_membership(vec![MembershipChange::AddLearner {
             node_id,
             peer_url: peer_url.to_string(),
-        })
+        }])
         .await
     }
 
     /// Makes learner `node_id` a voter.
     pub async fn promote(&self, node_id: u64) -> Result<u64, NodeError> {
-        self.change_membership(MembershipChange::Promote { node_id })
+        self.change_membership(vec![MembershipChange::Promote { node_id }])
             .await
     }
 
     /// Removes voter or learner `node_id`.
     pub async fn remove_member(&self, node_id: u64) -> Result<u64, NodeError> {
-        self.change_membership(MembershipChange::Remove { node_id })
+        self.change_membership(vec![MembershipChange::Remove { node_id }])
             .await
     }
 
-    async fn change_membership(&self, change: MembershipChange) -> Result<u64, NodeError> {
-        let (reply, answer) = oneshot::channel();
-        let request = ClientRequest::ChangeMembership { change, reply };
+    /// Applies `changes` together: one change as a simple configuration
+    /// change, several through a joint configuration (joint consensus,
+    /// left automatically). Returns the index of the entry that completed
+    /// the change once it applied here (for a joint change, the one that
+    /// left the joint configuration).
+    pub async fn change_membership(
+        &self,
+        changes: Vec<MembershipChange>,
+    ) -> Result<u64, NodeError> {
+        let deadline = tokio::time::Instant::now() + self.shared.timeout;
         let mut applied = self.shared.applied.clone();
         answered(self.shared.timeout, &self.shared.failure, async {
-            let index = self.submit(request, answer).await?;
+            let index = loop {
+                let (reply, answer) = oneshot::channel();
+                let changes = changes.clone();
+                self.submit(ClientRequest::ChangeMembership { changes, reply })
+                    .await?;
+                match answer.await.unwrap_or(Err(NodeError::Stopped)) {
+                    Err(NodeError::MembershipChangePending)
+                        if tokio::time::Instant::now() + MEMBERSHIP_RETRY < deadline =>
+                    {
+                        tokio::time::sleep(MEMBERSHIP_RETRY).await;
+                    }
+                    outcome => break outcome?,
+                }
+            };
             applied
                 .wait_for(|&a| a >= index)
                 .await
@@ -296,7 +287,6 @@ impl NodeHandle {
         })
         .await
     }
-
     /// Asks the leader to hand leadership to voter `to`; returns once this
     /// node sees `to` as leader (or times out: the transfer may have been
     /// refused, e.g. `to` was too far behind).
@@ -307,32 +297,6 @@ impl NodeHandle {
                 .control
                 .send(Control::TransferLeader { to, reply })
                 .map_err(|_| NodeError::Stopped)?;
-            answer.await.unwrap_or(Err(NodeError::Stopped))
-        })
-        .await
-    }
-
-    async fn read(&self, query: Query, consistency: Consistency) -> Result<QueryResult, NodeError> {
-        let (reply, answer) = oneshot::channel();
-        answered(self.shared.timeout, &self.shared.failure, async {
-            match consistency {
-                Consistency::Linearizable => self
-                    .shared
-                    .requests
-                    .send(ClientRequest::Read { query, reply })
-                    .await
-                    .map_err(|_| NodeError::Stopped)?,
-                Consistency::Serializable => {
-                    let apply = self.shared.apply.upgrade().ok_or(NodeError::Stopped)?;
-                    apply
-                        .send(ApplyMsg::Read {
-                            index: 0,
-                            query,
-                            reply,
-                        })
-                        .map_err(|_| NodeError::Stopped)?;
-                }
-            }
             answer.await.unwrap_or(Err(NodeError::Stopped))
         })
         .await
@@ -396,6 +360,52 @@ impl NodeHandle {
         match task {
             Some(task) => task.await.unwrap_or(Err(NodeError::Stopped)),
             None => Ok(()),
+        }
+    }
+}
+
+/// Conveniences for the built-in key-value store.
+impl NodeHandle<KvStore> {
+    /// Sets `key` to `value`; returns the raft index once applied here.
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, NodeError> {
+        Ok(self.propose(KvCommand::put(key, value)).await?.index)
+    }
+
+    /// Removes `key`; returns the raft index once applied here.
+    pub async fn delete(&self, key: &[u8]) -> Result<u64, NodeError> {
+        Ok(self.propose(KvCommand::delete(key)).await?.index)
+    }
+
+    /// The value of `key`.
+    pub async fn get(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<Option<Vec<u8>>, NodeError> {
+        match self.read(KvQuery::Get(key.to_vec()), consistency).await? {
+            KvQueryResult::Value(value) => Ok(value),
+            KvQueryResult::Pairs(_) => {
+                unreachable!("the key-value store answers a get with a value")
+            }
+        }
+    }
+
+    /// Up to `limit` pairs whose key starts with `prefix`, in key order.
+    pub async fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+        consistency: Consistency,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NodeError> {
+        let query = KvQuery::ScanPrefix {
+            prefix: prefix.to_vec(),
+            limit,
+        };
+        match self.read(query, consistency).await? {
+            KvQueryResult::Pairs(pairs) => Ok(pairs),
+            KvQueryResult::Value(_) => {
+                unreachable!("the key-value store answers a scan with pairs")
+            }
         }
     }
 }

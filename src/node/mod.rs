@@ -1,38 +1,50 @@
-//! The node: the actors of DESIGN.md wired together for an embedding tokio
-//! program.
+//! The node: the actors wired together for an embedding tokio program,
+//! generic over the user's [`StateMachine`].
 //!
 //! - [`bootstrap`]: turns a data directory into the state a node starts
 //!   from;
-//! - [`raft_actor`]: owns `RawNode` and `MemoryStorage`, pipelines Readies
-//!   to the persistence actor (`crate::persist`, its own OS thread);
-//! - [`apply_actor`]: applies committed entries to the key-value store,
-//!   completes proposals, serves reads;
-//! - [`handle`]: the embedding API ([`NodeHandle`]);
-//! - [`envelope`], [`config`], [`error`]: request ids in entries,
-//!   settings, errors (metric names are `crate::metrics`'s).
+//! - `raft_actor`: owns `RawNode` and `MemoryStorage`, pipelines Readies
+//!   to the persistence actor (`crate::persist`, its own OS thread), with
+//!   `in_flight` (the Readies not yet released) and `membership`
+//!   (checking, proposing and applying configuration changes);
+//! - `apply_actor`: applies committed entries to the state machine through
+//!   the [`applier`], completes proposals, serves reads, takes snapshots;
+//! - `handle`: the embedding API ([`NodeHandle`]);
+//! - `mailbox`: what the parts say to each other; [`envelope`]: request ids
+//!   in entries; `config`, `error`: settings and errors (metric names are
+//!   `crate::metrics`'s).
 //!
 //! Messages between nodes go through a [`Transport`] (`crate::transport`).
 //!
 //! Owns: turning a data directory into a running node ([`Node::start`]).
 //! May not touch: file formats (`wal`, `snap`) and the raft core's rules.
 
-pub mod apply_actor;
+pub mod applier;
+mod apply_actor;
 pub mod bootstrap;
-pub mod config;
+mod config;
 pub mod envelope;
-pub mod error;
-pub mod handle;
-pub mod raft_actor;
+mod error;
+mod handle;
+mod in_flight;
+mod mailbox;
+mod membership;
+mod raft_actor;
 
 pub use crate::transport::{InProcessNetwork, PeerInbox, Transport, TransportError};
-pub use apply_actor::{Query, QueryResult};
-pub use bootstrap::BootPath;
-pub use config::NodeConfig;
-pub use error::NodeError;
-pub use handle::{BootReport, Consistency, NodeHandle, NodeStatus};
+pub use bootstrap::{BootPath, NewMember};
+pub use config::{
+    DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_SNAPSHOT_CATCHUP_ENTRIES, DEFAULT_SNAPSHOT_COUNT,
+    NodeConfig,
+};
+pub use error::{ApplyError, NodeError, SharedStateMachineError};
+pub use handle::{BootReport, NodeHandle};
+pub use mailbox::{Consistency, MembershipChange, NodeStatus};
 
 use crate::persist::PersistActor;
 use crate::raft::RawNode;
+use crate::state_machine::StateMachine;
+use applier::Applier;
 use apply_actor::{ApplyActor, ApplyOutputs};
 use raft_actor::{RaftActor, RaftActorParts};
 use std::sync::Arc;
@@ -43,19 +55,28 @@ use tokio::sync::{mpsc, watch};
 pub struct Node;
 
 impl Node {
-    /// Boots from `config.data_dir` (see [`bootstrap::boot`]), starts the
-    /// persistence actor on its own thread, and spawns the raft and apply
-    /// actors on the caller's tokio runtime. `transport` sends to peers;
-    /// `peers` receives their messages. Boot reads the data directory on
-    /// the calling thread (a restart replays the WAL), so a caller on a
-    /// busy runtime may prefer `spawn_blocking`.
-    pub fn start(
+    /// Boots from `config.data_dir` (see [`bootstrap::boot`]): restores
+    /// `state_machine` (given empty) from the newest snapshot, if any,
+    /// starts the persistence actor on its own thread, and spawns the raft
+    /// and apply actors on the caller's tokio runtime, which replay the
+    /// WAL's committed entries after the snapshot. `transport` sends to
+    /// peers; `peers` receives their messages. Boot reads the data
+    /// directory on the calling thread, so a caller on a busy runtime may
+    /// prefer `spawn_blocking`.
+    pub fn start<S: StateMachine>(
         config: NodeConfig,
+        state_machine: S,
         transport: Arc<dyn Transport>,
         peers: PeerInbox,
-    ) -> Result<NodeHandle, NodeError> {
+    ) -> Result<NodeHandle<S>, NodeError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NodeError::NoRuntime)?;
-        let booted = bootstrap::boot(&config.boot_config())?;
+        let mut booted = bootstrap::boot(&config.boot_config())?;
+        let mut applier = Applier::new(state_machine);
+        if let Some(snapshot) = booted.snapshot.take() {
+            applier
+                .restore(snapshot.metadata.index, &snapshot.data)
+                .map_err(bootstrap::BootError::from)?;
+        }
         let mut raw = RawNode::new(&config.raft_config(booted.applied), booted.memory)?;
         if let Some(voters) = &booted.bootstrap_voters {
             raw.bootstrap(voters)?;
@@ -77,7 +98,7 @@ impl Node {
             wal_entries_replayed: booted.wal_entries,
         };
         let (apply_sender, apply_inbox) = mpsc::unbounded_channel();
-        let (applied_sender, applied) = watch::channel(booted.kv.applied_index());
+        let (applied_sender, applied) = watch::channel(applier.applied_index());
         let (snapshot_sender, snapshots) = mpsc::unbounded_channel();
         let outputs = ApplyOutputs {
             applied: applied_sender,
@@ -85,7 +106,7 @@ impl Node {
         };
         let apply_actor = ApplyActor::new(
             config.node_id,
-            booted.kv,
+            applier,
             apply_inbox,
             outputs,
             config.snapshot_count,

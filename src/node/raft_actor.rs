@@ -2,10 +2,9 @@
 //! its `MemoryStorage`, and drives them by the protocol of
 //! `raft::raw_node` with pipelined persistence.
 //!
-//! Owns: the `RawNode`, the Readies handed to the persistence actor and not
-//! yet acknowledged (with their messages and committed entries), the tick
-//! timer, the linearizable reads waiting for their read index, the
-//! persistence actor's lifetime.
+//! Owns: the `RawNode`, the Readies in flight ([`super::in_flight`]), the
+//! tick timer, the reads waiting for their read index, the membership
+//! bookkeeping ([`super::membership`]), the persistence actor's lifetime.
 //!
 //! Guarantees:
 //! - every Ready is handed to the persistence actor without waiting
@@ -30,10 +29,11 @@
 //!   node: nothing more is sent or acknowledged, and the failure is
 //!   published for the handle before any waiter is dropped, so every
 //!   caller, then and later, is told the cause (`NodeError::Storage`);
-//! - membership requests are checked against the current configuration
-//!   before they are proposed; the caller is answered when the change is
-//!   applied to raft here (the handle then waits for the local apply), and
-//!   the transport learns each added member's peer address then;
+//! - membership requests are checked and proposed, and committed changes
+//!   applied to raft, by [`super::membership`]; the caller is answered when
+//!   the change is applied to raft here (the handle then waits for the
+//!   local apply), and the transport learns each added member's peer
+//!   address then;
 //! - snapshot data from the apply actor becomes a raft snapshot in
 //!   `MemoryStorage` with the configuration as of its index, is saved by
 //!   the persistence actor (queued behind every Ready it covers), and the
@@ -44,99 +44,23 @@
 //! apply actor's). It never blocks: the persistence queue is unbounded and
 //! bounded here by bytes in flight; the transport does not block.
 
-use super::apply_actor::{ApplyMsg, ProposalReply, Query, ReadReply, SnapshotData};
 use super::config::NodeConfig;
-use super::envelope::{self, RequestId};
+use super::envelope::RequestId;
 use super::error::NodeError;
-use super::handle::NodeStatus;
+use super::in_flight::{InFlight, InFlightReadies};
+use super::mailbox::{ApplyMsg, ClientRequest, Control, NodeStatus, Read, SnapshotData};
+use super::membership::Membership;
 use crate::metrics as names;
 use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist};
-use crate::raft::raft::decode_conf_change;
-use crate::raft::{
-    DropReason, MemoryStorage, RaftError, RawNode, Ready, SnapshotStatus, StateRole,
-};
-use crate::raftpb::{ConfChange, ConfChangeType, ConfState, Entry, Message, MessageType};
+use crate::raft::{MemoryStorage, RawNode, SnapshotStatus, StateRole};
+use crate::raftpb::{Message, MessageType};
+use crate::state_machine::StateMachine;
 use crate::transport::{PeerInbox, Transport};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-
-/// A client request that goes through raft.
-#[derive(Debug)]
-pub(crate) enum ClientRequest {
-    /// Propose an encoded `KvCommand`; answered when it applies locally.
-    Propose {
-        /// The command.
-        command: Vec<u8>,
-        /// The caller.
-        reply: ProposalReply,
-    },
-    /// A linearizable read (ReadIndex).
-    Read {
-        /// What to read.
-        query: Query,
-        /// The caller.
-        reply: ReadReply,
-    },
-    /// Change the membership; answered with the change's index once raft
-    /// applied it.
-    ChangeMembership {
-        /// The change.
-        change: MembershipChange,
-        /// The caller.
-        reply: ProposalReply,
-    },
-}
-
-/// A membership change a caller asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum MembershipChange {
-    /// Add a voter reachable at `peer_url`.
-    AddVoter {
-        /// The new member.
-        node_id: u64,
-        /// Its peer address.
-        peer_url: String,
-    },
-    /// Add a learner reachable at `peer_url`.
-    AddLearner {
-        /// The new member.
-        node_id: u64,
-        /// Its peer address.
-        peer_url: String,
-    },
-    /// Make a learner a voter.
-    Promote {
-        /// The learner.
-        node_id: u64,
-    },
-    /// Remove a voter or learner.
-    Remove {
-        /// The member.
-        node_id: u64,
-    },
-}
-
-/// Requests served regardless of back-pressure.
-#[derive(Debug)]
-pub(crate) enum Control {
-    /// Report the node's status.
-    Status(oneshot::Sender<NodeStatus>),
-    /// Stop taking requests, finish what is in flight, stop.
-    Shutdown,
-    /// Stop at once, as a crash would: release nothing more (no message
-    /// held for an unacknowledged Ready is sent, no waiter is answered).
-    Crash,
-    /// Hand leadership to `to`; answered once this node sees `to` lead.
-    TransferLeader {
-        /// The transferee.
-        to: u64,
-        /// The caller.
-        reply: oneshot::Sender<Result<(), NodeError>>,
-    },
-}
 
 /// How the main loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,17 +75,8 @@ const MAX_BATCH: usize = 256;
 /// How long a graceful shutdown waits for in-flight Readies.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A Ready handed out and not yet released.
-struct InFlight {
-    ready: Ready,
-    /// Sent to the persistence actor (false: needed no persistence).
-    submitted: bool,
-    bytes: usize,
-    appends_sent: bool,
-}
-
 /// Everything the raft actor is started with.
-pub(crate) struct RaftActorParts {
+pub(crate) struct RaftActorParts<S: StateMachine> {
     /// The raft core over the rebuilt `MemoryStorage`.
     pub(crate) raw: RawNode<MemoryStorage>,
     /// The persistence actor (shut down when the raft actor ends).
@@ -171,11 +86,11 @@ pub(crate) struct RaftActorParts {
     /// Messages from peers.
     pub(crate) peers: PeerInbox,
     /// Client requests.
-    pub(crate) requests: mpsc::Receiver<ClientRequest>,
+    pub(crate) requests: mpsc::Receiver<ClientRequest<S>>,
     /// Control requests.
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     /// To the apply actor.
-    pub(crate) apply: mpsc::UnboundedSender<ApplyMsg>,
+    pub(crate) apply: mpsc::UnboundedSender<ApplyMsg<S>>,
     /// The apply actor's applied index.
     pub(crate) applied: watch::Receiver<u64>,
     /// The apply actor's task.
@@ -190,7 +105,7 @@ pub(crate) struct RaftActorParts {
 }
 
 /// The raft actor's state.
-pub(crate) struct RaftActor {
+pub(crate) struct RaftActor<S: StateMachine> {
     id: u64,
     raw: RawNode<MemoryStorage>,
     persist: Option<PersistActor>,
@@ -199,25 +114,20 @@ pub(crate) struct RaftActor {
     acked: u64,
     transport: Arc<dyn Transport>,
     peers: PeerInbox,
-    requests: mpsc::Receiver<ClientRequest>,
+    requests: mpsc::Receiver<ClientRequest<S>>,
     control: mpsc::UnboundedReceiver<Control>,
-    apply: mpsc::UnboundedSender<ApplyMsg>,
+    apply: mpsc::UnboundedSender<ApplyMsg<S>>,
     applied: watch::Receiver<u64>,
     apply_task: Option<JoinHandle<Result<(), NodeError>>>,
-    in_flight: VecDeque<InFlight>,
-    in_flight_bytes: usize,
-    max_inflight_bytes: usize,
+    in_flight: InFlightReadies,
     send_appends_early: bool,
+    lease_reads: bool,
     tick_interval: Duration,
     next_seq: u64,
-    pending_reads: HashMap<u64, (Query, ReadReply)>,
-    pending_membership: HashMap<RequestId, ProposalReply>,
+    pending_reads: HashMap<u64, Read<S>>,
+    membership: Membership,
     pending_transfers: Vec<(u64, oneshot::Sender<Result<(), NodeError>>)>,
     snapshots: mpsc::UnboundedReceiver<SnapshotData>,
-    /// The configuration after each applied membership change (and at the
-    /// boot snapshot), to give a snapshot the configuration as of its
-    /// index. Pruned below the latest snapshot.
-    conf_history: VecDeque<(u64, ConfState)>,
     snapshot_catchup_entries: u64,
     failure: Arc<OnceLock<NodeError>>,
     leader: u64,
@@ -226,25 +136,27 @@ pub(crate) struct RaftActor {
     /// hashes and allocates the label).
     ready_handling: metrics::Histogram,
     committed_total: metrics::Counter,
+    failed_total: metrics::Counter,
 }
 
 /// A starting point for request sequence numbers that a previous life of
 /// this node did not use: the wall clock in nanoseconds.
-fn boot_sequence() -> u64 {
+pub(crate) fn boot_sequence() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2))
 }
 
-impl RaftActor {
+impl<S: StateMachine> RaftActor<S> {
     /// An actor over `parts` with the settings of `config`.
-    pub(crate) fn new(parts: RaftActorParts, config: &NodeConfig) -> RaftActor {
+    pub(crate) fn new(parts: RaftActorParts<S>, config: &NodeConfig) -> RaftActor<S> {
         let sender = parts.persist.sender();
         let persisted = parts.persist.watch();
         let leader = parts.raw.raft.soft_state().leader_id;
         let conf_state = parts.raw.status().conf_state;
         let node_label = config.node_id.to_string();
         record_leadership(&node_label, leader, config.node_id);
+        let label = names::NODE_LABEL;
         RaftActor {
             id: config.node_id,
             raw: parts.raw,
@@ -259,28 +171,23 @@ impl RaftActor {
             apply: parts.apply,
             applied: parts.applied,
             apply_task: Some(parts.apply_task),
-            in_flight: VecDeque::new(),
-            in_flight_bytes: 0,
-            max_inflight_bytes: config.max_inflight_bytes.max(1),
+            in_flight: InFlightReadies::new(config.max_inflight_bytes),
             send_appends_early: config.send_appends_early,
+            lease_reads: config.lease_reads,
             tick_interval: config.tick_interval,
+            // Distinct from the handle's proposal sequence only by being a
+            // different map; reads and membership ids never meet proposals.
             next_seq: boot_sequence(),
             pending_reads: HashMap::new(),
-            pending_membership: HashMap::new(),
+            membership: Membership::new(config.node_id, parts.boot_snapshot_index, conf_state),
             pending_transfers: Vec::new(),
             snapshots: parts.snapshots,
-            conf_history: VecDeque::from([(parts.boot_snapshot_index, conf_state)]),
             snapshot_catchup_entries: config.snapshot_catchup_entries,
             failure: parts.failure,
             leader,
-            ready_handling: metrics::histogram!(
-                names::READY_HANDLING_DURATION_SECONDS,
-                names::NODE_LABEL => node_label.clone()
-            ),
-            committed_total: metrics::counter!(
-                names::PROPOSALS_COMMITTED_TOTAL,
-                names::NODE_LABEL => node_label.clone()
-            ),
+            ready_handling: metrics::histogram!(names::READY_HANDLING_DURATION_SECONDS, label => node_label.clone()),
+            committed_total: metrics::counter!(names::PROPOSALS_COMMITTED_TOTAL, label => node_label.clone()),
+            failed_total: metrics::counter!(names::PROPOSALS_FAILED_TOTAL, label => node_label.clone()),
             node_label,
         }
     }
@@ -333,7 +240,7 @@ impl RaftActor {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.hand_out_readies()?;
-            let accepting = self.in_flight_bytes < self.max_inflight_bytes;
+            let accepting = self.in_flight.accepting();
             tokio::select! {
                 biased;
                 persisted = self.persisted.changed() => {
@@ -358,8 +265,8 @@ impl RaftActor {
                 }
                 _ = ticker.tick() => {
                     self.raw.tick();
-                    self.pending_reads.retain(|_, (_, reply)| !reply.is_closed());
-                    self.pending_membership.retain(|_, reply| !reply.is_closed());
+                    self.pending_reads.retain(|_, read| !read.is_closed());
+                    self.membership.sweep();
                     self.pending_transfers.retain(|(_, reply)| !reply.is_closed());
                 }
                 Some(message) = self.peers.recv() => {
@@ -388,7 +295,7 @@ impl RaftActor {
     /// releases them.
     async fn drain(&mut self) {
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-        while self.in_flight.iter().any(|f| f.submitted) {
+        while self.in_flight.awaiting_persistence() {
             match tokio::time::timeout_at(deadline, self.persisted.changed()).await {
                 Ok(Ok(persisted)) => {
                     self.acked = self.acked.max(persisted.number);
@@ -415,116 +322,64 @@ impl RaftActor {
         }
     }
 
-    fn handle_request(&mut self, request: ClientRequest) {
+    fn next_request_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        seq
+    }
+
+    fn handle_request(&mut self, request: ClientRequest<S>) {
         match request {
-            ClientRequest::Propose { command, reply } => {
+            ClientRequest::Propose { data, id, reply } => match self.raw.propose(data) {
+                Ok(()) => {
+                    // Refused only when the apply actor ended; the caller
+                    // then sees the node as stopped.
+                    let _ = self.apply.send(ApplyMsg::Register { id, reply });
+                }
+                Err(error) => {
+                    self.failed_total.increment(1);
+                    let _ = reply.send(Err(NodeError::refused(error, self.leader)));
+                }
+            },
+            ClientRequest::ChangeMembership { changes, reply } => {
+                // The caller may have seen an earlier change applied (the
+                // apply actor published it) before this actor read the
+                // watch: raft must know, or it would call the change pending.
+                let applied = *self.applied.borrow();
+                self.raw.advance_apply(applied);
                 let id = RequestId {
                     node_id: self.id,
-                    seq: self.next_seq,
+                    seq: self.next_request_seq(),
                 };
-                self.next_seq = self.next_seq.wrapping_add(1);
-                match self.raw.propose(envelope::wrap(command, id)) {
-                    Ok(()) => {
-                        // Refused only when the apply actor ended; the
-                        // caller then sees the node as stopped.
-                        let _ = self.apply.send(ApplyMsg::Register { id, reply });
-                    }
-                    Err(error) => {
-                        self.count_failed_proposal();
-                        let _ = reply.send(Err(self.refusal(error)));
-                    }
+                if let Err((error, reply)) =
+                    self.membership.propose(&mut self.raw, changes, id, reply)
+                {
+                    let _ = reply.send(Err(error));
                 }
             }
-            ClientRequest::ChangeMembership { change, reply } => {
-                match self.propose_membership(change) {
-                    Ok(id) => {
-                        self.pending_membership.insert(id, reply);
-                    }
-                    Err(error) => {
-                        let _ = reply.send(Err(error));
-                    }
-                }
-            }
-            ClientRequest::Read { query, reply } => {
-                let seq = self.next_seq;
-                self.next_seq = self.next_seq.wrapping_add(1);
-                let mut context = self.id.to_be_bytes().to_vec();
-                context.extend_from_slice(&seq.to_be_bytes());
-                match self.raw.read_index(context) {
-                    Ok(()) => {
-                        self.pending_reads.insert(seq, (query, reply));
-                    }
-                    Err(error) => {
-                        let _ = reply.send(Err(self.refusal(error)));
-                    }
-                }
-            }
+            ClientRequest::Read { read, lease } => self.read_index(read, lease),
         }
     }
 
-    /// Checks `change` against the current configuration and proposes it;
-    /// returns the request id its entry carries.
-    fn propose_membership(&mut self, change: MembershipChange) -> Result<RequestId, NodeError> {
-        let conf = self.raw.status().conf_state;
-        let is_voter = |id: u64| conf.voters.contains(&id);
-        let is_learner = |id: u64| conf.learners.contains(&id);
-        let invalid = |reason: String| Err(NodeError::InvalidMembership { reason });
-        let (change_type, node_id, peer_url) = match change {
-            MembershipChange::AddVoter { node_id, peer_url } => {
-                if is_voter(node_id) || is_learner(node_id) {
-                    return invalid(format!("node {node_id:#x} is already a member"));
-                }
-                (ConfChangeType::ConfChangeAddNode, node_id, peer_url)
-            }
-            MembershipChange::AddLearner { node_id, peer_url } => {
-                if is_voter(node_id) || is_learner(node_id) {
-                    return invalid(format!("node {node_id:#x} is already a member"));
-                }
-                (ConfChangeType::ConfChangeAddLearnerNode, node_id, peer_url)
-            }
-            MembershipChange::Promote { node_id } => {
-                if is_voter(node_id) {
-                    return invalid(format!("node {node_id:#x} is already a voter"));
-                }
-                if !is_learner(node_id) {
-                    return Err(NodeError::UnknownMember { node_id });
-                }
-                (ConfChangeType::ConfChangeAddNode, node_id, String::new())
-            }
-            MembershipChange::Remove { node_id } => {
-                if !is_voter(node_id) && !is_learner(node_id) {
-                    return Err(NodeError::UnknownMember { node_id });
-                }
-                if conf.voters == [node_id] {
-                    return invalid(format!("node {node_id:#x} is the last voter"));
-                }
-                (ConfChangeType::ConfChangeRemoveNode, node_id, String::new())
-            }
-        };
-        if node_id == 0 {
-            return invalid("node id 0 is reserved".to_string());
+    fn read_index(&mut self, read: Read<S>, lease: bool) {
+        if lease && !self.lease_reads {
+            read.fail(NodeError::LeaseReadsDisabled);
+            return;
         }
-        let raft = &self.raw.raft;
-        // A leader would turn a second change into an empty entry, and the
-        // caller would only time out.
-        if raft.state == StateRole::Leader && raft.pending_conf_index > raft.raft_log.applied {
-            return invalid("another membership change is still being applied".to_string());
+        let seq = self.next_request_seq();
+        let mut context = self.id.to_be_bytes().to_vec();
+        context.extend_from_slice(&seq.to_be_bytes());
+        let asked = if lease {
+            self.raw.read_index_by_lease(context)
+        } else {
+            self.raw.read_index(context)
+        };
+        match asked {
+            Ok(()) => {
+                self.pending_reads.insert(seq, read);
+            }
+            Err(error) => read.fail(NodeError::refused(error, self.leader)),
         }
-        let id = RequestId {
-            node_id: self.id,
-            seq: self.next_seq,
-        };
-        self.next_seq = self.next_seq.wrapping_add(1);
-        let cc = ConfChange {
-            change_type: change_type as i32,
-            node_id,
-            context: envelope::member_context(&peer_url, id),
-            ..Default::default()
-        };
-        self.raw
-            .propose_conf_change_v1(&cc)
-            .map_err(|error| self.refusal(error))?;
-        Ok(id)
     }
 
     fn transfer_leader(&mut self, to: u64, reply: oneshot::Sender<Result<(), NodeError>>) {
@@ -544,7 +399,7 @@ impl RaftActor {
     /// saved, and compacts the log behind it.
     fn make_snapshot(&mut self, snapshot: SnapshotData) -> Result<(), NodeError> {
         let SnapshotData { index, data } = snapshot;
-        let conf_state = self.conf_state_at(index);
+        let conf_state = self.membership.conf_state_at(index);
         let store = self.raw.store_mut();
         let snapshot = match store.create_snapshot(index, Some(conf_state), data) {
             Ok(snapshot) => snapshot,
@@ -576,46 +431,13 @@ impl RaftActor {
                 .compact(compact_index)
                 .map_err(|e| NodeError::RaftLog(e.to_string()))?;
         }
-        while self.conf_history.len() > 1 && self.conf_history[1].0 <= index {
-            self.conf_history.pop_front();
-        }
+        self.membership.snapshot_made(index);
         Ok(())
-    }
-
-    /// The configuration as of `index` (after every change at or below it).
-    fn conf_state_at(&self, index: u64) -> ConfState {
-        self.conf_history
-            .iter()
-            .rev()
-            .find(|(at, _)| *at <= index)
-            .or(self.conf_history.front())
-            .map(|(_, conf)| conf.clone())
-            .unwrap_or_default()
-    }
-
-    fn count_failed_proposal(&self) {
-        metrics::counter!(names::PROPOSALS_FAILED_TOTAL, names::NODE_LABEL => self.node_label.clone())
-            .increment(1);
-    }
-
-    /// What a caller is told when raft refuses its request.
-    fn refusal(&self, error: RaftError) -> NodeError {
-        match error {
-            RaftError::ProposalDropped(
-                DropReason::NoLeader | DropReason::Campaigning | DropReason::ForwardingDisabled,
-            ) => NodeError::NotLeader {
-                leader_hint: (self.leader != 0).then_some(self.leader),
-            },
-            RaftError::ProposalDropped(reason) => NodeError::ProposalDropped {
-                reason: format!("{reason:?}"),
-            },
-            other => NodeError::from(other),
-        }
     }
 
     /// Hands out Readies while the in-flight byte budget allows.
     fn hand_out_readies(&mut self) -> Result<(), NodeError> {
-        while self.in_flight_bytes < self.max_inflight_bytes && self.raw.has_ready() {
+        while self.in_flight.accepting() && self.raw.has_ready() {
             let started = Instant::now();
             let mut ready = self.raw.ready();
             self.raw.advance_append_async(&ready);
@@ -626,9 +448,8 @@ impl RaftActor {
             }
             if let Some(snapshot) = &ready.snapshot {
                 let metadata = &snapshot.metadata;
-                self.conf_history.clear();
-                self.conf_history
-                    .push_back((metadata.index, metadata.conf_state.clone()));
+                self.membership
+                    .snapshot_installed(metadata.index, metadata.conf_state.clone());
             }
             for read_state in std::mem::take(&mut ready.read_states) {
                 self.forward_read(read_state.index, &read_state.request_ctx);
@@ -650,19 +471,14 @@ impl RaftActor {
                 flight.bytes = to_persist.approx_bytes();
                 self.sender.submit(to_persist).map_err(NodeError::Storage)?;
                 flight.submitted = true;
-                self.in_flight_bytes += flight.bytes;
             }
-            self.in_flight.push_back(flight);
-            self.record_ready_handling(started);
+            self.in_flight.push(flight);
+            self.ready_handling.record(started.elapsed());
             // A Ready needing no persistence goes out once every earlier
             // Ready has.
             self.release()?;
         }
         Ok(())
-    }
-
-    fn record_ready_handling(&self, started: Instant) {
-        self.ready_handling.record(started.elapsed());
     }
 
     fn leader_changed(&mut self, leader: u64, role: StateRole) {
@@ -692,12 +508,8 @@ impl RaftActor {
         let Ok(seq) = <[u8; 8]>::try_from(seq) else {
             return;
         };
-        if let Some((query, reply)) = self.pending_reads.remove(&u64::from_be_bytes(seq)) {
-            let _ = self.apply.send(ApplyMsg::Read {
-                index,
-                query,
-                reply,
-            });
+        if let Some(read) = self.pending_reads.remove(&u64::from_be_bytes(seq)) {
+            let _ = self.apply.send(ApplyMsg::Read { index, read });
         }
     }
 
@@ -706,15 +518,12 @@ impl RaftActor {
     /// committed entries to the apply actor.
     fn release(&mut self) -> Result<(), NodeError> {
         let started = Instant::now();
-        let mut released = Vec::new();
-        while let Some(front) = self.in_flight.front() {
-            if front.submitted && front.ready.number > self.acked {
-                break;
-            }
-            let Some(flight) = self.in_flight.pop_front() else {
-                break;
-            };
-            self.in_flight_bytes -= flight.bytes;
+        let released = self.in_flight.take_released(self.acked);
+        let Some(last) = released.last() else {
+            return Ok(());
+        };
+        let last_number = last.ready.number;
+        for flight in &released {
             let store = self.raw.store_mut();
             let ready = &flight.ready;
             if let Some(snapshot) = &ready.snapshot {
@@ -728,12 +537,8 @@ impl RaftActor {
             if let Some(hard_state) = ready.hard_state {
                 store.set_hard_state(hard_state);
             }
-            released.push(flight);
         }
-        let Some(last) = released.last() else {
-            return Ok(());
-        };
-        self.raw.on_persisted(last.ready.number);
+        self.raw.on_persisted(last_number);
         for flight in released {
             let InFlight {
                 ready,
@@ -749,7 +554,8 @@ impl RaftActor {
             }
             if !ready.committed_entries.is_empty() {
                 for entry in &ready.committed_entries {
-                    self.apply_conf_change(entry);
+                    self.membership
+                        .apply_committed(&mut self.raw, &*self.transport, entry);
                 }
                 self.committed_total
                     .increment(ready.committed_entries.len() as u64);
@@ -758,64 +564,8 @@ impl RaftActor {
                     .send(ApplyMsg::Committed(ready.committed_entries));
             }
         }
-        self.record_ready_handling(started);
+        self.ready_handling.record(started.elapsed());
         Ok(())
-    }
-
-    fn apply_conf_change(&mut self, entry: &Entry) {
-        let cc = match decode_conf_change(entry) {
-            Ok(None) => return,
-            Ok(Some(cc)) => cc,
-            // Refused alike on every member (raft refuses malformed
-            // changes when proposed, so this is another writer's entry).
-            Err(error) => {
-                tracing::error!(node = self.id, index = entry.index, %error, "membership change does not decode");
-                return;
-            }
-        };
-        let waiter =
-            envelope::request_id(&cc.context).and_then(|id| self.pending_membership.remove(&id));
-        match self.raw.apply_conf_change(&cc) {
-            Ok(conf_state) => {
-                tracing::info!(
-                    node = self.id,
-                    index = entry.index,
-                    ?conf_state,
-                    "membership changed"
-                );
-                self.tell_transport(&cc);
-                self.conf_history.push_back((entry.index, conf_state));
-                if let Some(reply) = waiter {
-                    let _ = reply.send(Ok(entry.index));
-                }
-            }
-            Err(error) => {
-                tracing::error!(node = self.id, index = entry.index, %error, "membership change refused");
-                if let Some(reply) = waiter {
-                    let _ = reply.send(Err(NodeError::InvalidMembership {
-                        reason: error.to_string(),
-                    }));
-                }
-            }
-        }
-    }
-
-    /// Tells the transport where an added member is, or that one left.
-    fn tell_transport(&self, cc: &crate::raftpb::ConfChangeV2) {
-        let peer_url = envelope::member_peer_url(&cc.context);
-        for change in &cc.changes {
-            match ConfChangeType::try_from(change.change_type) {
-                Ok(
-                    ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode,
-                ) if !peer_url.is_empty() && change.node_id != self.id => {
-                    self.transport.add_peer(change.node_id, &peer_url);
-                }
-                Ok(ConfChangeType::ConfChangeRemoveNode) if change.node_id != self.id => {
-                    self.transport.remove_peer(change.node_id);
-                }
-                _ => {}
-            }
-        }
     }
 
     fn send_messages(&mut self, messages: Vec<Message>) {
@@ -853,6 +603,7 @@ impl RaftActor {
             first_index: crate::raft::Storage::first_index(self.raw.store()).unwrap_or(0),
             role: status.soft_state.role,
             voters: status.conf_state.voters,
+            voters_outgoing: status.conf_state.voters_outgoing,
             learners: status.conf_state.learners,
         }
     }

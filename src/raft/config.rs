@@ -53,7 +53,7 @@ pub enum ConfigError {
         max_size_per_msg: u64,
     },
     /// Lease reads are only safe when the leader steps down without a quorum.
-    #[error("read_only LeaseBased requires check_quorum")]
+    #[error("lease reads (read_only LeaseBased or lease_reads) require check_quorum")]
     LeaseWithoutCheckQuorum,
 }
 
@@ -89,6 +89,11 @@ pub struct Config {
     pub pre_vote: bool,
     /// How linearizable reads are served.
     pub read_only: ReadOnlyOption,
+    /// Leases are honoured, and `RawNode::read_index_by_lease` may answer
+    /// from the leader's lease, while `read_only` stays the mode of every
+    /// other read (requires `check_quorum`). `read_only == LeaseBased`
+    /// implies it.
+    pub lease_reads: bool,
     /// Followers drop proposals instead of forwarding them to the leader.
     pub disable_proposal_forwarding: bool,
     /// Seed of the election-timeout randomness (mixed with `id`).
@@ -112,6 +117,7 @@ impl Config {
             check_quorum: false,
             pre_vote: false,
             read_only: ReadOnlyOption::Safe,
+            lease_reads: false,
             disable_proposal_forwarding: false,
             seed: 0,
         }
@@ -140,7 +146,8 @@ impl Config {
                 max_size_per_msg: self.max_size_per_msg,
             });
         }
-        if self.read_only == ReadOnlyOption::LeaseBased && !self.check_quorum {
+        let leases = self.read_only == ReadOnlyOption::LeaseBased || self.lease_reads;
+        if leases && !self.check_quorum {
             return Err(ConfigError::LeaseWithoutCheckQuorum);
         }
         Ok(())

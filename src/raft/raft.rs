@@ -133,6 +133,8 @@ pub struct Raft<S: Storage> {
     /// leader's heartbeat just before, and forgot that with its election
     /// timer, so it refuses votes for the first election timeout.
     restarted_under_lease: bool,
+    /// Leases are honoured (`read_only` LeaseBased or `lease_reads`).
+    leases: bool,
     max_msg_size: u64,
     max_uncommitted_size: u64,
     check_quorum: bool,
@@ -234,6 +236,7 @@ impl<S: Storage> Raft<S> {
     pub fn new(config: &Config, storage: S) -> Result<Raft<S>, RaftError> {
         config.validate()?;
         let initial = storage.initial_state()?;
+        let leases = config.read_only == ReadOnlyOption::LeaseBased || config.lease_reads;
         let raft_log =
             RaftLog::with_max_applying_size(storage, config.max_committed_size_per_ready)?;
         let mut raft = Raft {
@@ -256,8 +259,8 @@ impl<S: Storage> Raft<S> {
             lease_acks: BTreeMap::new(),
             // A node that ever answered a leader persisted a term first, so
             // an empty HardState means a first start, which promised nothing.
-            restarted_under_lease: config.read_only == ReadOnlyOption::LeaseBased
-                && !initial.hard_state.is_empty(),
+            restarted_under_lease: leases && !initial.hard_state.is_empty(),
+            leases,
             max_msg_size: config.max_size_per_msg,
             max_uncommitted_size: config.max_uncommitted_entries_size,
             check_quorum: config.check_quorum,
@@ -1115,6 +1118,33 @@ impl<S: Storage> Raft<S> {
         self.send_read_index_response(m);
     }
 
+    /// A read of this node's own that the leader may answer from its lease
+    /// (`Config::lease_reads`): at once, with the commit index, when this
+    /// node leads, committed an entry of its term and its lease holds;
+    /// otherwise as any read index request (a heartbeat round, or forwarded
+    /// to the leader by a follower).
+    pub fn read_index_by_lease(&mut self, context: Vec<u8>) -> Result<(), RaftError> {
+        if self.leases
+            && self.state == StateRole::Leader
+            && self.committed_entry_in_current_term()
+            && self.lease_holds()
+        {
+            self.read_states.push(ReadState {
+                index: self.raft_log.committed,
+                request_ctx: context,
+            });
+            return Ok(());
+        }
+        self.step(Message {
+            msg_type: MessageType::MsgReadIndex as i32,
+            entries: vec![Entry {
+                data: context,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
     fn send_read_index_response(&mut self, m: Message) {
         let committed = self.raft_log.committed;
         match self.read_only_option {
@@ -1521,7 +1551,7 @@ impl<S: Storage> Raft<S> {
             MessageType::MsgTimeoutNow => self.hup(CampaignType::Transfer),
             // With lease reads, forgetting the leader would let this node
             // vote while the old leader still serves reads on its lease.
-            MessageType::MsgForgetLeader if self.read_only_option != ReadOnlyOption::LeaseBased => {
+            MessageType::MsgForgetLeader if !self.leases => {
                 self.lead = 0;
             }
             _ => {}

@@ -261,6 +261,13 @@ impl<S: Storage> RawNode<S> {
         })
     }
 
+    /// Like [`RawNode::read_index`], but a leader whose lease holds answers
+    /// at once, without a heartbeat round (`Config::lease_reads`; see
+    /// `Raft::read_index_by_lease`).
+    pub fn read_index_by_lease(&mut self, context: Vec<u8>) -> Result<(), RaftError> {
+        self.raft.read_index_by_lease(context)
+    }
+
     /// Asks the leader to hand leadership to `transferee`.
     pub fn transfer_leader(&mut self, transferee: u64) {
         let message = Message {

@@ -64,6 +64,9 @@ pub struct ServeConfig {
     /// Entries kept in the log behind a snapshot for slow followers; one
     /// further behind is sent the snapshot.
     pub snapshot_catchup_entries: u64,
+    /// Allow lease reads (`NodeConfig::lease_reads`; set alike on every
+    /// member).
+    pub lease_reads: bool,
     /// Raft tick.
     pub tick_interval: Duration,
     /// Ticks without a leader before campaigning.
@@ -99,8 +102,9 @@ impl ServeConfig {
             force_new_cluster: false,
             cluster_token: DEFAULT_CLUSTER_TOKEN.to_string(),
             backend: BackendChoice::Auto,
-            snapshot_count: crate::node::config::DEFAULT_SNAPSHOT_COUNT,
-            snapshot_catchup_entries: crate::node::config::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
+            snapshot_count: crate::node::DEFAULT_SNAPSHOT_COUNT,
+            snapshot_catchup_entries: crate::node::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
+            lease_reads: false,
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
             heartbeat_ticks: 1,
@@ -175,6 +179,7 @@ impl ServeConfig {
         config.persist.backend = self.backend;
         config.snapshot_count = self.snapshot_count;
         config.snapshot_catchup_entries = self.snapshot_catchup_entries;
+        config.lease_reads = self.lease_reads;
         config.tick_interval = self.tick_interval;
         config.election_tick = self.election_ticks;
         config.heartbeat_tick = self.heartbeat_ticks;

@@ -22,6 +22,7 @@ pub mod config;
 pub use config::{ServeConfig, ServeConfigError, cluster_id_of, parse_initial_cluster};
 
 use crate::http::{HttpState, router};
+use crate::kv::KvStore;
 use crate::node::{Consistency, Node, NodeError, NodeHandle, Transport};
 use crate::transport::{TcpConfig, TcpTransport, TcpTransportError};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -79,7 +80,7 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Server {
     /// The node.
-    pub node: NodeHandle,
+    pub node: NodeHandle<KvStore>,
     /// Where peers connect (the bound address, useful with port 0).
     pub peer_addr: SocketAddr,
     /// Where clients connect.
@@ -118,9 +119,11 @@ pub async fn start(
     let node_config = config.node_config();
     let node_transport: Arc<dyn Transport> = transport.clone();
     // Boot replays the WAL: off the runtime's worker threads.
-    let node = tokio::task::spawn_blocking(move || Node::start(node_config, node_transport, inbox))
-        .await
-        .map_err(|_| NodeError::Stopped)??;
+    let node = tokio::task::spawn_blocking(move || {
+        Node::start(node_config, KvStore::new(), node_transport, inbox)
+    })
+    .await
+    .map_err(|_| NodeError::Stopped)??;
     learn_member_directory(&node, &transport).await;
 
     if let Some(handle) = &metrics {
@@ -212,7 +215,7 @@ fn local_addr(
 /// Members added after the initial cluster are known by the replicated
 /// member directory (restored from the snapshot at boot; changes after it
 /// reach the transport as raft re-applies them).
-async fn learn_member_directory(node: &NodeHandle, transport: &TcpTransport) {
+async fn learn_member_directory(node: &NodeHandle<KvStore>, transport: &TcpTransport) {
     match node.member_addresses(Consistency::Serializable).await {
         Ok(directory) => {
             for (id, url) in directory {

@@ -3,6 +3,7 @@
 //! generous deadlines, shared by the `node_*` tests.
 #![allow(dead_code)]
 
+use ringraft::KvStore;
 use ringraft::node::bootstrap::NewMember;
 use ringraft::node::{Consistency, InProcessNetwork, Node, NodeConfig, NodeError, NodeHandle};
 use ringraft::raft::StateRole;
@@ -31,7 +32,7 @@ pub struct Cluster {
     pub network: InProcessNetwork,
     pub dirs: BTreeMap<u64, tempfile::TempDir>,
     pub voters: Vec<u64>,
-    pub nodes: BTreeMap<u64, NodeHandle>,
+    pub nodes: BTreeMap<u64, NodeHandle<KvStore>>,
     pub tweak: fn(&mut NodeConfig),
 }
 
@@ -82,7 +83,7 @@ impl Cluster {
         let mut config = config(id, &dir, &self.voters);
         (self.tweak)(&mut config);
         extra(&mut config);
-        let handle = Node::start(config, transport, inbox)?;
+        let handle = Node::start(config, KvStore::new(), transport, inbox)?;
         self.nodes.insert(id, handle);
         Ok(())
     }
@@ -107,7 +108,7 @@ impl Cluster {
         }
     }
 
-    pub fn node(&self, id: u64) -> &NodeHandle {
+    pub fn node(&self, id: u64) -> &NodeHandle<KvStore> {
         &self.nodes[&id]
     }
 
@@ -176,7 +177,7 @@ pub fn retryable(error: &NodeError) -> bool {
 }
 
 /// Puts until acknowledged (a retried put may apply twice: harmless).
-pub async fn put(node: &NodeHandle, key: &[u8], value: &[u8]) -> u64 {
+pub async fn put(node: &NodeHandle<KvStore>, key: &[u8], value: &[u8]) -> u64 {
     let deadline = Instant::now() + DEADLINE;
     loop {
         match node.put(key, value).await {
@@ -189,7 +190,11 @@ pub async fn put(node: &NodeHandle, key: &[u8], value: &[u8]) -> u64 {
     }
 }
 
-pub async fn get(node: &NodeHandle, key: &[u8], consistency: Consistency) -> Option<Vec<u8>> {
+pub async fn get(
+    node: &NodeHandle<KvStore>,
+    key: &[u8],
+    consistency: Consistency,
+) -> Option<Vec<u8>> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         match node.get(key, consistency).await {
@@ -202,7 +207,7 @@ pub async fn get(node: &NodeHandle, key: &[u8], consistency: Consistency) -> Opt
     }
 }
 
-pub async fn wait_applied(node: &NodeHandle, index: u64) {
+pub async fn wait_applied(node: &NodeHandle<KvStore>, index: u64) {
     let deadline = Instant::now() + DEADLINE;
     while node.applied_index() < index {
         assert!(
