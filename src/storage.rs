@@ -14,7 +14,7 @@
 //! WAL then makes the restart fall back to an older snapshot whose segments
 //! a purge may already have removed.)
 //! May not touch: the raft core's in-memory `raft::storage::MemoryStorage`
-//! (a different thing: it is rebuilt from what [`Storage::open`] returns),
+//! (a different thing: it is rebuilt from what [`DurableStorage::open`] returns),
 //! file formats (owned by `wal` and `snap`).
 
 use crate::raftpb::{Entry, HardState, Metadata, Snapshot, walpb};
@@ -84,7 +84,7 @@ impl DataDir {
 
 /// Errors of the storage façade.
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub enum DurableStorageError {
     /// From the WAL.
     #[error(transparent)]
     Wal(#[from] WalError),
@@ -106,7 +106,7 @@ pub struct Recovered {
 
 /// A node's WAL and snapshotter, used together.
 #[derive(Debug)]
-pub struct Storage {
+pub struct DurableStorage {
     wal: Wal,
     snapshotter: Snapshotter,
     /// Index of the newest saved snapshot whose segments are not yet
@@ -114,16 +114,16 @@ pub struct Storage {
     pending_release: Option<u64>,
 }
 
-impl Storage {
+impl DurableStorage {
     /// Creates the storage of a new member in `data_dir`.
     pub fn create(
         data_dir: &DataDir,
         metadata: &Metadata,
         options: WalOptions,
-    ) -> Result<Storage, StorageError> {
+    ) -> Result<DurableStorage, DurableStorageError> {
         let snapshotter = Snapshotter::new(&data_dir.snap_dir)?;
         let wal = Wal::create(&data_dir.wal_dir, metadata, options)?;
-        Ok(Storage {
+        Ok(DurableStorage {
             wal,
             snapshotter,
             pending_release: None,
@@ -137,7 +137,7 @@ impl Storage {
     pub fn open(
         data_dir: &DataDir,
         options: WalOptions,
-    ) -> Result<(Storage, Recovered), StorageError> {
+    ) -> Result<(DurableStorage, Recovered), DurableStorageError> {
         let snapshotter = Snapshotter::new(&data_dir.snap_dir)?;
         let markers = crate::wal::valid_snapshot_entries(&data_dir.wal_dir)?;
         let snapshot = snapshotter.load_newest_available(&markers)?;
@@ -154,7 +154,7 @@ impl Storage {
             contents,
             repair,
         };
-        let storage = Storage {
+        let storage = DurableStorage {
             wal,
             snapshotter,
             pending_release: None,
@@ -163,7 +163,11 @@ impl Storage {
     }
 
     /// Saves entries and the hard state (syncing when raft requires it).
-    pub fn save(&mut self, hard_state: &HardState, entries: &[Entry]) -> Result<(), StorageError> {
+    pub fn save(
+        &mut self,
+        hard_state: &HardState,
+        entries: &[Entry],
+    ) -> Result<(), DurableStorageError> {
         self.wal.save(hard_state, entries)?;
         self.release_if_committed()
     }
@@ -172,7 +176,7 @@ impl Storage {
     /// the WAL marker (synced), then releases the segments before it, as
     /// soon as a durable hard state commits its index. An empty snapshot is
     /// ignored.
-    pub fn save_snap(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+    pub fn save_snap(&mut self, snapshot: &Snapshot) -> Result<(), DurableStorageError> {
         if snapshot.is_empty() {
             return Ok(());
         }
@@ -190,7 +194,7 @@ impl Storage {
 
     /// Releases the segments before the pending snapshot once the WAL's hard
     /// state commits it, syncing first so that commit is durable.
-    fn release_if_committed(&mut self) -> Result<(), StorageError> {
+    fn release_if_committed(&mut self) -> Result<(), DurableStorageError> {
         let Some(index) = self.pending_release else {
             return Ok(());
         };
@@ -204,7 +208,7 @@ impl Storage {
     }
 
     /// Writes everything buffered and syncs the WAL.
-    pub fn sync(&mut self) -> Result<(), StorageError> {
+    pub fn sync(&mut self) -> Result<(), DurableStorageError> {
         Ok(self.wal.sync()?)
     }
 
@@ -214,14 +218,14 @@ impl Storage {
         &mut self,
         max_wal_files: usize,
         max_snap_files: usize,
-    ) -> Result<Vec<PathBuf>, StorageError> {
+    ) -> Result<Vec<PathBuf>, DurableStorageError> {
         let mut removed = self.wal.purge(max_wal_files)?;
         removed.extend(self.snapshotter.purge(max_snap_files)?);
         Ok(removed)
     }
 
     /// Syncs and closes.
-    pub fn close(self) -> Result<(), StorageError> {
+    pub fn close(self) -> Result<(), DurableStorageError> {
         Ok(self.wal.close()?)
     }
 

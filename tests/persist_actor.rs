@@ -11,7 +11,7 @@ use ringraft::persist::{
     BackendChoice, BackendKind, PersistActor, PersistConfig, PersistError, ReadyToPersist,
 };
 use ringraft::raftpb::{ConfState, HardState, Snapshot, SnapshotMetadata};
-use ringraft::storage::Storage;
+use ringraft::storage::DurableStorage;
 use ringraft::wal::WalOptions;
 use std::sync::{Arc, Mutex};
 
@@ -252,7 +252,7 @@ fn snapshot_save_goes_file_then_marker_then_release(kind: BackendKind) {
     actor.shutdown().expect("clean shutdown");
 
     let (storage, recovered) =
-        Storage::open(&data_dir, WalOptions::default()).expect("storage opens");
+        DurableStorage::open(&data_dir, WalOptions::default()).expect("storage opens");
     assert_eq!(recovered.snapshot.map(|s| s.metadata.index), Some(200));
     assert_eq!(
         recovered.contents.entries.first().map(|e| e.index),
@@ -297,7 +297,7 @@ fn ready_with_snapshot_is_recovered_from_disk(kind: BackendKind) {
     actor.shutdown().expect("clean shutdown");
 
     let (_storage, recovered) =
-        Storage::open(&data_dir, WalOptions::default()).expect("storage opens");
+        DurableStorage::open(&data_dir, WalOptions::default()).expect("storage opens");
     assert_eq!(recovered.snapshot.map(|s| s.metadata.index), Some(50));
     let indexes: Vec<u64> = recovered.contents.entries.iter().map(|e| e.index).collect();
     assert_eq!(indexes, vec![51, 52, 53, 54, 55]);

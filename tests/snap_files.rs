@@ -7,7 +7,7 @@ mod wal_common;
 
 use ringraft::raftpb::{ConfState, HardState, Snapshot, SnapshotMetadata, walpb};
 use ringraft::snap::{SnapName, Snapshotter};
-use ringraft::storage::{DataDir, Storage};
+use ringraft::storage::{DataDir, DurableStorage};
 use ringraft::wal::{self, WalOptions};
 use std::path::Path;
 use wal_common::{NODE_ID, entry, metadata, scratch_dir};
@@ -178,7 +178,7 @@ fn storage_saves_in_order_and_recovers_the_newest_committed_snapshot() {
     let options = WalOptions {
         segment_size_bytes: 1024,
     };
-    let mut storage = Storage::create(&data_dir, &metadata(), options).unwrap();
+    let mut storage = DurableStorage::create(&data_dir, &metadata(), options).unwrap();
     for index in 1..=40 {
         let state = HardState {
             term: 5,
@@ -202,7 +202,7 @@ fn storage_saves_in_order_and_recovers_the_newest_committed_snapshot() {
     storage.purge(1, 5).unwrap();
     storage.close().unwrap();
 
-    let (_, recovered) = Storage::open(&data_dir, options).unwrap();
+    let (_, recovered) = DurableStorage::open(&data_dir, options).unwrap();
     assert_eq!(recovered.snapshot, Some(snapshot(5, 20)));
     let indexes: Vec<u64> = recovered.contents.entries.iter().map(|e| e.index).collect();
     assert_eq!(indexes, (21..=40).collect::<Vec<_>>());
@@ -216,7 +216,7 @@ fn segments_are_released_only_once_the_snapshot_is_committed() {
     let options = WalOptions {
         segment_size_bytes: 1024,
     };
-    let mut storage = Storage::create(&data_dir, &metadata(), options).unwrap();
+    let mut storage = DurableStorage::create(&data_dir, &metadata(), options).unwrap();
     let state = |commit| HardState {
         term: 5,
         vote: NODE_ID,
@@ -244,6 +244,6 @@ fn segments_are_released_only_once_the_snapshot_is_committed() {
     );
 }
 
-fn storage_locked(storage: &Storage) -> usize {
+fn storage_locked(storage: &DurableStorage) -> usize {
     storage.wal().locked_segments().len()
 }

@@ -5,7 +5,7 @@
 mod wal_common;
 
 use ringraft::raftpb::{ConfState, HardState, Snapshot, SnapshotMetadata};
-use ringraft::storage::{DataDir, Storage};
+use ringraft::storage::{DataDir, DurableStorage};
 use ringraft::wal::WalOptions;
 use serde_json::Value;
 use std::path::Path;
@@ -39,7 +39,7 @@ fn data_dir(root: &Path) -> DataDir {
     let options = WalOptions {
         segment_size_bytes: 1024,
     };
-    let mut storage = Storage::create(&data_dir, &metadata(), options).unwrap();
+    let mut storage = DurableStorage::create(&data_dir, &metadata(), options).unwrap();
     for index in 1..=20 {
         let state = HardState {
             term: 5,

@@ -9,7 +9,7 @@ mod wal_common;
 use prost::Message as _;
 use ringraft::raftpb::{Entry, EntryType, HardState, Metadata, walpb};
 use ringraft::snap::Snapshotter;
-use ringraft::storage::{DataDir, DataDirLayout, Storage};
+use ringraft::storage::{DataDir, DataDirLayout, DurableStorage};
 use ringraft::wal::{self, WalOptions};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -245,7 +245,7 @@ fn appending_to_an_etcd_wal_continues_its_chain() {
     );
     let data_dir = DataDir::detect(root);
     let (mut storage, recovered) =
-        Storage::open(&data_dir, WalOptions::default()).expect("open etcd data dir");
+        DurableStorage::open(&data_dir, WalOptions::default()).expect("open etcd data dir");
     assert_eq!(
         recovered.snapshot.map(|s| s.metadata.index),
         Some(22),
@@ -277,6 +277,6 @@ fn appending_to_an_etcd_wal_continues_its_chain() {
         "etcd's first entry is untouched"
     );
 
-    let (_, reopened) = Storage::open(&data_dir, WalOptions::default()).expect("reopen");
+    let (_, reopened) = DurableStorage::open(&data_dir, WalOptions::default()).expect("reopen");
     assert_eq!(reopened.contents.entries.len(), 18);
 }

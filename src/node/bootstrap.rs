@@ -22,7 +22,7 @@ use crate::raft::raft::decode_conf_change;
 use crate::raftpb::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Metadata, Snapshot,
 };
-use crate::storage::{DataDir, Recovered, Storage, StorageError};
+use crate::storage::{DataDir, DurableStorage, DurableStorageError, Recovered};
 use crate::wal::WalOptions;
 use prost::Message as _;
 use std::collections::BTreeSet;
@@ -101,7 +101,7 @@ pub enum BootError {
     },
     /// The durable storage failed or is corrupt.
     #[error("storage: {0}")]
-    Storage(#[from] StorageError),
+    Storage(#[from] DurableStorageError),
     /// The state machine could not restore from the newest snapshot.
     #[error("restoring the state machine: {0}")]
     Restore(#[from] super::error::ApplyError),
@@ -117,7 +117,7 @@ pub enum BootError {
 #[derive(Debug)]
 pub struct Booted {
     /// The durable storage, for the persistence actor.
-    pub storage: Storage,
+    pub storage: DurableStorage,
     /// The raft actor's in-memory log, rebuilt from disk.
     pub memory: MemoryStorage,
     /// The newest snapshot, for the state machine to restore from (None:
@@ -163,7 +163,7 @@ pub fn boot(config: &BootConfig) -> Result<Booted, BootError> {
         }
         return create(config);
     }
-    let (storage, recovered) = Storage::open(&config.data_dir, config.wal_options)?;
+    let (storage, recovered) = DurableStorage::open(&config.data_dir, config.wal_options)?;
     check_identity(config, &recovered.contents.metadata)?;
     let mut booted = restart(storage, recovered)?;
     if config.force_new_cluster {
@@ -189,7 +189,7 @@ fn create(config: &BootConfig) -> Result<Booted, BootError> {
         node_id: config.node_id,
         cluster_id: config.cluster_id,
     };
-    let storage = Storage::create(&config.data_dir, &metadata, config.wal_options)?;
+    let storage = DurableStorage::create(&config.data_dir, &metadata, config.wal_options)?;
     Ok(Booted {
         storage,
         memory: MemoryStorage::new(),
@@ -216,7 +216,7 @@ fn check_identity(config: &BootConfig, metadata: &Metadata) -> Result<(), BootEr
 
 /// Rebuilds MemoryStorage (snapshot, hard state, entries); the state
 /// machine restores from the snapshot and raft replays the rest.
-fn restart(storage: Storage, recovered: Recovered) -> Result<Booted, BootError> {
+fn restart(storage: DurableStorage, recovered: Recovered) -> Result<Booted, BootError> {
     let mut memory = MemoryStorage::new();
     let mut applied = 0;
     if let Some(snapshot) = &recovered.snapshot {

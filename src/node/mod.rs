@@ -1,28 +1,33 @@
 //! The node: the actors wired together for an embedding tokio program,
 //! generic over the user's [`StateMachine`].
 //!
-//! - [`bootstrap`]: turns a data directory into the state a node starts
+//! - `bootstrap`: turns a data directory into the state a node starts
 //!   from;
 //! - `raft_actor`: owns `RawNode` and `MemoryStorage`, pipelines Readies
 //!   to the persistence actor (`crate::persist`, its own OS thread), with
 //!   `in_flight` (the Readies not yet released) and `membership`
 //!   (checking, proposing and applying configuration changes);
 //! - `apply_actor`: applies committed entries to the state machine through
-//!   the [`applier`], completes proposals, serves reads, takes snapshots;
+//!   the `applier`, completes proposals, serves reads, takes snapshots;
 //! - `handle`: the embedding API ([`NodeHandle`]);
-//! - `mailbox`: what the parts say to each other; [`envelope`]: request ids
+//! - `mailbox`: what the parts say to each other; `envelope`: request ids
 //!   in entries; `config`, `error`: settings and errors (metric names are
 //!   `crate::metrics`'s).
 //!
 //! Messages between nodes go through a [`Transport`] (`crate::transport`).
+//! `applier`, `bootstrap` and `envelope` are public, hidden from the
+//! documentation, for the simulation and the integration tests.
 //!
 //! Owns: turning a data directory into a running node ([`Node::start`]).
 //! May not touch: file formats (`wal`, `snap`) and the raft core's rules.
 
+#[doc(hidden)]
 pub mod applier;
 mod apply_actor;
+#[doc(hidden)]
 pub mod bootstrap;
 mod config;
+#[doc(hidden)]
 pub mod envelope;
 mod error;
 mod handle;
@@ -55,7 +60,7 @@ use tokio::sync::{mpsc, watch};
 pub struct Node;
 
 impl Node {
-    /// Boots from `config.data_dir` (see [`bootstrap::boot`]): restores
+    /// Boots from `config.data_dir`: restores
     /// `state_machine` (given empty) from the newest snapshot, if any,
     /// starts the persistence actor on its own thread, and spawns the raft
     /// and apply actors on the caller's tokio runtime, which replay the

@@ -17,7 +17,7 @@
 //!   without one, but never before an earlier Ready.
 //! - A snapshot's file is durable before its WAL marker is even encoded;
 //!   older segments are released only once a synced hard state commits the
-//!   snapshot (the `Storage` façade's rule).
+//!   snapshot (the `DurableStorage` façade's rule).
 //! - The first failed write or sync stops the actor: nothing more is
 //!   acknowledged, the failure is published, every queued request fails with
 //!   it, and the WAL refuses further writes (no sync is ever retried).

@@ -151,7 +151,7 @@ fn restart_from_snapshot_reads_only_the_wal_tail() {
     written_data_dir(dir.path(), 5);
     {
         let (mut storage, _) =
-            Storage::open(&DataDir::ringraft(dir.path()), OPTIONS).expect("open");
+            DurableStorage::open(&DataDir::ringraft(dir.path()), OPTIONS).expect("open");
         let snapshot = Snapshot {
             data: b"the state machine's bytes".to_vec(),
             metadata: SnapshotMetadata {
