@@ -6,7 +6,7 @@
 mod node_common;
 
 use node_common::*;
-use ringraft::node::{BootPath, Consistency, NodeConfig, NodeError};
+use ringraft::node::{BootPath, Consistency, MembershipChange, NodeConfig, NodeError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -410,4 +410,133 @@ async fn force_new_cluster_on_the_last_survivor_keeps_every_committed_write() {
     );
     assert_has_keys(&cluster, survivor, "k", written).await;
     cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joint_change_replaces_two_voters_at_once() {
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    let leader = cluster.leader().await;
+    write_keys(&cluster, "k", 10).await;
+    let leaving: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    // The new members run before the change: the joint configuration
+    // needs a majority of {leader, 4, 5} as well as of the old voters.
+    cluster.join(4);
+    cluster.join(5);
+    let changes = vec![
+        MembershipChange::AddVoter {
+            node_id: 4,
+            peer_url: String::new(),
+        },
+        MembershipChange::AddVoter {
+            node_id: 5,
+            peer_url: String::new(),
+        },
+        MembershipChange::Remove {
+            node_id: leaving[0],
+        },
+        MembershipChange::Remove {
+            node_id: leaving[1],
+        },
+    ];
+    let index = retry("change_membership", || {
+        cluster.node(leader).change_membership(changes.clone())
+    })
+    .await;
+    let mut want = vec![leader, 4, 5];
+    want.sort_unstable();
+    let status = cluster.node(leader).status().await.expect("status");
+    assert_eq!(
+        status.voters, want,
+        "answered before the joint config was left"
+    );
+    assert!(status.voters_outgoing.is_empty(), "{status:?}");
+    assert!(status.applied >= index);
+    for &id in &leaving {
+        cluster.stop(id).await;
+    }
+    wait_applied(cluster.node(4), index).await;
+    wait_membership(&cluster, 5, &want, &[]).await;
+    put(cluster.node(leader), b"after", b"joint").await;
+    for id in [4, 5] {
+        assert_has_keys(&cluster, id, "k", 10).await;
+    }
+    // A joint change is checked as a whole before it is proposed.
+    let named_twice = cluster
+        .node(leader)
+        .change_membership(vec![
+            MembershipChange::AddVoter {
+                node_id: 6,
+                peer_url: String::new(),
+            },
+            MembershipChange::Remove { node_id: 6 },
+        ])
+        .await;
+    assert!(
+        matches!(named_twice, Err(NodeError::InvalidMembership { .. })),
+        "{named_twice:?}"
+    );
+    let no_voter_left = cluster
+        .node(leader)
+        .change_membership(
+            want.iter()
+                .map(|&node_id| MembershipChange::Remove { node_id })
+                .collect(),
+        )
+        .await;
+    assert!(
+        matches!(no_voter_left, Err(NodeError::InvalidMembership { .. })),
+        "{no_voter_left:?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_membership_changes_through_different_nodes_wait_for_each_other() {
+    // A change answered on a follower may still be unapplied on the
+    // leader; the next change must wait for it, not fail (the flake this
+    // replaced: "another membership change is still being applied").
+    let mut cluster = Cluster::new(&[1, 2, 3]);
+    let leader = cluster.leader().await;
+    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap_or(1);
+    for round in 0..5u64 {
+        let learner = 10 + round;
+        retry("add_learner", || {
+            cluster.node(follower).add_learner(learner, "")
+        })
+        .await;
+        cluster.join(learner);
+        let promoted = cluster.node(leader).promote(learner).await;
+        assert!(promoted.is_ok(), "round {round}: {promoted:?}");
+        let removed = cluster.node(leader).remove_member(learner).await;
+        assert!(removed.is_ok(), "round {round}: {removed:?}");
+        cluster.stop(learner).await;
+    }
+    wait_membership(&cluster, follower, &[1, 2, 3], &[]).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_reads_see_acknowledged_writes_on_every_node() {
+    let cluster = Cluster::with_config(&[1, 2, 3], |config| config.lease_reads = true);
+    let leader = cluster.leader().await;
+    for n in 0..20u32 {
+        let key = format!("lease{n}").into_bytes();
+        put(cluster.node(leader), &key, &n.to_be_bytes()).await;
+        for id in [1, 2, 3] {
+            let value = retry("lease get", || {
+                cluster.node(id).get(&key, Consistency::Lease)
+            })
+            .await;
+            assert_eq!(value, Some(n.to_be_bytes().to_vec()), "node {id}, key {n}");
+        }
+    }
+    cluster.shutdown().await;
+    let plain = Cluster::new(&[1]);
+    plain.leader().await;
+    let refused = plain.node(1).get(b"k", Consistency::Lease).await;
+    assert!(
+        matches!(refused, Err(NodeError::LeaseReadsDisabled)),
+        "{refused:?}"
+    );
+    plain.shutdown().await;
 }

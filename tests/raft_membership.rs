@@ -519,6 +519,108 @@ fn lease_read_is_answered_without_a_heartbeat_round() {
     assert_eq!(net.get(1).read_states[0].index, committed(&net, 1));
 }
 
+/// A cluster whose leases are honoured but whose default reads stay safe
+/// (`lease_reads`): each read chooses.
+fn per_read_lease_network() -> Network {
+    Network::bootstrapped(&[1, 2, 3], |id| {
+        let mut c = config(id);
+        c.check_quorum = true;
+        c.lease_reads = true;
+        c
+    })
+}
+
+#[test]
+fn lease_reads_option_requires_check_quorum() {
+    let mut c = config(1);
+    c.lease_reads = true;
+    assert!(matches!(
+        RawNode::new(&c, MemoryStorage::new()).err(),
+        Some(RaftError::Config(ConfigError::LeaseWithoutCheckQuorum))
+    ));
+}
+
+#[test]
+fn with_lease_reads_a_read_chooses_lease_or_heartbeat_round() {
+    let mut net = per_read_lease_network();
+    net.elect(1);
+    net.propose(1, b"x");
+    net.tick_and_stabilize(1);
+    // A lease read is answered at once.
+    net.node_mut(1)
+        .raw
+        .read_index_by_lease(b"lease".to_vec())
+        .expect("read");
+    net.flush(1);
+    assert!(net.in_flight.is_empty(), "no heartbeat round needed");
+    assert_eq!(net.get(1).read_states.len(), 1);
+    assert_eq!(net.get(1).read_states[0].index, committed(&net, 1));
+    net.node_mut(1).read_states.clear();
+    // A plain read index still confirms with a heartbeat round.
+    net.node_mut(1)
+        .raw
+        .read_index(b"safe".to_vec())
+        .expect("read");
+    net.flush(1);
+    assert!(
+        net.get(1).read_states.is_empty(),
+        "not answered before the round"
+    );
+    assert!(net.in_flight.iter().any(
+        |m| m.context == b"safe" && m.msg_type() == ringraft::raftpb::MessageType::MsgHeartbeat
+    ));
+    net.stabilize();
+    assert_eq!(net.get(1).read_states.len(), 1);
+}
+
+#[test]
+fn a_lease_read_without_lease_or_on_a_follower_falls_back_to_read_index() {
+    let mut net = per_read_lease_network();
+    net.elect(1);
+    // No acknowledged heartbeat yet: no lease, a round is needed.
+    net.node_mut(1)
+        .raw
+        .read_index_by_lease(b"early".to_vec())
+        .expect("read");
+    net.flush(1);
+    assert!(net.get(1).read_states.is_empty());
+    net.stabilize();
+    assert_eq!(net.get(1).read_states.len(), 1);
+    // A follower forwards it to the leader like any read.
+    net.node_mut(2)
+        .raw
+        .read_index_by_lease(b"follower".to_vec())
+        .expect("read");
+    net.flush(2);
+    assert!(net.get(2).read_states.is_empty());
+    net.stabilize();
+    assert_eq!(net.get(2).read_states.len(), 1);
+    assert_eq!(net.get(2).read_states[0].request_ctx, b"follower");
+}
+
+#[test]
+fn without_leases_a_lease_read_is_a_plain_read_index() {
+    let mut net = Network::bootstrapped(&[1, 2, 3], |id| {
+        let mut c = config(id);
+        c.check_quorum = true;
+        c
+    });
+    net.elect(1);
+    net.propose(1, b"x");
+    net.tick_and_stabilize(1);
+    net.node_mut(1)
+        .raw
+        .read_index_by_lease(b"no-lease".to_vec())
+        .expect("read");
+    net.flush(1);
+    assert!(
+        net.get(1).read_states.is_empty(),
+        "leases are not honoured here"
+    );
+    net.stabilize();
+    assert_eq!(net.get(1).read_states.len(), 1);
+}
+
 fn lease_network() -> Network {
     Network::bootstrapped(&[1, 2, 3], |id| {
         let mut c = config(id);

@@ -172,7 +172,10 @@ where
 pub fn retryable(error: &NodeError) -> bool {
     matches!(
         error,
-        NodeError::NotLeader { .. } | NodeError::Timeout | NodeError::ProposalDropped { .. }
+        NodeError::NotLeader { .. }
+            | NodeError::Timeout
+            | NodeError::ProposalDropped { .. }
+            | NodeError::MembershipChangePending
     )
 }
 
