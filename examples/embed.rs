@@ -1,8 +1,7 @@
-//! Embedding a node in a tokio program (the README's example):
-//! `cargo run --release --example embed`.
+//! Embedding a node with the built-in key-value store in a tokio program
+//! (the README's example): `cargo run --release --example embed`.
 
-use ringraft::KvStore;
-use ringraft::node::{Consistency, InProcessNetwork, Node, NodeConfig};
+use ringraft::{Consistency, InProcessNetwork, KvStore, Node, NodeConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -10,7 +9,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Node 1 of cluster 0x77, a new cluster whose only voter is node 1.
     let config = NodeConfig::new(1, 0x77, data_dir.clone(), &[1]);
     // In one process nodes talk over channels; between processes use
-    // ringraft::transport::TcpTransport (see src/server/mod.rs).
+    // ringraft::TcpTransport (see src/server/mod.rs).
     let network = InProcessNetwork::new();
     let (transport, inbox) = network.endpoint(1);
     let node = Node::start(config, KvStore::new(), transport, inbox)?;
