@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use ringraft::http::{HttpState, router};
+use ringraft::KvStore;
 use ringraft::node::{InProcessNetwork, Node, NodeConfig, NodeHandle};
 use ringraft::persist::BackendChoice;
 use ringraft::raft::StateRole;
@@ -24,7 +25,7 @@ use tower::ServiceExt as _;
 struct Target {
     runtime: Runtime,
     router: Router,
-    _node: NodeHandle,
+    _node: NodeHandle<KvStore>,
     _network: InProcessNetwork,
     _dir: tempfile::TempDir,
 }
@@ -54,7 +55,7 @@ fn target() -> &'static Target {
             config.persist.backend = BackendChoice::Std;
             config.snapshot_count = 1000;
             let (transport, inbox) = network.endpoint(1);
-            let node = Node::start(config, transport, inbox).expect("node starts");
+            let node = Node::start(config, KvStore::new(), transport, inbox).expect("node starts");
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 if let Ok(status) = node.status().await
