@@ -117,9 +117,7 @@ pub(crate) type ReadReply<R> = oneshot::Sender<Result<R, NodeError>>;
 pub(crate) enum Read<S: StateMachine> {
     /// A query of the state machine.
     State {
-        /// What to read.
         query: S::Query,
-        /// The caller.
         reply: ReadReply<S::QueryResult>,
     },
     /// The member directory: node id → peer address.
@@ -153,16 +151,13 @@ pub(crate) enum ClientRequest<S: StateMachine> {
     /// Propose entry data (framed by `envelope`, carrying `id`); answered
     /// when it applies locally.
     Propose {
-        /// The entry data.
         data: Vec<u8>,
         /// The request id inside the data.
         id: super::envelope::RequestId,
-        /// The caller.
         reply: ProposalReply<S::Response>,
     },
     /// A read through ReadIndex (with a lease when `lease` is set).
     Read {
-        /// What to read.
         read: Read<S>,
         /// Answer from the leader's lease when it holds.
         lease: bool,
@@ -173,7 +168,6 @@ pub(crate) enum ClientRequest<S: StateMachine> {
     ChangeMembership {
         /// The changes (several: a joint change).
         changes: Vec<MembershipChange>,
-        /// The caller.
         reply: IndexReply,
     },
 }
@@ -190,9 +184,7 @@ pub(crate) enum Control {
     Crash,
     /// Hand leadership to `to`; answered once this node sees `to` lead.
     TransferLeader {
-        /// The transferee.
         to: u64,
-        /// The caller.
         reply: oneshot::Sender<Result<(), NodeError>>,
     },
 }
@@ -202,9 +194,7 @@ pub(crate) enum Control {
 pub(crate) enum ApplyMsg<S: StateMachine> {
     /// Answer `reply` when the entry carrying `id` applies.
     Register {
-        /// The proposal's id.
         id: super::envelope::RequestId,
-        /// The caller.
         reply: ProposalReply<S::Response>,
     },
     /// Committed entries, in order.
@@ -214,9 +204,7 @@ pub(crate) enum ApplyMsg<S: StateMachine> {
     /// Serve `read` once applied ≥ `index` (0: at once, a serializable
     /// read).
     Read {
-        /// The read index.
         index: u64,
-        /// What to read.
         read: Read<S>,
     },
 }

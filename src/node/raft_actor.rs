@@ -81,19 +81,13 @@ pub(crate) struct RaftActorParts<S: StateMachine> {
     pub(crate) raw: RawNode<MemoryStorage>,
     /// The persistence actor (shut down when the raft actor ends).
     pub(crate) persist: PersistActor,
-    /// Sends to peers.
     pub(crate) transport: Arc<dyn Transport>,
-    /// Messages from peers.
     pub(crate) peers: PeerInbox,
-    /// Client requests.
     pub(crate) requests: mpsc::Receiver<ClientRequest<S>>,
-    /// Control requests.
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
-    /// To the apply actor.
     pub(crate) apply: mpsc::UnboundedSender<ApplyMsg<S>>,
     /// The apply actor's applied index.
     pub(crate) applied: watch::Receiver<u64>,
-    /// The apply actor's task.
     pub(crate) apply_task: JoinHandle<Result<(), NodeError>>,
     /// Snapshot data from the apply actor.
     pub(crate) snapshots: mpsc::UnboundedReceiver<SnapshotData>,
