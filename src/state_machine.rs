@@ -61,7 +61,7 @@ pub trait WriteSnapshot: Send + 'static {
 }
 
 /// The user's replicated state. See the module documentation for the
-/// contract; `examples/ledger.rs` is a complete small implementation.
+/// contract; `examples/ledger/ledger.rs` is a complete small implementation.
 pub trait StateMachine: Send + 'static {
     /// What proposers ask to change.
     type Command: Send + 'static;

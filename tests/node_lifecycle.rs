@@ -492,14 +492,15 @@ async fn a_joint_change_replaces_two_voters_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_back_membership_changes_through_different_nodes_wait_for_each_other() {
-    // A change answered on a follower may still be unapplied on the
-    // leader; the next change must wait for it, not fail (the flake this
+    // A change answered on one node may still be unapplied on the leader,
+    // and a new leader holds changes back until it applied its whole log;
+    // the next change must wait for that, not fail (the flake this
     // replaced: "another membership change is still being applied").
     let mut cluster = Cluster::new(&[1, 2, 3]);
-    let leader = cluster.leader().await;
-    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap_or(1);
+    let mut leader = cluster.leader().await;
     for round in 0..5u64 {
         let learner = 10 + round;
+        let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap_or(1);
         retry("add_learner", || {
             cluster.node(follower).add_learner(learner, "")
         })
@@ -507,11 +508,17 @@ async fn back_to_back_membership_changes_through_different_nodes_wait_for_each_o
         cluster.join(learner);
         let promoted = cluster.node(leader).promote(learner).await;
         assert!(promoted.is_ok(), "round {round}: {promoted:?}");
+        // Right after a transfer the new leader has not applied its log.
+        retry("transfer_leader", || {
+            cluster.node(leader).transfer_leader(follower)
+        })
+        .await;
+        leader = follower;
         let removed = cluster.node(leader).remove_member(learner).await;
         assert!(removed.is_ok(), "round {round}: {removed:?}");
         cluster.stop(learner).await;
     }
-    wait_membership(&cluster, follower, &[1, 2, 3], &[]).await;
+    wait_membership(&cluster, leader, &[1, 2, 3], &[]).await;
     cluster.shutdown().await;
 }
 

@@ -203,10 +203,7 @@ pub(crate) enum ApplyMsg<S: StateMachine> {
     Restore(Snapshot),
     /// Serve `read` once applied ≥ `index` (0: at once, a serializable
     /// read).
-    Read {
-        index: u64,
-        read: Read<S>,
-    },
+    Read { index: u64, read: Read<S> },
 }
 
 /// The state machine's snapshot data at `index`, for the raft actor to

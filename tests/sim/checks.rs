@@ -2,9 +2,9 @@
 //! what the nodes applied.
 //!
 //! Owns: the agreed log (every entry some node applied, by index: the first
-//! node to apply an index fixes it), the reference state it implies (each
-//! key's value and the membership after every index), the leader of every
-//! term, the acknowledged writes, and the violations found.
+//! node to apply an index fixes it), the reference it implies (the state
+//! machine's [`Reference`] and the membership after every index), the
+//! leader of every term, the acknowledged writes, and the violations found.
 //!
 //! Guarantees, each checked where it can first fail:
 //! - election safety: at most one leader per term over the whole run;
@@ -12,22 +12,25 @@
 //!   every other node applied at `i` (same term, type and bytes), and in
 //!   order (no index is skipped);
 //! - applied states agree: after every apply batch or snapshot restore, a
-//!   node's real `KvStore` (every key of the key space, its size, its member
-//!   directory) equals the reference state at the node's applied index;
-//! - serializable reads return the value of the key in the reference state
-//!   at the index the node had applied;
+//!   node's real state machine (as its `Applier` holds it) equals the
+//!   reference state at the node's applied index (so two nodes at the same
+//!   index hold the same state), its member directory equals the membership
+//!   the agreed log gives there, and the machine's invariant holds;
+//! - reads (serializable, and linearizable as they complete) return what
+//!   the reference state gives at the index the node had applied;
 //! - an acknowledged write is the entry at the index it was acknowledged
 //!   with, in the agreed log (which no node may later contradict, and which
-//!   every member must reach at the end: see `cluster`).
+//!   every member must reach at the end: see `cluster`), and its response
+//!   is the one the reference decided.
 //!
-//! The linearizable history is checked at the end by the workload.
+//! The history is checked at the end by the workload.
 //! May not touch: the nodes; it only reads what they report.
 
-use prost::Message as _;
-use ringraft::kv::{KvCommand, KvStore, Operation as KvOperation};
-use ringraft::node::envelope::{RequestId, request_id};
+use crate::machine::{Reference, SimMachine};
+use ringraft::node::applier::Applier;
+use ringraft::node::envelope::{self, RequestId, request_id};
 use ringraft::raft::raft::decode_conf_change;
-use ringraft::raftpb::{ConfChangeType, Entry};
+use ringraft::raftpb::{ConfChangeType, Entry, EntryType};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One entry of the agreed log.
@@ -52,15 +55,12 @@ impl Membership {
     }
 }
 
-/// Each key's writes in the agreed log: (index, value; `None` = deleted).
-type KeyHistory = Vec<(u64, Option<Vec<u8>>)>;
-
 /// The reference and the violations of one run.
 #[derive(Debug)]
-pub struct Checker {
-    keys: Vec<Vec<u8>>,
+pub struct Checker<S: SimMachine> {
+    params: S::Params,
+    reference: S::Reference,
     log: Vec<AgreedEntry>,
-    key_history: BTreeMap<Vec<u8>, KeyHistory>,
     membership_history: Vec<(u64, Membership)>,
     leaders: BTreeMap<u64, u64>,
     /// Acknowledged writes: index → request.
@@ -68,14 +68,13 @@ pub struct Checker {
     pub violations: Vec<String>,
 }
 
-impl Checker {
-    /// A checker for a run whose clients use `keys`.
-    pub fn new(keys: Vec<Vec<u8>>) -> Checker {
-        let key_history = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+impl<S: SimMachine> Checker<S> {
+    /// A checker for a run with parameters `params`.
+    pub fn new(params: S::Params) -> Checker<S> {
         Checker {
-            keys,
+            reference: S::reference(&params),
+            params,
             log: Vec::new(),
-            key_history,
             membership_history: vec![(0, Membership::default())],
             leaders: BTreeMap::new(),
             acknowledged: BTreeMap::new(),
@@ -164,32 +163,24 @@ impl Checker {
             self.membership_history.push((index, membership));
             return;
         }
-        if agreed.entry_type != ringraft::raftpb::EntryType::EntryNormal as i32
-            || agreed.data.is_empty()
-        {
+        if agreed.entry_type != EntryType::EntryNormal as i32 || agreed.data.is_empty() {
             return;
         }
-        let Ok(command) = KvCommand::decode(agreed.data.as_slice()) else {
+        // Every proposal of the simulation is framed and decodes; one that
+        // did not would apply as nothing on every member, and the state
+        // comparison would show it.
+        let Ok(proposal) = envelope::split(&agreed.data) else {
+            self.violation(format!("entry {index}: proposal header does not decode"));
             return;
         };
-        let (key, value) = match command.operation {
-            Some(KvOperation::Put(put)) => (put.key, Some(put.value)),
-            Some(KvOperation::Delete(delete)) => (delete.key, None),
-            None => return,
-        };
-        match self.key_history.get_mut(&key) {
-            Some(history) => history.push((index, value)),
-            None => self.violation(format!("entry {index} writes a key no client uses")),
+        match S::decode_command(proposal.command) {
+            Ok(command) => {
+                if let Err(what) = self.reference.commit(index, &command) {
+                    self.violation(what);
+                }
+            }
+            Err(error) => self.violation(format!("entry {index}: {error}")),
         }
-    }
-
-    /// The reference value of `key` once `index` is applied.
-    pub fn value_at(&self, key: &[u8], index: u64) -> Option<&[u8]> {
-        let history = self.key_history.get(key)?;
-        let after = history.partition_point(|(at, _)| *at <= index);
-        history[..after]
-            .last()
-            .and_then(|(_, value)| value.as_deref())
     }
 
     /// The reference membership once `index` is applied.
@@ -203,10 +194,20 @@ impl Checker {
             .unwrap_or_default()
     }
 
-    /// Node `node`'s state machine must equal the reference at its applied
-    /// index.
-    pub fn state(&mut self, node: u64, kv: &KvStore) {
-        let applied = kv.applied_index();
+    /// The machine's invariant on node `node`'s state.
+    pub fn invariant(&mut self, node: u64, applier: &Applier<S>) {
+        if let Err(what) = S::invariant(&self.params, applier.state()) {
+            self.violation(format!(
+                "node {node} at applied index {}: {what}",
+                applier.applied_index()
+            ));
+        }
+    }
+
+    /// Node `node`'s state machine and member directory must equal the
+    /// reference at its applied index.
+    pub fn state(&mut self, node: u64, applier: &Applier<S>) {
+        let applied = applier.applied_index();
         if applied > self.agreed_len() {
             self.violation(format!(
                 "node {node} stands at applied index {applied} beyond the agreed log ({})",
@@ -214,54 +215,86 @@ impl Checker {
             ));
             return;
         }
-        let mut present = 0;
-        let mut mismatch = None;
-        for key in &self.keys {
-            let expected = self.value_at(key, applied);
-            present += usize::from(expected.is_some());
-            if kv.get(key) != expected && mismatch.is_none() {
-                mismatch = Some(format!(
-                    "node {node} at applied index {applied}: key {} is {:?}, the agreed log gives {:?}",
-                    key.escape_ascii(),
-                    kv.get(key).map(|v| v.escape_ascii().to_string()),
-                    expected.map(|v| v.escape_ascii().to_string())
-                ));
-            }
-        }
-        if mismatch.is_none() && kv.len() != present {
-            mismatch = Some(format!(
-                "node {node} at applied index {applied} holds {} keys, the agreed log gives {present}",
-                kv.len()
-            ));
-        }
-        let members: BTreeSet<u64> = kv.members().keys().copied().collect();
-        let expected_members = self.membership_at(applied).all();
-        if mismatch.is_none() && members != expected_members {
-            mismatch = Some(format!(
-                "node {node} at applied index {applied}: member directory {members:?}, the agreed log gives {expected_members:?}"
-            ));
+        let mut mismatch = self.reference.check_state(applied, applier.state()).err();
+        if mismatch.is_none() {
+            mismatch = self.directory_mismatch(applied, applier);
         }
         if let Some(what) = mismatch {
-            self.violation(format!("applied state disagrees: {what}"));
+            self.violation(format!(
+                "applied state disagrees: node {node} at applied index {applied}: {what}"
+            ));
+        }
+        if S::HAS_INVARIANT {
+            self.invariant(node, applier);
         }
     }
 
-    /// A serializable read at node `node` (applied index `applied`) of
-    /// `key` returned `value`.
-    pub fn serializable_read(&mut self, node: u64, key: &[u8], applied: u64, value: Option<&[u8]>) {
-        if applied > self.agreed_len() || self.value_at(key, applied) != value {
-            let expected = self.value_at(key, applied).map(<[u8]>::to_vec);
+    /// How the member directory differs from the membership the agreed
+    /// log gives at `applied`, if it does (without allocating: this runs
+    /// after every apply batch).
+    fn directory_mismatch(&self, applied: u64, applier: &Applier<S>) -> Option<String> {
+        let after = self
+            .membership_history
+            .partition_point(|(at, _)| *at <= applied);
+        let expected = after
+            .checked_sub(1)
+            .map(|at| &self.membership_history[at].1);
+        let directory = applier.members();
+        let expected_len = expected.map_or(0, |m| m.voters.len() + m.learners.len());
+        let same = directory.len() == expected_len
+            && directory.keys().all(|id| {
+                expected.is_some_and(|m| m.voters.contains(id) || m.learners.contains(id))
+            });
+        if !same {
+            let members: BTreeSet<u64> = directory.keys().copied().collect();
+            return Some(format!(
+                "member directory {members:?}, the agreed log gives {:?}",
+                self.membership_at(applied).all()
+            ));
+        }
+        // Addresses come from the change that added the member: the
+        // simulation's `peer_url`, or none (the bootstrap members).
+        let misplaced = directory.iter().find(|(id, url)| {
+            !url.is_empty()
+                && url
+                    .strip_prefix(crate::node::PEER_URL_PREFIX)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    != Some(**id)
+        });
+        misplaced.map(|(id, url)| format!("member directory gives node {id} the address {url:?}"))
+    }
+
+    /// A read (`kind`: serializable or linearizable) of `query` answered by
+    /// node `node` at applied index `applied` returned `result`.
+    pub fn read(
+        &mut self,
+        kind: &str,
+        node: u64,
+        applied: u64,
+        query: &S::Query,
+        result: &S::QueryResult,
+    ) {
+        let checked = if applied > self.agreed_len() {
+            Err(format!("beyond the agreed log ({})", self.agreed_len()))
+        } else {
+            self.reference.check_query(applied, query, result)
+        };
+        if let Err(what) = checked {
             self.violation(format!(
-                "serializable read of {} at node {node} (applied {applied}) returned {:?}, the state at {applied} has {:?}",
-                key.escape_ascii(),
-                value.map(|v| v.escape_ascii().to_string()),
-                expected.map(|v| v.escape_ascii().to_string())
+                "{kind} read at node {node} (applied {applied}): {what}"
             ));
         }
     }
 
-    /// Node `node` acknowledged the write `id` as applied at `index`.
-    pub fn acknowledged_write(&mut self, node: u64, index: u64, id: RequestId) {
+    /// Node `node` acknowledged the write `id` as applied at `index` with
+    /// `response`.
+    pub fn acknowledged_write(
+        &mut self,
+        node: u64,
+        index: u64,
+        id: RequestId,
+        response: &S::Response,
+    ) {
         let carried = self
             .log
             .get(index.wrapping_sub(1) as usize)
@@ -269,6 +302,10 @@ impl Checker {
         if carried != Some(id) {
             self.violation(format!(
                 "node {node} acknowledged write {id:?} at index {index}, which the agreed log gives to {carried:?}"
+            ));
+        } else if let Err(what) = self.reference.check_response(index, response) {
+            self.violation(format!(
+                "node {node} answered write {id:?} at index {index}: {what}"
             ));
         }
         self.acknowledged.insert(index, id);

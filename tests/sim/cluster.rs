@@ -1,5 +1,6 @@
-//! One simulated run: a cluster of 3 or 5 nodes, its clients and its
-//! faults, driven by one seeded scheduler.
+//! One simulated run: a cluster of 3 or 5 nodes replicating one state
+//! machine (the key-value store or the ledger: [`Choice`] by seed), its
+//! clients and its faults, driven by one seeded scheduler.
 //!
 //! Owns: the running nodes, the disks of crashed nodes, node ids (never
 //! reused: a removed member never comes back), the run's parameters (drawn
@@ -20,16 +21,21 @@
 //! network, restarts every crashed node, and runs until the cluster has
 //! converged (one leader known to every member, everything committed and
 //! applied everywhere, nothing in flight), bounded: a run that does not
-//! converge is reported as a stall. Then: every member's state machine is
-//! the same, every member's raft log agrees with the agreed log, every
-//! acknowledged write is in it, and the history is linearizable.
+//! converge is reported as a stall. Then: every member's state machine,
+//! applied index and member directory are the same, every member's raft
+//! log agrees with the agreed log, every acknowledged write is in it, and
+//! the history passes the machine's check (linearizability for the
+//! key-value store). A machine with an invariant (the ledger's total) has
+//! it checked on every node at the end of every step.
 //!
-//! Guarantees: a run is a pure function of (seed, steps, break mode):
-//! ordered collections only, one RNG, simulated time.
+//! Guarantees: a run is a pure function of (seed, steps, break mode,
+//! machine choice): ordered collections only, one RNG, simulated time.
 //! May not touch: real time, threads, files.
 
 use crate::checks::Checker;
 use crate::disk::{SimDisk, TailFate};
+use crate::ledger::Ledger;
+use crate::machine::{Choice, History, SimMachine};
 use crate::network::{Network, NetworkFaults};
 use crate::node::{BreakMode, Env, MembershipChange, NodeSettings, Reply, SimNode};
 use crate::persistence::Latency;
@@ -37,7 +43,7 @@ use crate::rng::SimRng;
 use crate::scheduler::{Event, Scheduler};
 use crate::stats::Stats;
 use crate::workload::{Request, Workload};
-use ringraft::linearizability::{Budget, CheckResult, check_with_budget};
+use ringraft::KvStore;
 use ringraft::raft::{StateRole, Storage};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,13 +59,13 @@ const CONVERGENCE_STEPS: u64 = 1_500;
 /// Messages per step beyond which a run counts as a message storm (a
 /// livelock: normal runs send a few dozen per step).
 const STORM_MESSAGES_PER_STEP: u64 = 400;
-/// Search budget of the linearizability check (steps).
-const LINEARIZABILITY_BUDGET_STEPS: u64 = 5_000_000;
 
 /// What a run found.
 #[derive(Debug)]
 pub struct RunOutcome {
     pub seed: u64,
+    /// The state machine it replicated (`machine::kv::NAME`, ...).
+    pub machine: &'static str,
     pub violations: Vec<String>,
     /// Why the run did not converge, if it did not.
     pub stall: Option<String>,
@@ -67,16 +73,18 @@ pub struct RunOutcome {
 }
 
 /// The world of one run.
-pub struct Cluster {
+pub struct Cluster<S: SimMachine> {
     rng: SimRng,
     sched: Scheduler,
     net: Network,
-    check: Checker,
+    check: Checker<S>,
     stats: Stats,
-    workload: Workload,
-    replies: Vec<Reply>,
+    workload: Workload<S>,
+    /// The state every node starts from.
+    genesis: S,
+    replies: Vec<Reply<S>>,
     next_seq: u64,
-    nodes: BTreeMap<u64, SimNode>,
+    nodes: BTreeMap<u64, SimNode<S>>,
     down: BTreeMap<u64, SimDisk>,
     incarnations: BTreeMap<u64, u64>,
     next_id: u64,
@@ -105,9 +113,17 @@ macro_rules! env {
     };
 }
 
-/// Runs seed `seed` for `steps` steps.
-pub fn run(seed: u64, steps: u64, break_mode: BreakMode) -> RunOutcome {
-    let mut cluster = Cluster::new(seed, break_mode);
+/// Runs seed `seed` for `steps` steps, with the state machine `choice`
+/// gives it.
+pub fn run(seed: u64, steps: u64, break_mode: BreakMode, choice: Choice) -> RunOutcome {
+    match choice.machine(seed) {
+        crate::machine::kv::NAME => run_machine::<KvStore>(seed, steps, break_mode),
+        _ => run_machine::<Ledger>(seed, steps, break_mode),
+    }
+}
+
+fn run_machine<S: SimMachine>(seed: u64, steps: u64, break_mode: BreakMode) -> RunOutcome {
+    let mut cluster = Cluster::<S>::new(seed, break_mode);
     let mut steps_run = 0;
     // A run stops at its first violation: what follows it is noise.
     while steps_run < steps && cluster.check.violations.is_empty() {
@@ -117,6 +133,7 @@ pub fn run(seed: u64, steps: u64, break_mode: BreakMode) -> RunOutcome {
         cluster.run_until((steps_run + 1) * TICK_US);
         steps_run += 1;
         cluster.check_storm(steps_run);
+        cluster.check_invariants();
     }
     cluster.stats.steps = steps_run;
     cluster.stats.seeds = 1;
@@ -137,14 +154,15 @@ pub fn run(seed: u64, steps: u64, break_mode: BreakMode) -> RunOutcome {
     cluster.stats.stalls = u64::from(stall.is_some());
     RunOutcome {
         seed,
+        machine: S::NAME,
         violations: cluster.check.violations,
         stall,
         stats: cluster.stats,
     }
 }
 
-impl Cluster {
-    fn new(seed: u64, break_mode: BreakMode) -> Cluster {
+impl<S: SimMachine> Cluster<S> {
+    fn new(seed: u64, break_mode: BreakMode) -> Cluster<S> {
         let mut rng = SimRng::new(seed);
         let size = if rng.chance(500) { 3 } else { 5 };
         let fdatasync_min_us = rng.range(200, 1_000);
@@ -171,10 +189,11 @@ impl Cluster {
             long_delay_max_us: 30_000,
         };
         let clients = rng.range(3, 5) as usize;
-        let keys = rng.range(3, 8) as usize;
+        let params = S::draw_params(&mut rng);
         let think_max_us = rng.range(10_000, 60_000);
-        let workload = Workload::new(clients, keys, 50 * TICK_US, think_max_us);
-        let check = Checker::new(workload.keys.clone());
+        let genesis = S::genesis(&params);
+        let workload = Workload::new(clients, params.clone(), 50 * TICK_US, think_max_us);
+        let check = Checker::new(params);
         let mut cluster = Cluster {
             fault_per_mille: rng.range(20, 60),
             restart_max_us: rng.range(5, 30) * TICK_US,
@@ -188,6 +207,7 @@ impl Cluster {
             check,
             stats: Stats::default(),
             workload,
+            genesis,
             replies: Vec::new(),
             next_seq: 0,
             nodes: BTreeMap::new(),
@@ -216,13 +236,13 @@ impl Cluster {
 
     fn start_new_node(&mut self, id: u64, voters: Option<&[u64]>) {
         let incarnation = self.incarnation(id);
-        match SimNode::create(id, voters, self.settings, incarnation) {
+        match SimNode::create(id, voters, self.genesis.clone(), self.settings, incarnation) {
             Ok(node) => self.bring_up(node),
             Err(e) => self.check.violation(e),
         }
     }
 
-    fn bring_up(&mut self, mut node: SimNode) {
+    fn bring_up(&mut self, mut node: SimNode<S>) {
         let id = node.id;
         let incarnation = node.incarnation;
         self.net.up.insert(id);
@@ -337,7 +357,10 @@ impl Cluster {
                     reply.answer
                 );
             }
-            if self.workload.answer(&reply, now, &mut self.stats) {
+            if self
+                .workload
+                .answer(&reply, now, &mut self.stats, &mut self.check)
+            {
                 let think = self.rng.below(self.workload.think_max_us);
                 self.sched.after(
                     think,
@@ -376,7 +399,7 @@ impl Cluster {
                 waiter,
             } => match self.nodes.get_mut(&node) {
                 Some(n) => {
-                    n.propose(command, waiter, &mut env!(self));
+                    n.propose(&command, waiter, &mut env!(self));
                     self.after_node_event(node);
                     self.wake_at_deadline(client);
                 }
@@ -385,9 +408,13 @@ impl Cluster {
                     self.sched.after(retry_us, Event::ClientWake { client });
                 }
             },
-            Request::Read { node, key, waiter } => match self.nodes.get_mut(&node) {
+            Request::Read {
+                node,
+                query,
+                waiter,
+            } => match self.nodes.get_mut(&node) {
                 Some(n) => {
-                    n.read(key, waiter, &mut env!(self));
+                    n.read(query, waiter, &mut env!(self));
                     self.after_node_event(node);
                     self.wake_at_deadline(client);
                 }
@@ -396,11 +423,15 @@ impl Cluster {
                     self.sched.after(retry_us, Event::ClientWake { client });
                 }
             },
-            Request::LocalRead { node, key, client } => {
+            Request::LocalRead {
+                node,
+                query,
+                client,
+            } => {
                 if let Some(n) = self.nodes.get(&node) {
-                    let (applied, value) = n.local_read(&key);
+                    let (applied, result) = n.local_read(query.clone());
                     self.check
-                        .serializable_read(node, &key, applied, value.as_deref());
+                        .read("serializable", node, applied, &query, &result);
                 }
                 let think = self.rng.below(self.workload.think_max_us);
                 self.sched.after(think, Event::ClientWake { client });
@@ -419,7 +450,7 @@ impl Cluster {
     }
 
     /// The node is gone (crash or stop): its clients' operations are lost.
-    fn take_down(&mut self, id: u64) -> Option<SimNode> {
+    fn take_down(&mut self, id: u64) -> Option<SimNode<S>> {
         let node = self.nodes.remove(&id)?;
         self.net.up.remove(&id);
         for client in self.workload.node_lost(id, &mut self.stats) {
@@ -454,7 +485,7 @@ impl Cluster {
             return;
         };
         let incarnation = self.incarnation(id);
-        match SimNode::restart(id, disk, self.settings, incarnation) {
+        match SimNode::restart(id, disk, self.genesis.clone(), self.settings, incarnation) {
             Ok((node, repaired)) => {
                 self.stats.torn_tails_repaired += u64::from(repaired);
                 self.bring_up(node);
@@ -635,6 +666,18 @@ impl Cluster {
         Some(self.describe())
     }
 
+    /// The machine's invariant on every running node (after every step;
+    /// it is also checked after every change of a node's state).
+    fn check_invariants(&mut self) {
+        if !S::HAS_INVARIANT {
+            return;
+        }
+        for node in self.nodes.values() {
+            self.check.invariant(node.id, &node.applier);
+            self.stats.invariant_checks += 1;
+        }
+    }
+
     /// A run whose nodes send messages as fast as the network carries them
     /// is livelocked: a failure, and it would never end in reasonable time.
     fn check_storm(&mut self, steps_run: u64) {
@@ -664,7 +707,7 @@ impl Cluster {
             self.nodes.get(id).is_some_and(|n| {
                 n.raw.raft.lead == leader
                     && n.raw.raft.term == lead.term
-                    && n.kv.applied_index() == commit
+                    && n.applier.applied_index() == commit
                     && n.raw.raft.raft_log.last_index() == commit
                     && n.quiet()
             })
@@ -698,7 +741,7 @@ impl Cluster {
                     raft.lead,
                     raft.raft_log.committed,
                     raft.raft_log.last_index(),
-                    n.kv.applied_index(),
+                    n.applier.applied_index(),
                     n.raw.status().conf_state.voters,
                     n.raw.status().conf_state.learners
                 )
@@ -715,20 +758,33 @@ impl Cluster {
     /// Whole-cluster checks once converged.
     fn final_checks(&mut self) {
         let members = self.members();
-        let mut reference: Option<(u64, &ringraft::kv::KvStore)> = None;
+        let mut reference: Option<(u64, &SimNode<S>)> = None;
         let mut violations = Vec::new();
         for id in &members {
             let Some(node) = self.nodes.get(id) else {
                 violations.push(format!("member {id} is not running at the end"));
                 continue;
             };
+            if S::HAS_INVARIANT
+                && let Err(what) = S::invariant(&self.workload.params, node.applier.state())
+            {
+                violations.push(format!("node {id} at the end: {what}"));
+            }
             match reference {
-                None => reference = Some((*id, &node.kv)),
-                Some((other, kv)) if *kv != node.kv => violations.push(format!(
-                    "final states differ: node {other} and node {id} (applied {} and {})",
-                    kv.applied_index(),
-                    node.kv.applied_index()
-                )),
+                None => reference = Some((*id, node)),
+                Some((other, first))
+                    if first.applier.state() != node.applier.state()
+                        || first.applier.members() != node.applier.members()
+                        || first.applier.applied_index() != node.applier.applied_index() =>
+                {
+                    violations.push(format!(
+                        "final states differ: node {other} and node {id} (applied {} and {}; members {:?} and {:?})",
+                        first.applier.applied_index(),
+                        node.applier.applied_index(),
+                        first.applier.members(),
+                        node.applier.members()
+                    ))
+                }
                 Some(_) => {}
             }
             let store = node.raw.store();
@@ -767,12 +823,8 @@ impl Cluster {
         self.workload.finish(&mut self.stats);
         let history = &self.workload.history;
         self.stats.linearizable_ops_checked = history.len() as u64;
-        match check_with_budget(history, Budget::steps(LINEARIZABILITY_BUDGET_STEPS)) {
-            CheckResult::Ok => {}
-            other => self.check.violation(format!(
-                "linearizability ({} operations): {other}",
-                history.len()
-            )),
+        if let Err(what) = history.check() {
+            self.check.violation(what);
         }
     }
 }

@@ -1,14 +1,19 @@
 //! Deterministic simulation of whole ringraft clusters: the real raft core,
-//! the real `KvStore` and command codec, the real WAL encoding and decoding
-//! and snapshot file codec, driven by one seeded scheduler with a simulated
-//! clock, network and disk (see `cluster` for a run, `disk` for what a
-//! crash keeps, `node` for how the node's actors are played).
+//! the node's real apply machinery (`node::applier::Applier`, the proposal
+//! envelope, the snapshot framing) over a real state machine and its codec,
+//! the real WAL encoding and decoding and snapshot file codec, driven by one
+//! seeded scheduler with a simulated clock, network and disk (see `cluster`
+//! for a run, `disk` for what a crash keeps, `node` for how the node's
+//! actors are played, `machine` for the state machines: the built-in
+//! `KvStore` and the ledger of `examples/ledger`).
 //!
 //! Environment:
 //! - `RINGRAFT_SEED=<seed>`: run exactly that seed (reproduces a failure
 //!   byte for byte);
 //! - `RINGRAFT_SIM_SEEDS` (default 1000), `RINGRAFT_SIM_FIRST_SEED`
 //!   (default 0), `RINGRAFT_SIM_STEPS` (default 2000);
+//! - `RINGRAFT_SIM_STATE_MACHINE=kv|ledger|both` (default both: even seeds
+//!   replicate the key-value store, odd seeds the ledger);
 //! - `RINGRAFT_SIM_BREAK=ack-before-fsync|read-before-apply`: run the main
 //!   test with that safety rule broken (to reproduce a seed the break tests
 //!   report);
@@ -23,6 +28,11 @@
 mod checks;
 mod cluster;
 mod disk;
+// The ledger of `examples/ledger`, the simulation's second state machine
+// (its own unit tests, `ledger::tests`, run in this binary too).
+#[path = "../../examples/ledger/ledger.rs"]
+mod ledger;
+mod machine;
 mod network;
 mod node;
 mod persistence;
@@ -32,8 +42,10 @@ mod stats;
 mod workload;
 
 use cluster::RunOutcome;
+use machine::Choice;
 use node::BreakMode;
 use stats::Stats;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -47,6 +59,8 @@ struct Plan {
     seeds: u64,
     steps: u64,
     break_mode: BreakMode,
+    /// Which state machine each seed replicates.
+    choice: Choice,
     /// Stop at the first seed that breaks a safety rule (the break tests).
     stop_at_first_failure: bool,
 }
@@ -54,6 +68,9 @@ struct Plan {
 /// What a batch of runs found.
 struct Report {
     stats: Stats,
+    /// The same counters by state machine, with the seeds that failed a
+    /// check.
+    by_machine: BTreeMap<&'static str, (Stats, u64)>,
     failures: Vec<RunOutcome>,
     stalls: Vec<(u64, String)>,
     seeds_run: u64,
@@ -88,6 +105,9 @@ fn reproduce_command(seed: u64, plan: &Plan) -> String {
     if let Some(name) = break_name(plan.break_mode) {
         command.push_str(&format!("RINGRAFT_SIM_BREAK={name} "));
     }
+    if let Some(machine) = plan.choice.env_value() {
+        command.push_str(&format!("RINGRAFT_SIM_STATE_MACHINE={machine} "));
+    }
     command.push_str("cargo test --release --test sim -- --nocapture");
     command
 }
@@ -95,7 +115,8 @@ fn reproduce_command(seed: u64, plan: &Plan) -> String {
 fn run_one(seed: u64, plan: &Plan) -> RunOutcome {
     let steps = plan.steps;
     let mode = plan.break_mode;
-    match std::panic::catch_unwind(|| cluster::run(seed, steps, mode)) {
+    let choice = plan.choice;
+    match std::panic::catch_unwind(|| cluster::run(seed, steps, mode, choice)) {
         Ok(outcome) => outcome,
         Err(panic) => {
             let message = panic
@@ -105,6 +126,7 @@ fn run_one(seed: u64, plan: &Plan) -> RunOutcome {
                 .unwrap_or_default();
             RunOutcome {
                 seed,
+                machine: choice.machine(seed),
                 violations: vec![format!("panic: {message}")],
                 stall: None,
                 stats: Stats::default(),
@@ -126,7 +148,13 @@ fn run_plan(plan: Plan) -> Report {
     let started = Instant::now();
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
-    let merged = Mutex::new((Stats::default(), Vec::new(), Vec::new(), 0u64));
+    let merged = Mutex::new((
+        Stats::default(),
+        Vec::new(),
+        Vec::new(),
+        0u64,
+        BTreeMap::new(),
+    ));
     std::thread::scope(|scope| {
         for _ in 0..THREADS {
             scope.spawn(|| {
@@ -140,6 +168,10 @@ fn run_plan(plan: Plan) -> Report {
                     let mut merged = merged.lock().unwrap_or_else(|e| e.into_inner());
                     merged.0.add(&outcome.stats);
                     merged.3 += 1;
+                    let (machine_stats, machine_failures): &mut (Stats, u64) =
+                        merged.4.entry(outcome.machine).or_default();
+                    machine_stats.add(&outcome.stats);
+                    *machine_failures += u64::from(!outcome.violations.is_empty());
                     if let Some(stall) = &outcome.stall {
                         merged.2.push((seed, stall.clone()));
                     }
@@ -153,12 +185,13 @@ fn run_plan(plan: Plan) -> Report {
             });
         }
     });
-    let (stats, mut failures, mut stalls, seeds_run) =
+    let (stats, mut failures, mut stalls, seeds_run, by_machine) =
         merged.into_inner().unwrap_or_else(|e| e.into_inner());
     failures.sort_by_key(|f| f.seed);
     stalls.sort_by_key(|s| s.0);
     Report {
         stats,
+        by_machine,
         failures,
         stalls,
         seeds_run,
@@ -175,13 +208,33 @@ fn print_report(title: &str, plan: &Plan, report: &Report) {
         plan.steps,
         report.elapsed_ms as f64 / 1000.0
     );
-    println!("{}", report.stats.summary());
+    let counts: Vec<String> = report
+        .by_machine
+        .iter()
+        .map(|(machine, (stats, failed))| {
+            format!(
+                "{machine} {} seeds ({failed} with violations, {} stalls)",
+                stats.seeds, stats.stalls
+            )
+        })
+        .collect();
+    println!(
+        "state machines: {}; violations in {} seeds",
+        counts.join(", "),
+        report.failures.len()
+    );
+    for (machine, (stats, _)) in &report.by_machine {
+        println!("-- {machine}:\n{}", stats.summary());
+    }
+    if report.by_machine.len() > 1 {
+        println!("-- all:\n{}", report.stats.summary());
+    }
     for (seed, stall) in report.stalls.iter().take(5) {
         println!("stall at seed {seed}: {stall}");
         println!("  reproduce: {}", reproduce_command(*seed, plan));
     }
     for failure in report.failures.iter().take(5) {
-        println!("VIOLATION at seed {}:", failure.seed);
+        println!("VIOLATION at seed {} ({}):", failure.seed, failure.machine);
         for violation in failure.violations.iter().take(5) {
             println!("  - {violation}");
         }
@@ -192,12 +245,14 @@ fn print_report(title: &str, plan: &Plan, report: &Report) {
 /// The plan the environment asks for.
 fn plan_from_env(break_mode: BreakMode) -> Plan {
     let steps = env_u64("RINGRAFT_SIM_STEPS").unwrap_or(2000);
+    let choice = Choice::from_env().unwrap_or_else(|e| panic!("{e}"));
     match env_u64("RINGRAFT_SEED") {
         Some(seed) => Plan {
             first_seed: seed,
             seeds: 1,
             steps,
             break_mode,
+            choice,
             stop_at_first_failure: false,
         },
         None => Plan {
@@ -205,6 +260,7 @@ fn plan_from_env(break_mode: BreakMode) -> Plan {
             seeds: env_u64("RINGRAFT_SIM_SEEDS").unwrap_or(1000),
             steps,
             break_mode,
+            choice,
             stop_at_first_failure: false,
         },
     }
@@ -253,9 +309,10 @@ fn assert_break_is_caught(mode: BreakMode) {
         );
     };
     println!(
-        "{title}: caught after {} seeds run (seed {}: {})",
+        "{title}: caught after {} seeds run (seed {}, {}: {})",
         report.seeds_run,
         caught.seed,
+        caught.machine,
         caught
             .violations
             .iter()

@@ -1,8 +1,10 @@
-//! One simulated node: the real raft core, state machine and WAL encoding,
-//! driven the way `src/node` drives them, over a simulated disk and
-//! network.
+//! One simulated node: the real raft core, apply machinery (the node's
+//! `Applier` over the run's state machine) and WAL encoding, driven the way
+//! `src/node` drives them, over a simulated disk and network. Generic over
+//! the state machine ([`SimMachine`]).
 //!
-//! Owns: the node's `RawNode` and `MemoryStorage`, its `KvStore`, its
+//! Owns: the node's `RawNode` and `MemoryStorage`, its `Applier` (the state
+//! machine, applied index and member directory), its
 //! persistence actor ([`Persistence`]) and disk, the Readies handed out and
 //! not yet released, the configuration history (for snapshots), and the
 //! clients waiting on it (proposals by request id, reads by read index).
@@ -16,14 +18,19 @@
 //! snapshot restores the state machine and its committed entries apply,
 //! membership changes to raft first. The apply actor's rules
 //! (`src/node/apply_actor.rs`): entries apply in order through the real
-//! `KvStore` (membership changes update the member directory from the
-//! change's context), a proposer is answered once its entry applied here,
-//! a linearizable read is served once applied ≥ its read index, and every
-//! `snapshot_count` applied entries the state machine is snapshotted, the
-//! snapshot saved (file, then WAL marker) and the log compacted keeping
-//! `catchup_entries`. Boot (`src/node/bootstrap.rs`): a restart rebuilds
-//! everything from the disk alone. The apply actor runs synchronously here
-//! (one of the interleavings the real node allows).
+//! `Applier` (membership changes update its member directory from the
+//! change's context), a proposer is answered with the outcome the applier
+//! gives for its request id once its entry applied here, a linearizable
+//! read is served once applied ≥ its read index, and every `snapshot_count`
+//! applied entries, or after the applier reports a member added, the
+//! applier's framed snapshot is taken, saved (file, then WAL marker) and
+//! the log compacted keeping `catchup_entries`. Proposals are framed as
+//! `NodeHandle::propose` frames them (`envelope::proposal_header`, then the
+//! machine's `encode_command`), membership changes carry
+//! `envelope::member_context`. Boot (`src/node/bootstrap.rs`): a restart
+//! rebuilds everything from the disk alone, restoring the applier from the
+//! snapshot. The apply actor runs synchronously here (one of the
+//! interleavings the real node allows).
 //!
 //! The break switches deliberately violate one rule each, to show the
 //! checks catch it: `AckBeforeFsync` (persistence acknowledges before
@@ -35,19 +42,20 @@
 
 use crate::checks::Checker;
 use crate::disk::{Recovered, SimDisk};
+use crate::machine::SimMachine;
 use crate::network::Network;
 use crate::persistence::{Job, Latency, Persistence, Progress};
 use crate::rng::SimRng;
 use crate::scheduler::{Event, IoLane, Scheduler};
 use crate::stats::Stats;
-use ringraft::kv::{KvStore, MemberChange};
+use ringraft::node::applier::Applier;
 use ringraft::node::envelope::{self, RequestId};
 use ringraft::raft::raft::decode_conf_change;
 use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole, Storage};
 use ringraft::raftpb::{
-    ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
+    ConfChange, ConfChangeType, ConfState, Entry, Message, MessageType, Snapshot,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A deliberately broken safety rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,40 +88,40 @@ pub struct Waiter {
 }
 
 /// What a node tells a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    /// The write applied at this index.
-    Written(u64),
+#[derive(Debug)]
+pub enum Answer<S: SimMachine> {
+    /// The write applied at this index; the state machine's response.
+    Written(u64, S::Response),
     /// Refused at once: it did not happen.
     Refused,
-    /// A read's value.
-    Value(Option<Vec<u8>>),
+    /// A read's result.
+    Value(S::QueryResult),
 }
 
 /// An answer to a client.
-#[derive(Debug, Clone)]
-pub struct Reply {
+#[derive(Debug)]
+pub struct Reply<S: SimMachine> {
     pub waiter: Waiter,
-    pub answer: Answer,
+    pub answer: Answer<S>,
     /// Who answered, at which applied index (for traces).
     pub node: u64,
     pub applied_index: u64,
 }
 
 /// Everything outside the node that it acts on.
-pub struct Env<'a> {
+pub struct Env<'a, S: SimMachine> {
     pub rng: &'a mut SimRng,
     pub sched: &'a mut Scheduler,
     pub net: &'a mut Network,
-    pub check: &'a mut Checker,
+    pub check: &'a mut Checker<S>,
     pub stats: &'a mut Stats,
-    pub replies: &'a mut Vec<Reply>,
+    pub replies: &'a mut Vec<Reply<S>>,
     /// Request sequence numbers, unique over the run (the real node starts
     /// them from the wall clock at boot for the same purpose).
     pub next_seq: &'a mut u64,
 }
 
-impl Env<'_> {
+impl<S: SimMachine> Env<'_, S> {
     fn seq(&mut self) -> u64 {
         *self.next_seq += 1;
         *self.next_seq
@@ -136,11 +144,11 @@ pub enum MembershipChange {
 }
 
 /// One running node.
-pub struct SimNode {
+pub struct SimNode<S: SimMachine> {
     pub id: u64,
     pub incarnation: u64,
     pub raw: RawNode<MemoryStorage>,
-    pub kv: KvStore,
+    pub applier: Applier<S>,
     pub disk: SimDisk,
     persistence: Persistence,
     in_flight: VecDeque<InFlight>,
@@ -151,28 +159,33 @@ pub struct SimNode {
     member_added: bool,
     settings: NodeSettings,
     proposals: BTreeMap<RequestId, Waiter>,
-    reads_without_index: BTreeMap<u64, (Vec<u8>, Waiter)>,
-    reads_waiting_apply: Vec<(u64, Vec<u8>, Waiter)>,
+    /// Membership changes this node proposed, by request id.
+    membership_proposals: BTreeSet<RequestId>,
+    reads_without_index: BTreeMap<u64, (S::Query, Waiter)>,
+    reads_waiting_apply: Vec<(u64, S::Query, Waiter)>,
     /// This node applied its own removal.
     pub removed: bool,
 }
 
-impl SimNode {
-    /// A brand-new member: a fresh disk; `voters` for a new cluster's
-    /// bootstrap, none for a node joining an existing cluster.
+impl<S: SimMachine> SimNode<S> {
+    /// A brand-new member with state machine `genesis`: a fresh disk;
+    /// `voters` for a new cluster's bootstrap, none for a node joining an
+    /// existing cluster.
     pub fn create(
         id: u64,
         voters: Option<&[u64]>,
+        genesis: S,
         settings: NodeSettings,
         incarnation: u64,
-    ) -> Result<SimNode, String> {
+    ) -> Result<SimNode<S>, String> {
         let disk = SimDisk::create(id);
         let raw = RawNode::new(
             &raft_config(id, 0, &settings, incarnation),
             MemoryStorage::new(),
         )
         .map_err(|e| format!("node {id}: RawNode::new: {e}"))?;
-        let mut node = SimNode::assemble(id, raw, KvStore::new(), disk, 0, settings, incarnation);
+        let applier = Applier::new(genesis);
+        let mut node = SimNode::assemble(id, raw, applier, disk, 0, settings, incarnation);
         if let Some(voters) = voters {
             node.raw
                 .bootstrap(voters)
@@ -181,13 +194,15 @@ impl SimNode {
         Ok(node)
     }
 
-    /// A restart from what `disk` kept.
+    /// A restart from what `disk` kept, the state machine starting from
+    /// `genesis` (then restored from the snapshot, if any).
     pub fn restart(
         id: u64,
         mut disk: SimDisk,
+        genesis: S,
         settings: NodeSettings,
         incarnation: u64,
-    ) -> Result<(SimNode, bool), String> {
+    ) -> Result<(SimNode<S>, bool), String> {
         let Recovered {
             snapshot,
             hard_state,
@@ -195,11 +210,12 @@ impl SimNode {
             repaired_torn_tail,
         } = disk.recover()?;
         let mut memory = MemoryStorage::new();
-        let mut kv = KvStore::new();
+        let mut applier = Applier::new(genesis);
         let mut applied = 0;
         if let Some(snapshot) = snapshot {
             applied = snapshot.metadata.index;
-            kv = KvStore::restore(&snapshot.data)
+            applier
+                .restore(applied, &snapshot.data)
                 .map_err(|e| format!("node {id}: snapshot data: {e}"))?;
             memory
                 .apply_snapshot(snapshot)
@@ -211,27 +227,27 @@ impl SimNode {
             .map_err(|e| format!("node {id}: WAL entries into MemoryStorage: {e}"))?;
         let raw = RawNode::new(&raft_config(id, applied, &settings, incarnation), memory)
             .map_err(|e| format!("node {id}: RawNode::new after restart: {e}"))?;
-        let node = SimNode::assemble(id, raw, kv, disk, applied, settings, incarnation);
+        let node = SimNode::assemble(id, raw, applier, disk, applied, settings, incarnation);
         Ok((node, repaired_torn_tail))
     }
 
     fn assemble(
         id: u64,
         raw: RawNode<MemoryStorage>,
-        kv: KvStore,
+        applier: Applier<S>,
         disk: SimDisk,
         boot_snapshot_index: u64,
         settings: NodeSettings,
         incarnation: u64,
-    ) -> SimNode {
+    ) -> SimNode<S> {
         let conf_state = raw.status().conf_state;
         SimNode {
             id,
             incarnation,
             raw,
-            last_snapshot_index: kv.applied_index(),
+            last_snapshot_index: applier.applied_index(),
             member_added: false,
-            kv,
+            applier,
             disk,
             persistence: Persistence::new(
                 settings.latency,
@@ -242,6 +258,7 @@ impl SimNode {
             conf_history: VecDeque::from([(boot_snapshot_index, conf_state)]),
             settings,
             proposals: BTreeMap::new(),
+            membership_proposals: BTreeSet::new(),
             reads_without_index: BTreeMap::new(),
             reads_waiting_apply: Vec::new(),
             removed: false,
@@ -260,18 +277,18 @@ impl SimNode {
 
     /// Lets the node do whatever it can without an outside event (after a
     /// restart: apply the committed entries its log holds).
-    pub fn kick(&mut self, env: &mut Env<'_>) {
+    pub fn kick(&mut self, env: &mut Env<'_, S>) {
         self.drive(env);
     }
 
     /// The clock ticked.
-    pub fn tick(&mut self, env: &mut Env<'_>) {
+    pub fn tick(&mut self, env: &mut Env<'_, S>) {
         self.raw.tick();
         self.drive(env);
     }
 
     /// A message from a peer arrived.
-    pub fn step(&mut self, message: Message, env: &mut Env<'_>) {
+    pub fn step(&mut self, message: Message, env: &mut Env<'_, S>) {
         // Refused messages (from non-members, stale) are dropped, as the
         // raft actor does.
         let _ = self.raw.step(message);
@@ -279,7 +296,7 @@ impl SimNode {
     }
 
     /// An IO step of the persistence actor completed.
-    pub fn io_completed(&mut self, lane: IoLane, env: &mut Env<'_>) {
+    pub fn io_completed(&mut self, lane: IoLane, env: &mut Env<'_, S>) {
         if lane == IoLane::Sync {
             env.stats.fdatasyncs += 1;
         }
@@ -288,19 +305,22 @@ impl SimNode {
         self.drive(env);
     }
 
-    /// A client proposes the encoded command `command`.
-    pub fn propose(&mut self, command: Vec<u8>, waiter: Waiter, env: &mut Env<'_>) {
+    /// A client proposes `command`, framed as `NodeHandle::propose`
+    /// frames it.
+    pub fn propose(&mut self, command: &S::Command, waiter: Waiter, env: &mut Env<'_, S>) {
         let id = RequestId {
             node_id: self.id,
             seq: env.seq(),
         };
-        match self.raw.propose(envelope::wrap(command, id)) {
+        let mut data = envelope::proposal_header(id, 64);
+        S::encode_command(command, &mut data);
+        match self.raw.propose(data) {
             Ok(()) => {
                 self.proposals.insert(id, waiter);
             }
             Err(_) => env.replies.push(Reply {
                 node: self.id,
-                applied_index: self.kv.applied_index(),
+                applied_index: self.applier.applied_index(),
                 waiter,
                 answer: Answer::Refused,
             }),
@@ -308,18 +328,18 @@ impl SimNode {
         self.drive(env);
     }
 
-    /// A client asks for a linearizable read of `key` (ReadIndex).
-    pub fn read(&mut self, key: Vec<u8>, waiter: Waiter, env: &mut Env<'_>) {
+    /// A client asks for a linearizable read (ReadIndex).
+    pub fn read(&mut self, query: S::Query, waiter: Waiter, env: &mut Env<'_, S>) {
         let seq = env.seq();
         let mut context = self.id.to_be_bytes().to_vec();
         context.extend_from_slice(&seq.to_be_bytes());
         match self.raw.read_index(context) {
             Ok(()) => {
-                self.reads_without_index.insert(seq, (key, waiter));
+                self.reads_without_index.insert(seq, (query, waiter));
             }
             Err(_) => env.replies.push(Reply {
                 node: self.id,
-                applied_index: self.kv.applied_index(),
+                applied_index: self.applier.applied_index(),
                 waiter,
                 answer: Answer::Refused,
             }),
@@ -328,11 +348,8 @@ impl SimNode {
     }
 
     /// A serializable read: this node's state machine as it stands.
-    pub fn local_read(&self, key: &[u8]) -> (u64, Option<Vec<u8>>) {
-        (
-            self.kv.applied_index(),
-            self.kv.get(key).map(<[u8]>::to_vec),
-        )
+    pub fn local_read(&self, query: S::Query) -> (u64, S::QueryResult) {
+        (self.applier.applied_index(), self.applier.query(query))
     }
 
     /// Asks this node (a leader, normally) for a membership change, checked
@@ -340,22 +357,27 @@ impl SimNode {
     pub fn propose_membership(
         &mut self,
         change: MembershipChange,
-        env: &mut Env<'_>,
+        env: &mut Env<'_, S>,
     ) -> Result<(), String> {
         let conf = self.raw.status().conf_state;
         let member = |id: u64| conf.voters.contains(&id) || conf.learners.contains(&id);
-        let (change_type, node_id, peer_url) = match change {
-            MembershipChange::AddVoter(id) if !member(id) => {
-                (ConfChangeType::ConfChangeAddNode, id, peer_url(id))
-            }
-            MembershipChange::AddLearner(id) if !member(id) => {
-                (ConfChangeType::ConfChangeAddLearnerNode, id, peer_url(id))
-            }
+        // As `membership::propose`: only additions announce an address.
+        let (change_type, node_id, peers) = match change {
+            MembershipChange::AddVoter(id) if !member(id) => (
+                ConfChangeType::ConfChangeAddNode,
+                id,
+                vec![(id, peer_url(id))],
+            ),
+            MembershipChange::AddLearner(id) if !member(id) => (
+                ConfChangeType::ConfChangeAddLearnerNode,
+                id,
+                vec![(id, peer_url(id))],
+            ),
             MembershipChange::Promote(id) if conf.learners.contains(&id) => {
-                (ConfChangeType::ConfChangeAddNode, id, String::new())
+                (ConfChangeType::ConfChangeAddNode, id, Vec::new())
             }
             MembershipChange::Remove(id) if member(id) && conf.voters != [id] => {
-                (ConfChangeType::ConfChangeRemoveNode, id, String::new())
+                (ConfChangeType::ConfChangeRemoveNode, id, Vec::new())
             }
             _ => return Err(format!("{change:?} does not fit {conf:?}")),
         };
@@ -370,19 +392,22 @@ impl SimNode {
         let cc = ConfChange {
             change_type: change_type as i32,
             node_id,
-            context: envelope::member_context(&peer_url, id),
+            context: envelope::member_context(&peers, id),
             ..Default::default()
         };
         let proposed = self
             .raw
             .propose_conf_change_v1(&cc)
             .map_err(|e| e.to_string());
+        if proposed.is_ok() {
+            self.membership_proposals.insert(id);
+        }
         self.drive(env);
         proposed
     }
 
     /// Asks this node to hand leadership to `to`.
-    pub fn transfer_leader(&mut self, to: u64, env: &mut Env<'_>) {
+    pub fn transfer_leader(&mut self, to: u64, env: &mut Env<'_, S>) {
         if self.raw.status().conf_state.voters.contains(&to) && self.raw.raft.lead != to {
             self.raw.transfer_leader(to);
         }
@@ -391,7 +416,7 @@ impl SimNode {
 
     /// Runs the raft actor's loop until nothing more can happen without an
     /// outside event.
-    fn drive(&mut self, env: &mut Env<'_>) {
+    fn drive(&mut self, env: &mut Env<'_, S>) {
         loop {
             let mut moved = false;
             while self.raw.has_ready() {
@@ -410,7 +435,7 @@ impl SimNode {
         }
     }
 
-    fn note_progress(&mut self, progress: Progress, env: &mut Env<'_>) {
+    fn note_progress(&mut self, progress: Progress, env: &mut Env<'_, S>) {
         if let Some(number) = progress.acked {
             self.acked = self.acked.max(number);
         }
@@ -426,7 +451,7 @@ impl SimNode {
         }
     }
 
-    fn hand_out(&mut self, env: &mut Env<'_>) {
+    fn hand_out(&mut self, env: &mut Env<'_, S>) {
         let mut ready = self.raw.ready();
         self.raw.advance_append_async(&ready);
         if let Some(snapshot) = &ready.snapshot {
@@ -452,7 +477,7 @@ impl SimNode {
         self.in_flight.push_back(InFlight { ready, submitted });
     }
 
-    fn forward_read(&mut self, index: u64, context: &[u8], env: &mut Env<'_>) {
+    fn forward_read(&mut self, index: u64, context: &[u8], env: &mut Env<'_, S>) {
         let Some((node, seq)) = context.split_at_checked(8) else {
             return;
         };
@@ -462,25 +487,26 @@ impl SimNode {
         if node != self.id.to_be_bytes() {
             return;
         }
-        let Some((key, waiter)) = self.reads_without_index.remove(&u64::from_be_bytes(seq)) else {
+        let Some((query, waiter)) = self.reads_without_index.remove(&u64::from_be_bytes(seq))
+        else {
             return;
         };
         if self.settings.break_mode == BreakMode::ReadBeforeApply
-            || index <= self.kv.applied_index()
+            || index <= self.applier.applied_index()
         {
             env.replies.push(Reply {
                 node: self.id,
-                applied_index: self.kv.applied_index(),
+                applied_index: self.applier.applied_index(),
                 waiter,
-                answer: Answer::Value(self.kv.get(&key).map(<[u8]>::to_vec)),
+                answer: Answer::Value(self.applier.query(query)),
             });
         } else {
-            self.reads_waiting_apply.push((index, key, waiter));
+            self.reads_waiting_apply.push((index, query, waiter));
         }
     }
 
     /// Releases the acknowledged Readies in order; true if any was.
-    fn release(&mut self, env: &mut Env<'_>) -> bool {
+    fn release(&mut self, env: &mut Env<'_, S>) -> bool {
         let mut released = Vec::new();
         while let Some(front) = self.in_flight.front() {
             if front.submitted && front.ready.number > self.acked {
@@ -522,13 +548,13 @@ impl SimNode {
                 for entry in &ready.committed_entries {
                     self.apply_conf_change_to_raft(entry, env);
                 }
-                self.apply_batch(&ready.committed_entries, env);
+                self.apply_batch(ready.committed_entries, env);
             }
         }
         true
     }
 
-    fn send(&mut self, messages: Vec<Message>, env: &mut Env<'_>) {
+    fn send(&mut self, messages: Vec<Message>, env: &mut Env<'_, S>) {
         for message in messages {
             let to = message.to;
             let msg_type = message.msg_type();
@@ -546,17 +572,17 @@ impl SimNode {
         }
     }
 
-    fn restore(&mut self, snapshot: Snapshot, env: &mut Env<'_>) {
-        if snapshot.metadata.index <= self.kv.applied_index() {
+    fn restore(&mut self, snapshot: Snapshot, env: &mut Env<'_, S>) {
+        let index = snapshot.metadata.index;
+        if index <= self.applier.applied_index() {
             return;
         }
-        match KvStore::restore(&snapshot.data) {
-            Ok(kv) => {
-                self.kv = kv;
+        match self.applier.restore(index, &snapshot.data) {
+            Ok(()) => {
                 env.stats.snapshots_installed += 1;
-                env.check.state(self.id, &self.kv);
-                self.last_snapshot_index = self.kv.applied_index();
-                self.raw.advance_apply(self.kv.applied_index());
+                env.check.state(self.id, &self.applier);
+                self.last_snapshot_index = index;
+                self.raw.advance_apply(index);
                 self.serve_reads(env);
             }
             Err(e) => env
@@ -565,22 +591,17 @@ impl SimNode {
         }
     }
 
-    fn apply_conf_change_to_raft(&mut self, entry: &Entry, env: &mut Env<'_>) {
+    fn apply_conf_change_to_raft(&mut self, entry: &Entry, env: &mut Env<'_, S>) {
         let Ok(Some(cc)) = decode_conf_change(entry) else {
             return;
         };
         match self.raw.apply_conf_change(&cc) {
             Ok(conf_state) => {
-                let before = self
-                    .conf_history
-                    .back()
-                    .map(|(_, c)| c.clone())
-                    .unwrap_or_default();
-                self.member_added |= conf_state
-                    .voters
-                    .iter()
-                    .chain(&conf_state.learners)
-                    .any(|id| !before.voters.contains(id) && !before.learners.contains(id));
+                if let Some(id) = envelope::member_request_id(&cc.context)
+                    && self.membership_proposals.remove(&id)
+                {
+                    env.stats.membership_changes_applied += 1;
+                }
                 let member =
                     conf_state.voters.contains(&self.id) || conf_state.learners.contains(&self.id);
                 if !member && cc.changes.iter().any(|c| c.node_id == self.id) {
@@ -595,106 +616,88 @@ impl SimNode {
         }
     }
 
-    fn apply_batch(&mut self, entries: &[Entry], env: &mut Env<'_>) {
-        let mut completed = Vec::new();
-        for entry in entries {
+    /// The apply actor's `apply_batch`: the entries through the real
+    /// `Applier`, then the proposers waiting here answered with their
+    /// outcomes, reads served, and a snapshot taken when due.
+    fn apply_batch(&mut self, entries: Vec<Entry>, env: &mut Env<'_, S>) {
+        for entry in &entries {
             env.check.applied(self.id, entry);
-            let outcome = match entry.entry_type() {
-                EntryType::EntryNormal => self.kv.apply(entry.index, &entry.data),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_member_change(entry)
-                }
-            };
-            if let Err(e) = outcome {
+        }
+        let batch = match self.applier.apply(entries) {
+            Ok(batch) => batch,
+            Err(e) => {
                 env.check.violation(format!("node {}: apply: {e}", self.id));
                 return;
             }
-            if entry.entry_type() == EntryType::EntryNormal
-                && let Some(id) = envelope::request_id(&entry.data)
-                && let Some(waiter) = self.proposals.remove(&id)
-            {
-                completed.push((waiter, entry.index, id));
+        };
+        self.member_added |= batch.member_added;
+        env.check.state(self.id, &self.applier);
+        self.raw.advance_apply(self.applier.applied_index());
+        for (id, index, outcome) in batch.outcomes {
+            let Some(waiter) = self.proposals.remove(&id) else {
+                continue;
+            };
+            match outcome {
+                Ok(response) => {
+                    env.check.acknowledged_write(self.id, index, id, &response);
+                    env.replies.push(Reply {
+                        node: self.id,
+                        applied_index: self.applier.applied_index(),
+                        waiter,
+                        answer: Answer::Written(index, response),
+                    });
+                }
+                Err(e) => env.check.violation(format!(
+                    "node {}: proposal {id:?} applied at {index} answered with an error: {e}",
+                    self.id
+                )),
             }
-        }
-        env.check.state(self.id, &self.kv);
-        self.raw.advance_apply(self.kv.applied_index());
-        for (waiter, index, id) in completed {
-            env.check.acknowledged_write(self.id, index, id);
-            env.replies.push(Reply {
-                node: self.id,
-                applied_index: self.kv.applied_index(),
-                waiter,
-                answer: Answer::Written(index),
-            });
         }
         self.serve_reads(env);
         self.maybe_snapshot(env);
     }
 
-    fn apply_member_change(
-        &mut self,
-        entry: &Entry,
-    ) -> Result<ringraft::kv::ApplyOutcome, ringraft::kv::KvError> {
-        let Ok(Some(cc)) = decode_conf_change(entry) else {
-            return self.kv.apply_no_op(entry.index);
-        };
-        let peer_url = envelope::member_peer_url(&cc.context);
-        let changes: Vec<MemberChange> = cc
-            .changes
-            .iter()
-            .filter_map(
-                |change| match ConfChangeType::try_from(change.change_type) {
-                    Ok(
-                        ConfChangeType::ConfChangeAddNode
-                        | ConfChangeType::ConfChangeAddLearnerNode,
-                    ) => Some(MemberChange::Added {
-                        node_id: change.node_id,
-                        peer_url: peer_url.clone(),
-                    }),
-                    Ok(ConfChangeType::ConfChangeRemoveNode) => Some(MemberChange::Removed {
-                        node_id: change.node_id,
-                    }),
-                    _ => None,
-                },
-            )
-            .collect();
-        self.kv.apply_member_changes(entry.index, &changes)
-    }
-
-    fn serve_reads(&mut self, env: &mut Env<'_>) {
-        let applied = self.kv.applied_index();
+    fn serve_reads(&mut self, env: &mut Env<'_, S>) {
+        let applied = self.applier.applied_index();
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_waiting_apply)
             .into_iter()
             .partition(|(index, _, _)| *index <= applied);
         self.reads_waiting_apply = waiting;
-        for (_, key, waiter) in ready {
+        for (_, query, waiter) in ready {
             env.replies.push(Reply {
                 node: self.id,
-                applied_index: self.kv.applied_index(),
+                applied_index: applied,
                 waiter,
-                answer: Answer::Value(self.kv.get(&key).map(<[u8]>::to_vec)),
+                answer: Answer::Value(self.applier.query(query)),
             });
         }
     }
 
-    /// Every `snapshot_count` applied entries, and right after a new member
-    /// was added: snapshot, save, compact (the apply actor's triggers and
-    /// the raft actor's `make_snapshot`). The second trigger matters: a
+    /// Every `snapshot_count` applied entries, and right after the applier
+    /// reported a member added: snapshot, save, compact (the apply actor's
+    /// `maybe_snapshot` and the raft actor's `make_snapshot`). The second trigger matters: a
     /// leader sends a member that needs compacted entries its latest
     /// snapshot, and raft refuses one whose configuration does not hold the
     /// recipient (etcd's rule); without it, leader and new member exchange
     /// MsgSnap and MsgAppResp as fast as the network carries them until the
     /// next periodic snapshot (for ever if the cluster needs the new
     /// member's vote to commit). This simulation found that in `src/node`.
-    fn maybe_snapshot(&mut self, env: &mut Env<'_>) {
-        let applied = self.kv.applied_index();
-        let member_added =
-            std::mem::take(&mut self.member_added) && applied > self.last_snapshot_index;
-        if applied - self.last_snapshot_index < self.settings.snapshot_count && !member_added {
+    fn maybe_snapshot(&mut self, env: &mut Env<'_, S>) {
+        let applied = self.applier.applied_index();
+        let since_last = applied - self.last_snapshot_index;
+        if since_last < self.settings.snapshot_count && !(self.member_added && since_last > 0) {
             return;
         }
+        self.member_added = false;
         self.last_snapshot_index = applied;
-        let data = self.kv.snapshot();
+        let data = match self.applier.snapshot().into_bytes() {
+            Ok(data) => data,
+            Err(e) => {
+                env.check
+                    .violation(format!("node {}: snapshot at {applied}: {e}", self.id));
+                return;
+            }
+        };
         let conf_state = self.conf_state_at(applied);
         let store = self.raw.store_mut();
         let snapshot = match store.create_snapshot(applied, Some(conf_state), data) {
@@ -746,6 +749,10 @@ fn raft_config(id: u64, applied: u64, settings: &NodeSettings, incarnation: u64)
     config
 }
 
-fn peer_url(id: u64) -> String {
-    format!("sim://node-{id}")
+/// How every peer address of the simulation starts.
+pub const PEER_URL_PREFIX: &str = "sim://node-";
+
+/// The peer address a member is added with.
+pub fn peer_url(id: u64) -> String {
+    format!("{PEER_URL_PREFIX}{id}")
 }

@@ -22,10 +22,16 @@ pub struct Stats {
     pub snapshots_saved: u64,
     pub snapshots_installed: u64,
     pub membership_changes: u64,
+    /// Membership changes applied at the node that proposed them (found by
+    /// the request id in their context).
+    pub membership_changes_applied: u64,
     pub nodes_removed: u64,
     pub transfers: u64,
     pub writes_acknowledged: u64,
     pub writes_unknown: u64,
+    /// Acknowledged writes the state machine refused (its response says
+    /// so: a ledger transfer without funds), decided alike everywhere.
+    pub writes_refused_by_state_machine: u64,
     pub linearizable_reads: u64,
     pub serializable_reads: u64,
     pub linearizable_ops_checked: u64,
@@ -34,6 +40,9 @@ pub struct Stats {
     pub messages_duplicated: u64,
     pub fdatasyncs: u64,
     pub stalls: u64,
+    /// Checks of the machine's invariant at the end of a step (one per
+    /// running node; it is also checked after every apply and restore).
+    pub invariant_checks: u64,
 }
 
 impl Stats {
@@ -58,10 +67,12 @@ impl Stats {
             snapshots_saved,
             snapshots_installed,
             membership_changes,
+            membership_changes_applied,
             nodes_removed,
             transfers,
             writes_acknowledged,
             writes_unknown,
+            writes_refused_by_state_machine,
             linearizable_reads,
             serializable_reads,
             linearizable_ops_checked,
@@ -69,7 +80,8 @@ impl Stats {
             messages_lost,
             messages_duplicated,
             fdatasyncs,
-            stalls
+            stalls,
+            invariant_checks
         );
     }
 
@@ -79,10 +91,11 @@ impl Stats {
             "seeds {} × steps: {} steps in all\n\
              faults: crashes {} (mid-snapshot {}; unsynced WAL tail lost {}, kept {}, torn {}, \
              holed {}; torn tails repaired {}), partitions {}, one-way cuts {}, heals {}, \
-             membership changes {} (nodes removed {}), leader transfers {}\n\
+             membership changes {} (applied at their proposer {}; nodes removed {}), leader transfers {}\n\
              snapshots saved {}, installed from a leader {}; fdatasyncs {}\n\
-             client: writes acknowledged {}, unknown {}; linearizable reads {}, serializable reads {}; \
-             linearizable ops checked {}\n\
+             client: writes acknowledged {} (refused by the state machine {}), unknown {}; \
+             linearizable reads {}, serializable reads {} (all checked against the reference); \
+             history ops checked for linearizability {}; invariant checks at step ends {}\n\
              network: sent {}, lost {}, duplicated {}; convergence stalls {}",
             self.seeds,
             self.steps,
@@ -97,16 +110,19 @@ impl Stats {
             self.one_way_cuts,
             self.heals,
             self.membership_changes,
+            self.membership_changes_applied,
             self.nodes_removed,
             self.transfers,
             self.snapshots_saved,
             self.snapshots_installed,
             self.fdatasyncs,
             self.writes_acknowledged,
+            self.writes_refused_by_state_machine,
             self.writes_unknown,
             self.linearizable_reads,
             self.serializable_reads,
             self.linearizable_ops_checked,
+            self.invariant_checks,
             self.messages_sent,
             self.messages_lost,
             self.messages_duplicated,

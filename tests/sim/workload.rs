@@ -1,43 +1,53 @@
 //! The simulated clients and the history they record.
 //!
-//! Owns: each client's one outstanding operation, its deadline, the values
-//! it writes (unique over the run, so a read names the write it saw), and
-//! the history of linearizable operations for the checker.
+//! Owns: each client's one outstanding operation, its deadline, the count
+//! of its writes (the machine makes written values unique from it), the
+//! history of linearizable operations for the machine's end-of-run check,
+//! and the real-time floor of linearizable reads.
 //!
 //! Clients send each operation to a random node (up or not: a node that is
 //! down refuses at once and the client tries again shortly). A follower
 //! forwards proposals to its leader (raft's proposal forwarding, as the real
-//! node does); a linearizable get is a ReadIndex read at that node; a
-//! serializable get reads that node's state machine as it stands. A write
+//! node does); a linearizable read is a ReadIndex read at that node; a
+//! serializable read queries that node's state machine as it stands. What
+//! the operations are is the machine's choice (`machine`). A write
 //! that is answered is acknowledged; one refused at once did not happen; one
 //! whose node crashed, stopped or did not answer before the timeout has an
 //! unknown outcome (it may apply later, or never). Reads that fail are left
 //! out of the history (they have no effect).
 //!
 //! Guarantees: the history uses the simulated clock for call and return
-//! times, so real-time order is what the simulation did.
+//! times, so real-time order is what the simulation did. Every answered
+//! linearizable read is checked as it completes, for every machine: its
+//! result must be the reference state at the index the node served it at,
+//! and that index must be at least the floor: the highest index of any
+//! write acknowledged or linearizable read answered before the read was
+//! issued (a ReadIndex read can be served no earlier: its read index is at
+//! least every index committed when it began).
 //! May not touch: the nodes (the cluster carries requests and answers).
 
+use crate::checks::Checker;
+use crate::machine::{ClientOp, History, SimMachine};
 use crate::node::{Answer, Reply, Waiter};
 use crate::rng::SimRng;
 use crate::stats::Stats;
-use ringraft::linearizability::Operation;
 
-/// What an operation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OpKind {
-    Put,
-    Delete,
-    LinearizableGet,
-    SerializableGet,
+/// What an outstanding operation does.
+#[derive(Debug, Clone)]
+enum OpKind<S: SimMachine> {
+    Write(S::Command),
+    /// A linearizable read; `floor` is the lowest index it may be served
+    /// at.
+    Read {
+        query: S::Query,
+        floor: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
-struct Pending {
+struct Pending<S: SimMachine> {
     op: u64,
-    kind: OpKind,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    kind: OpKind<S>,
     node: u64,
     call_us: u64,
     deadline_us: u64,
@@ -45,34 +55,37 @@ struct Pending {
 
 /// What a client asks of a node.
 #[derive(Debug, Clone)]
-pub enum Request {
-    /// Propose this encoded command.
+pub enum Request<S: SimMachine> {
+    /// Propose this command.
     Propose {
         node: u64,
-        command: Vec<u8>,
+        command: S::Command,
         waiter: Waiter,
     },
     /// A linearizable read.
     Read {
         node: u64,
-        key: Vec<u8>,
+        query: S::Query,
         waiter: Waiter,
     },
     /// A serializable read.
     LocalRead {
         node: u64,
-        key: Vec<u8>,
+        query: S::Query,
         client: usize,
     },
 }
 
 /// The clients of a run.
 #[derive(Debug)]
-pub struct Workload {
-    pending: Vec<Option<Pending>>,
+pub struct Workload<S: SimMachine> {
+    pub params: S::Params,
+    pending: Vec<Option<Pending<S>>>,
     written: Vec<u64>,
-    pub keys: Vec<Vec<u8>>,
-    pub history: Vec<Operation>,
+    pub history: S::History,
+    /// The highest index of a write acknowledged or a linearizable read
+    /// answered so far.
+    completed_floor: u64,
     next_op: u64,
     /// No new operations (the final phase).
     pub stopped: bool,
@@ -80,16 +93,20 @@ pub struct Workload {
     pub think_max_us: u64,
 }
 
-impl Workload {
-    /// `clients` clients over `key_count` keys.
-    pub fn new(clients: usize, key_count: usize, timeout_us: u64, think_max_us: u64) -> Workload {
+impl<S: SimMachine> Workload<S> {
+    /// `clients` clients of a machine with parameters `params`.
+    pub fn new(
+        clients: usize,
+        params: S::Params,
+        timeout_us: u64,
+        think_max_us: u64,
+    ) -> Workload<S> {
         Workload {
             pending: vec![None; clients],
             written: vec![0; clients],
-            keys: (0..key_count)
-                .map(|k| format!("k{k}").into_bytes())
-                .collect(),
-            history: Vec::new(),
+            history: S::history(&params),
+            params,
+            completed_floor: 0,
             next_op: 0,
             stopped: false,
             timeout_us,
@@ -107,7 +124,7 @@ impl Workload {
         nodes: &[u64],
         rng: &mut SimRng,
         stats: &mut Stats,
-    ) -> Option<Request> {
+    ) -> Option<Request<S>> {
         if let Some(pending) = &self.pending[client] {
             if now_us < pending.deadline_us {
                 return None;
@@ -118,47 +135,44 @@ impl Workload {
             return None;
         }
         let node = rng.pick(nodes)?;
-        let key = self.keys[rng.below(self.keys.len() as u64) as usize].clone();
-        let kind = match rng.below(100) {
-            0..35 => OpKind::Put,
-            35..45 => OpKind::Delete,
-            45..80 => OpKind::LinearizableGet,
-            _ => OpKind::SerializableGet,
-        };
+        let op = S::next_op(&self.params, client, &mut self.written[client], rng);
         self.next_op += 1;
-        let op = self.next_op;
-        let waiter = Waiter { client, op };
-        let mut value = Vec::new();
-        let request = match kind {
-            OpKind::Put => {
-                self.written[client] += 1;
-                value = format!("c{client}-{}", self.written[client]).into_bytes();
+        let waiter = Waiter {
+            client,
+            op: self.next_op,
+        };
+        let (kind, request) = match op {
+            ClientOp::Write(command) => (
+                OpKind::Write(command.clone()),
                 Request::Propose {
                     node,
-                    command: ringraft::kv::KvCommand::put(&key, &value),
+                    command,
                     waiter,
-                }
-            }
-            OpKind::Delete => Request::Propose {
-                node,
-                command: ringraft::kv::KvCommand::delete(&key),
-                waiter,
-            },
-            OpKind::LinearizableGet => Request::Read {
-                node,
-                key: key.clone(),
-                waiter,
-            },
-            OpKind::SerializableGet => {
+                },
+            ),
+            ClientOp::Read(query) => (
+                OpKind::Read {
+                    query: query.clone(),
+                    floor: self.completed_floor,
+                },
+                Request::Read {
+                    node,
+                    query,
+                    waiter,
+                },
+            ),
+            ClientOp::LocalRead(query) => {
                 stats.serializable_reads += 1;
-                return Some(Request::LocalRead { node, key, client });
+                return Some(Request::LocalRead {
+                    node,
+                    query,
+                    client,
+                });
             }
         };
         self.pending[client] = Some(Pending {
-            op,
+            op: self.next_op,
             kind,
-            key,
-            value,
             node,
             call_us: now_us,
             deadline_us: now_us + self.timeout_us,
@@ -172,46 +186,39 @@ impl Workload {
     }
 
     /// A node answered; true if it completed the client's operation.
-    pub fn answer(&mut self, reply: &Reply, now_us: u64, stats: &mut Stats) -> bool {
+    pub fn answer(
+        &mut self,
+        reply: &Reply<S>,
+        now_us: u64,
+        stats: &mut Stats,
+        check: &mut Checker<S>,
+    ) -> bool {
         let client = reply.waiter.client;
         let Some(pending) = self.pending[client].take_if(|p| p.op == reply.waiter.op) else {
             return false;
         };
         let id = client as u64;
         match (&reply.answer, pending.kind) {
-            (Answer::Written(_), OpKind::Put) => {
+            (Answer::Written(index, response), OpKind::Write(command)) => {
                 stats.writes_acknowledged += 1;
-                self.history.push(Operation::put(
-                    id,
-                    pending.call_us,
-                    now_us,
-                    pending.key,
-                    pending.value,
-                ));
-            }
-            (Answer::Written(_), OpKind::Delete) => {
-                stats.writes_acknowledged += 1;
+                stats.writes_refused_by_state_machine += u64::from(S::refused(response));
+                self.completed_floor = self.completed_floor.max(*index);
                 self.history
-                    .push(Operation::delete(id, pending.call_us, now_us, pending.key));
+                    .write(id, pending.call_us, Some(now_us), &command);
             }
-            (Answer::Value(Some(value)), OpKind::LinearizableGet) => {
+            (Answer::Value(result), OpKind::Read { query, floor }) => {
                 stats.linearizable_reads += 1;
-                self.history.push(Operation::get(
-                    id,
-                    pending.call_us,
-                    now_us,
-                    pending.key,
-                    value.clone(),
-                ));
-            }
-            (Answer::Value(None), OpKind::LinearizableGet) => {
-                stats.linearizable_reads += 1;
-                self.history.push(Operation::get_none(
-                    id,
-                    pending.call_us,
-                    now_us,
-                    pending.key,
-                ));
+                let served = reply.applied_index;
+                check.read("linearizable", reply.node, served, &query, result);
+                if served < floor {
+                    check.violation(format!(
+                        "linearizable read {query:?} by client {client} at node {} was served at applied index {served}, below {floor}: an operation that completed before it began saw index {floor}",
+                        reply.node
+                    ));
+                }
+                self.completed_floor = self.completed_floor.max(served);
+                self.history
+                    .read(id, pending.call_us, now_us, &query, result);
             }
             // Refused: did not happen; a read that failed has no effect.
             _ => {}
@@ -239,23 +246,10 @@ impl Workload {
         let Some(pending) = self.pending[client].take() else {
             return;
         };
-        let id = client as u64;
-        match pending.kind {
-            OpKind::Put => {
-                stats.writes_unknown += 1;
-                self.history.push(Operation::put_unknown(
-                    id,
-                    pending.call_us,
-                    pending.key,
-                    pending.value,
-                ));
-            }
-            OpKind::Delete => {
-                stats.writes_unknown += 1;
-                self.history
-                    .push(Operation::delete_unknown(id, pending.call_us, pending.key));
-            }
-            OpKind::LinearizableGet | OpKind::SerializableGet => {}
+        if let OpKind::Write(command) = &pending.kind {
+            stats.writes_unknown += 1;
+            self.history
+                .write(client as u64, pending.call_us, None, command);
         }
     }
 
