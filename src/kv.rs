@@ -79,6 +79,34 @@ impl KvCommand {
     }
 }
 
+/// Appends the encoding of `KvCommand::put(key, value)` to `out`, from
+/// the slices (the node's `put` path, which would otherwise copy key and
+/// value into a command only to encode it).
+pub fn encode_put(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
+    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+    // Proto3 leaves empty bytes fields out, as the derived encoder does.
+    let field_len = |value: &[u8]| {
+        if value.is_empty() {
+            0
+        } else {
+            key_len(1) + encoded_len_varint(value.len() as u64) + value.len()
+        }
+    };
+    let put_field = |out: &mut Vec<u8>, tag: u32, value: &[u8]| {
+        if !value.is_empty() {
+            encode_key(tag, WireType::LengthDelimited, out);
+            encode_varint(value.len() as u64, out);
+            out.extend_from_slice(value);
+        }
+    };
+    let put_len = field_len(key) + field_len(value);
+    out.reserve(key_len(1) + encoded_len_varint(put_len as u64) + put_len);
+    encode_key(1, WireType::LengthDelimited, out);
+    encode_varint(put_len as u64, out);
+    put_field(out, 1, key);
+    put_field(out, 2, value);
+}
+
 /// One key and its value in a snapshot.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct KvPair {

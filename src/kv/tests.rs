@@ -197,6 +197,26 @@ fn command_encoding_is_stable() {
     );
 }
 
+#[test]
+fn encode_put_writes_the_bytes_of_the_derived_encoder() {
+    let value = vec![7u8; 300];
+    for (key, value) in [
+        (&b"k"[..], &b"v"[..]),
+        (b"", b"v"),
+        (b"k", b""),
+        (b"", b""),
+        (b"long", value.as_slice()),
+    ] {
+        let mut out = vec![0xaa];
+        encode_put(key, value, &mut out);
+        assert_eq!(
+            out[1..],
+            KvCommand::put(key, value).encode_to_vec()[..],
+            "{key:?}"
+        );
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Put(u8, u8),

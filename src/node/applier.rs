@@ -158,9 +158,9 @@ impl<S: StateMachine> Applier<S> {
     /// applied index are skipped). An error is fatal: a gap, or the state
     /// machine's own failure.
     pub fn apply(&mut self, entries: Vec<Entry>) -> Result<AppliedBatch<S::Response>, ApplyError> {
-        let mut commands = Vec::new();
-        let mut waiting = Vec::new();
-        let mut outcomes = Vec::new();
+        let mut commands = Vec::with_capacity(entries.len());
+        let mut waiting = Vec::with_capacity(entries.len());
+        let mut outcomes = Vec::with_capacity(entries.len());
         let mut member_added = false;
         for entry in entries {
             if entry.index <= self.applied_index {
@@ -201,6 +201,7 @@ impl<S: StateMachine> Applier<S> {
                 member_added,
             });
         }
+        let decode_failures = outcomes.len();
         let (first, last) = (commands[0].index, commands[commands.len() - 1].index);
         let expected = commands.len();
         let responses = self
@@ -224,7 +225,9 @@ impl<S: StateMachine> Applier<S> {
                 outcomes.push((id, index, Ok(response)));
             }
         }
-        outcomes.sort_by_key(|(_, index, _)| *index);
+        if decode_failures > 0 {
+            outcomes.sort_by_key(|(_, index, _)| *index);
+        }
         Ok(AppliedBatch {
             outcomes,
             member_added,

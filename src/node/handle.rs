@@ -152,12 +152,23 @@ impl<S: StateMachine> NodeHandle<S> {
     /// entry applied here. `Timeout` does not mean it failed: it may
     /// still apply.
     pub async fn propose(&self, command: S::Command) -> Result<S::Response, NodeError> {
+        self.propose_encoded(64, |data| S::encode_command(&command, data))
+            .await
+    }
+
+    /// Proposes the command that `encode` appends (about `capacity`
+    /// bytes) to the proposal header.
+    async fn propose_encoded(
+        &self,
+        capacity: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<S::Response, NodeError> {
         let id = RequestId {
             node_id: self.shared.id,
             seq: self.shared.next_seq.fetch_add(1, Ordering::Relaxed),
         };
-        let mut data = envelope::proposal_header(id, 64);
-        S::encode_command(&command, &mut data);
+        let mut data = envelope::proposal_header(id, capacity);
+        encode(&mut data);
         let (reply, answer) = oneshot::channel();
         let request = ClientRequest::Propose { data, id, reply };
         answered(self.shared.timeout, &self.shared.failure, async {
@@ -368,7 +379,12 @@ impl<S: StateMachine> NodeHandle<S> {
 impl NodeHandle<KvStore> {
     /// Sets `key` to `value`; returns the raft index once applied here.
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, NodeError> {
-        Ok(self.propose(KvCommand::put(key, value)).await?.index)
+        // Encoded straight from the slices: the bytes of
+        // `KvCommand::put(key, value)` without copying key and value twice.
+        let capacity = key.len() + value.len() + 16;
+        let proposed =
+            self.propose_encoded(capacity, |data| crate::kv::encode_put(key, value, data));
+        Ok(proposed.await?.index)
     }
 
     /// Removes `key`; returns the raft index once applied here.
