@@ -11,7 +11,8 @@
 //!   shutdown; configured by [`NodeConfig`], failing with [`NodeError`];
 //! - a [`Transport`]: [`InProcessNetwork`] for nodes in one process,
 //!   [`TcpTransport`] between processes;
-//! - [`KvStore`]: the built-in key-value state machine behind the HTTP API.
+//! - [`KvStore`]: the built-in key-value state machine behind the HTTP API;
+//!   [`StateRole`] is the role a [`NodeStatus`] reports.
 //!
 //! The modules for those who go further: [`raft`] (the consensus core,
 //! usable on its own, with [`raftpb`], its wire and disk types), [`wal`]
@@ -50,5 +51,6 @@ pub use node::{
     BootPath, BootReport, Consistency, MembershipChange, NewMember, Node, NodeConfig, NodeError,
     NodeHandle, NodeStatus,
 };
+pub use raft::StateRole;
 pub use state_machine::{Committed, DecodeError, StateMachine, WriteSnapshot};
 pub use transport::{InProcessNetwork, PeerInbox, TcpTransport, Transport, TransportError};
