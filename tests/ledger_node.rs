@@ -9,19 +9,18 @@
 
 #[path = "../examples/ledger/ledger.rs"]
 mod ledger;
+mod node_common;
 
 use ledger::{Account, Command, Ledger, Query, QueryResult, TransferError};
-use ringraft::raft::StateRole;
+use node_common::{Cluster, DEADLINE, retryable, wait_applied};
 use ringraft::raft::rng::Rng;
-use ringraft::{BootPath, Consistency, InProcessNetwork, Node, NodeConfig, NodeError, NodeHandle};
+use ringraft::{BootPath, Consistency, NodeConfig, NodeHandle};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
-const CLUSTER_ID: u64 = 0x1ed6;
-const DEADLINE: Duration = Duration::from_secs(15);
 const SNAPSHOT_COUNT: u64 = 100;
 const CATCHUP_ENTRIES: u64 = 50;
 
@@ -32,129 +31,12 @@ fn frequent_snapshots(config: &mut NodeConfig) {
     config.snapshot_catchup_entries = CATCHUP_ENTRIES;
 }
 
-/// Ledger nodes in one process, each on its own temp data directory.
-struct Cluster {
-    network: InProcessNetwork,
-    dirs: BTreeMap<u64, tempfile::TempDir>,
-    voters: Vec<u64>,
-    nodes: BTreeMap<u64, NodeHandle<Ledger>>,
-    /// Accounts and initial balance of every node's genesis ledger.
-    genesis: (u64, u64),
-    tweak: fn(&mut NodeConfig),
-}
-
-impl Cluster {
-    fn new(voters: &[u64], genesis: (u64, u64), tweak: fn(&mut NodeConfig)) -> Cluster {
-        let mut cluster = Cluster {
-            network: InProcessNetwork::new(),
-            dirs: BTreeMap::new(),
-            voters: voters.to_vec(),
-            nodes: BTreeMap::new(),
-            genesis,
-            tweak,
-        };
-        for &id in voters {
-            cluster.start(id);
-        }
-        cluster
-    }
-
-    fn start(&mut self, id: u64) {
-        self.start_with(id, |_| {});
-    }
-
-    fn start_with(&mut self, id: u64, extra: impl FnOnce(&mut NodeConfig)) {
-        let dir = self
-            .dirs
-            .entry(id)
-            .or_insert_with(|| tempfile::tempdir().expect("tempdir"))
-            .path()
-            .to_path_buf();
-        let mut config = NodeConfig::new(id, CLUSTER_ID, dir, &self.voters);
-        config.tick_interval = Duration::from_millis(10);
-        config.request_timeout = Duration::from_secs(2);
-        (self.tweak)(&mut config);
-        extra(&mut config);
-        let (transport, inbox) = self.network.endpoint(id);
-        let genesis = Ledger::new(self.genesis.0, self.genesis.1);
-        let node = Node::start(config, genesis, transport, inbox).expect("node starts");
-        self.nodes.insert(id, node);
-    }
-
-    async fn stop(&mut self, id: u64) {
-        self.network.remove(id);
-        if let Some(node) = self.nodes.remove(&id) {
-            node.shutdown().await.expect("clean shutdown");
-        }
-    }
-
-    async fn crash(&mut self, id: u64) {
-        self.network.remove(id);
-        if let Some(node) = self.nodes.remove(&id) {
-            node.crash().await.expect("crash stop");
-        }
-    }
-
-    async fn shutdown(mut self) {
-        let ids: Vec<u64> = self.nodes.keys().copied().collect();
-        for id in ids {
-            self.stop(id).await;
-        }
-    }
-
-    fn node(&self, id: u64) -> &NodeHandle<Ledger> {
-        &self.nodes[&id]
-    }
-
-    fn handles(&self) -> Vec<NodeHandle<Ledger>> {
-        self.nodes.values().cloned().collect()
-    }
-
-    fn total(&self) -> u64 {
-        self.genesis.0 * self.genesis.1
-    }
-
-    /// Waits until every running node names the same leader, a running
-    /// node that says it leads.
-    async fn leader(&self) -> u64 {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let mut statuses = Vec::new();
-            for node in self.nodes.values() {
-                statuses.push(node.status().await.ok());
-            }
-            let leader = statuses.first().cloned().flatten().and_then(|s| s.leader);
-            let agreed = statuses
-                .iter()
-                .all(|s| s.as_ref().is_some_and(|s| s.leader == leader));
-            let leads = statuses
-                .iter()
-                .flatten()
-                .any(|s| Some(s.id) == leader && s.role == StateRole::Leader);
-            if let Some(leader) = leader.filter(|_| agreed && leads) {
-                return leader;
-            }
-            assert!(Instant::now() < deadline, "no agreed leader: {statuses:?}");
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The smallest first index of the running nodes' logs: none of them
-    /// can send an entry below it any more (logs only lose their heads).
-    async fn min_first_index(&self) -> u64 {
-        let mut first = u64::MAX;
-        for node in self.nodes.values() {
-            first = first.min(node.status().await.expect("status").first_index);
-        }
-        first
-    }
-}
-
-fn retryable(error: &NodeError) -> bool {
-    matches!(
-        error,
-        NodeError::NotLeader { .. } | NodeError::Timeout | NodeError::ProposalDropped { .. }
-    )
+/// Ledger nodes in one process whose genesis is `accounts` accounts of
+/// `initial` each, snapshotting often.
+fn ledger_cluster(voters: &[u64], (accounts, initial): (u64, u64)) -> Cluster<Ledger> {
+    Cluster::with_state(voters, frequent_snapshots, move || {
+        Ledger::new(accounts, initial)
+    })
 }
 
 fn random_transfer(rng: &mut Rng, accounts: u64, max_amount: u64) -> Command {
@@ -227,19 +109,6 @@ async fn balances(node: &NodeHandle<Ledger>, consistency: Consistency) -> Balanc
     }
 }
 
-async fn wait_applied(node: &NodeHandle<Ledger>, index: u64) {
-    let deadline = Instant::now() + DEADLINE;
-    while node.applied_index() < index {
-        assert!(
-            Instant::now() < deadline,
-            "node {} stuck at {} < {index}",
-            node.id(),
-            node.applied_index()
-        );
-        sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Waits until every node stands at the same applied index with the same
 /// balances (each read locally between two equal applied indexes), and
 /// checks the total; returns that index and those balances.
@@ -273,7 +142,7 @@ async fn settle(nodes: &[NodeHandle<Ledger>], total: u64) -> (u64, Balances) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_restores_the_snapshot_and_replays_only_the_wal_tail() {
     const ACCOUNTS: u64 = 8;
-    let mut cluster = Cluster::new(&[1], (ACCOUNTS, 100), frequent_snapshots);
+    let mut cluster = ledger_cluster(&[1], (ACCOUNTS, 100));
     cluster.leader().await;
     let node = cluster.node(1).clone();
     // A single node answers every transfer in order: a local ledger is an
@@ -345,8 +214,8 @@ async fn a_restart_restores_the_snapshot_and_replays_only_the_wal_tail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_stopped_past_the_compaction_point_is_caught_up_by_a_snapshot() {
     const ACCOUNTS: u64 = 16;
-    let mut cluster = Cluster::new(&[1, 2, 3], (ACCOUNTS, 1000), frequent_snapshots);
-    let total = cluster.total();
+    let mut cluster = ledger_cluster(&[1, 2, 3], (ACCOUNTS, 1000));
+    let total = ACCOUNTS * 1000;
     let leader = cluster.leader().await;
     let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap_or(1);
     load(&[cluster.node(leader).clone()], ACCOUNTS, 20, 2).await;
@@ -409,8 +278,8 @@ async fn a_follower_stopped_past_the_compaction_point_is_caught_up_by_a_snapshot
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_new_cluster_on_the_last_survivor_keeps_every_committed_transfer() {
     const ACCOUNTS: u64 = 16;
-    let mut cluster = Cluster::new(&[1, 2, 3], (ACCOUNTS, 1000), frequent_snapshots);
-    let total = cluster.total();
+    let mut cluster = ledger_cluster(&[1, 2, 3], (ACCOUNTS, 1000));
+    let total = ACCOUNTS * 1000;
     // Transfers one at a time through the leader against a local model,
     // which stays exact as long as every transfer is answered.
     let mut model = Ledger::new(ACCOUNTS, 1000);
@@ -506,8 +375,8 @@ async fn a_leader_crash_under_load_loses_no_acknowledged_transfer() {
     let source = |p: u64| p;
     let target = |p: u64, k: u64| PROPOSERS + p * PER_PROPOSER + k;
     let accounts = PROPOSERS + PROPOSERS * PER_PROPOSER;
-    let mut cluster = Cluster::new(&[1, 2, 3], (accounts, INITIAL), frequent_snapshots);
-    let total = cluster.total();
+    let mut cluster = ledger_cluster(&[1, 2, 3], (accounts, INITIAL));
+    let total = accounts * INITIAL;
     let old_leader = cluster.leader().await;
 
     let acknowledged = Arc::new(AtomicU64::new(0));

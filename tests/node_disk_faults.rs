@@ -104,6 +104,7 @@ fn single_node_cluster() -> Cluster {
         voters: vec![1],
         nodes: BTreeMap::new(),
         tweak: |_| {},
+        initial_state: std::sync::Arc::new(ringraft::KvStore::new),
     };
     cluster.dirs.insert(1, scratch_dir());
     cluster

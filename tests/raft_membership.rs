@@ -519,15 +519,20 @@ fn lease_read_is_answered_without_a_heartbeat_round() {
     assert_eq!(net.get(1).read_states[0].index, committed(&net, 1));
 }
 
-/// A cluster whose leases are honoured but whose default reads stay safe
-/// (`lease_reads`): each read chooses.
-fn per_read_lease_network() -> Network {
+/// Three bootstrapped voters with check-quorum, and `leases` set on each.
+fn check_quorum_network(leases: fn(&mut Config)) -> Network {
     Network::bootstrapped(&[1, 2, 3], |id| {
         let mut c = config(id);
         c.check_quorum = true;
-        c.lease_reads = true;
+        leases(&mut c);
         c
     })
+}
+
+/// A cluster whose leases are honoured but whose default reads stay safe
+/// (`lease_reads`): each read chooses.
+fn per_read_lease_network() -> Network {
+    check_quorum_network(|c| c.lease_reads = true)
 }
 
 #[test]
@@ -600,11 +605,7 @@ fn a_lease_read_without_lease_or_on_a_follower_falls_back_to_read_index() {
 
 #[test]
 fn without_leases_a_lease_read_is_a_plain_read_index() {
-    let mut net = Network::bootstrapped(&[1, 2, 3], |id| {
-        let mut c = config(id);
-        c.check_quorum = true;
-        c
-    });
+    let mut net = check_quorum_network(|_| {});
     net.elect(1);
     net.propose(1, b"x");
     net.tick_and_stabilize(1);
@@ -622,12 +623,7 @@ fn without_leases_a_lease_read_is_a_plain_read_index() {
 }
 
 fn lease_network() -> Network {
-    Network::bootstrapped(&[1, 2, 3], |id| {
-        let mut c = config(id);
-        c.check_quorum = true;
-        c.read_only = ReadOnlyOption::LeaseBased;
-        c
-    })
+    check_quorum_network(|c| c.read_only = ReadOnlyOption::LeaseBased)
 }
 
 #[test]

@@ -3,13 +3,14 @@
 //! generous deadlines, shared by the `node_*` tests.
 #![allow(dead_code)]
 
-use ringraft::KvStore;
 use ringraft::node::bootstrap::NewMember;
 use ringraft::node::{Consistency, InProcessNetwork, Node, NodeConfig, NodeError, NodeHandle};
 use ringraft::raft::StateRole;
 use ringraft::wal::WalOptions;
+use ringraft::{KvStore, StateMachine};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
@@ -27,28 +28,44 @@ pub fn config(id: u64, dir: &Path, voters: &[u64]) -> NodeConfig {
     config
 }
 
-/// A cluster of nodes in one process, each with its own data directory.
-pub struct Cluster {
+/// A cluster of nodes in one process, each with its own data directory,
+/// over state machine `S` (the key-value store unless said otherwise).
+pub struct Cluster<S: StateMachine = KvStore> {
     pub network: InProcessNetwork,
     pub dirs: BTreeMap<u64, tempfile::TempDir>,
     pub voters: Vec<u64>,
-    pub nodes: BTreeMap<u64, NodeHandle<KvStore>>,
+    pub nodes: BTreeMap<u64, NodeHandle<S>>,
     pub tweak: fn(&mut NodeConfig),
+    /// The empty state machine each node starts from.
+    pub initial_state: Arc<dyn Fn() -> S + Send + Sync>,
 }
 
-impl Cluster {
-    pub fn new(voters: &[u64]) -> Cluster {
+impl Cluster<KvStore> {
+    pub fn new(voters: &[u64]) -> Cluster<KvStore> {
         Cluster::with_config(voters, |_| {})
     }
 
     /// A cluster whose configs `tweak` adjusts.
-    pub fn with_config(voters: &[u64], tweak: fn(&mut NodeConfig)) -> Cluster {
+    pub fn with_config(voters: &[u64], tweak: fn(&mut NodeConfig)) -> Cluster<KvStore> {
+        Cluster::with_state(voters, tweak, KvStore::new)
+    }
+}
+
+impl<S: StateMachine> Cluster<S> {
+    /// A cluster whose nodes start from `initial_state()` and whose configs
+    /// `tweak` adjusts.
+    pub fn with_state(
+        voters: &[u64],
+        tweak: fn(&mut NodeConfig),
+        initial_state: impl Fn() -> S + Send + Sync + 'static,
+    ) -> Cluster<S> {
         let mut cluster = Cluster {
             network: InProcessNetwork::new(),
             dirs: BTreeMap::new(),
             voters: voters.to_vec(),
             nodes: BTreeMap::new(),
             tweak,
+            initial_state: Arc::new(initial_state),
         };
         for &id in voters {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -83,7 +100,7 @@ impl Cluster {
         let mut config = config(id, &dir, &self.voters);
         (self.tweak)(&mut config);
         extra(&mut config);
-        let handle = Node::start(config, KvStore::new(), transport, inbox)?;
+        let handle = Node::start(config, (self.initial_state)(), transport, inbox)?;
         self.nodes.insert(id, handle);
         Ok(())
     }
@@ -108,8 +125,23 @@ impl Cluster {
         }
     }
 
-    pub fn node(&self, id: u64) -> &NodeHandle<KvStore> {
+    pub fn node(&self, id: u64) -> &NodeHandle<S> {
         &self.nodes[&id]
+    }
+
+    /// Handles on every running node.
+    pub fn handles(&self) -> Vec<NodeHandle<S>> {
+        self.nodes.values().cloned().collect()
+    }
+
+    /// The smallest first index of the running nodes' logs: none of them
+    /// can send an entry below it any more (logs only lose their heads).
+    pub async fn min_first_index(&self) -> u64 {
+        let mut first = u64::MAX;
+        for node in self.nodes.values() {
+            first = first.min(node.status().await.expect("status").first_index);
+        }
+        first
     }
 
     /// Waits until every running node knows the same leader, which is one
@@ -210,7 +242,7 @@ pub async fn get(
     }
 }
 
-pub async fn wait_applied(node: &NodeHandle<KvStore>, index: u64) {
+pub async fn wait_applied<S: StateMachine>(node: &NodeHandle<S>, index: u64) {
     let deadline = Instant::now() + DEADLINE;
     while node.applied_index() < index {
         assert!(
