@@ -136,7 +136,7 @@ impl<S: StateMachine> ApplyActor<S> {
         loop {
             let message = tokio::select! {
                 message = self.inbox.recv() => message,
-                written = async { self.writing.as_mut().expect("guarded").await }, if self.writing.is_some() => {
+                written = snapshot_write(&mut self.writing), if self.writing.is_some() => {
                     self.writing = None;
                     if let Err(error) = self.snapshot_written(written) {
                         return self.stop(error.into());
@@ -309,5 +309,15 @@ impl<S: StateMachine> ApplyActor<S> {
         for (_, read) in std::mem::take(&mut self.reads) {
             read.fail(error.clone());
         }
+    }
+}
+
+/// The outcome of the snapshot being written; never ready when none is.
+async fn snapshot_write(
+    writing: &mut Option<SnapshotWrite>,
+) -> Result<Result<SnapshotData, ApplyError>, tokio::task::JoinError> {
+    match writing {
+        Some(write) => write.await,
+        None => std::future::pending().await,
     }
 }

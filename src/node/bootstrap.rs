@@ -4,8 +4,8 @@
 //! Owns: choosing between a new cluster, joining one, restarting, and
 //! `force_new_cluster`; checking that the data directory belongs to this
 //! node and cluster; rebuilding the raft actor's `MemoryStorage` from the
-//! newest snapshot and the WAL after it, and handing the snapshot on for
-//! the state machine to restore from.
+//! newest snapshot and the WAL after it (the state machine restores from
+//! the snapshot it holds).
 //!
 //! Guarantees: nothing acknowledged is lost — a restart rebuilds every
 //! entry the WAL holds; `force_new_cluster` drops only uncommitted entries
@@ -120,11 +120,9 @@ pub struct Booted {
     pub storage: DurableStorage,
     /// The raft actor's in-memory log, rebuilt from disk.
     pub memory: MemoryStorage,
-    /// The newest snapshot, for the state machine to restore from (None:
-    /// start from an empty state machine).
-    pub snapshot: Option<Snapshot>,
-    /// The index the state machine will stand at (the snapshot's): raft
-    /// replays committed entries after it.
+    /// The index the state machine will stand at (the snapshot's, 0:
+    /// none; the snapshot is `memory.last_snapshot()`): raft replays
+    /// committed entries after it.
     pub applied: u64,
     /// Voters to pass to `RawNode::bootstrap` (a brand-new cluster only).
     pub bootstrap_voters: Option<Vec<u64>>,
@@ -193,7 +191,6 @@ fn create(config: &BootConfig) -> Result<Booted, BootError> {
     Ok(Booted {
         storage,
         memory: MemoryStorage::new(),
-        snapshot: None,
         applied: 0,
         bootstrap_voters,
         wal_entries: 0,
@@ -219,9 +216,9 @@ fn check_identity(config: &BootConfig, metadata: &Metadata) -> Result<(), BootEr
 fn restart(storage: DurableStorage, recovered: Recovered) -> Result<Booted, BootError> {
     let mut memory = MemoryStorage::new();
     let mut applied = 0;
-    if let Some(snapshot) = &recovered.snapshot {
+    if let Some(snapshot) = recovered.snapshot {
         applied = snapshot.metadata.index;
-        memory.apply_snapshot(snapshot.clone())?;
+        memory.apply_snapshot(snapshot)?;
     }
     let contents = recovered.contents;
     memory.set_hard_state(contents.hard_state);
@@ -229,7 +226,6 @@ fn restart(storage: DurableStorage, recovered: Recovered) -> Result<Booted, Boot
     Ok(Booted {
         storage,
         memory,
-        snapshot: recovered.snapshot,
         applied,
         bootstrap_voters: None,
         wal_entries: contents.entries.len(),

@@ -75,9 +75,10 @@ impl Node {
         peers: PeerInbox,
     ) -> Result<NodeHandle<S>, NodeError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NodeError::NoRuntime)?;
-        let mut booted = bootstrap::boot(&config.boot_config())?;
+        let booted = bootstrap::boot(&config.boot_config())?;
         let mut applier = Applier::new(state_machine);
-        if let Some(snapshot) = booted.snapshot.take() {
+        if booted.applied > 0 {
+            let snapshot = booted.memory.last_snapshot();
             applier
                 .restore(snapshot.metadata.index, &snapshot.data)
                 .map_err(bootstrap::BootError::from)?;

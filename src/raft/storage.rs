@@ -231,6 +231,12 @@ impl MemoryStorage {
         self.snapshot.metadata.index
     }
 
+    /// The newest snapshot (index 0 and no data: none), without copying
+    /// its data (`Storage::snapshot` hands out a copy).
+    pub fn last_snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
     /// Makes a snapshot at `index` (which must be in the log) holding `data`,
     /// with `conf_state` when given (otherwise the previous one). Does not
     /// compact: call [`MemoryStorage::compact`] separately so that lagging

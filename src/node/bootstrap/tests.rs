@@ -168,7 +168,7 @@ fn restart_from_snapshot_reads_only_the_wal_tail() {
     }
     let booted = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("boot");
     assert_eq!(booted.applied, 4);
-    let snapshot = booted.snapshot.as_ref().expect("the snapshot is handed on");
+    let snapshot = booted.memory.last_snapshot();
     assert_eq!(snapshot.metadata.index, 4);
     assert_eq!(snapshot.data, b"the state machine's bytes");
     assert_eq!(booted.wal_entries, 1, "only entry 5 after the snapshot");
