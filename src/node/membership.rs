@@ -25,6 +25,7 @@
 //! May not touch: the member directory (the applier's), files, the state
 //! machine.
 
+use super::conf_history::ConfHistory;
 use super::envelope::{self, RequestId};
 use super::error::NodeError;
 use super::mailbox::{IndexReply, MembershipChange};
@@ -35,7 +36,7 @@ use crate::raftpb::{
     Entry,
 };
 use crate::transport::Transport;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 
 /// The raft actor's membership bookkeeping.
 pub(crate) struct Membership {
@@ -46,7 +47,7 @@ pub(crate) struct Membership {
     awaiting_leave: Vec<IndexReply>,
     /// The configuration after each applied change (and at the latest
     /// snapshot), to give a snapshot the configuration as of its index.
-    history: VecDeque<(u64, ConfState)>,
+    history: ConfHistory,
 }
 
 impl Membership {
@@ -57,7 +58,7 @@ impl Membership {
             node_id,
             pending: HashMap::new(),
             awaiting_leave: Vec::new(),
-            history: VecDeque::from([(snapshot_index, conf_state)]),
+            history: ConfHistory::new(snapshot_index, conf_state),
         }
     }
 
@@ -110,7 +111,7 @@ impl Membership {
                 );
                 self.tell_transport(transport, &cc);
                 let joint = !conf_state.voters_outgoing.is_empty();
-                self.history.push_back((entry.index, conf_state));
+                self.history.record(entry.index, conf_state);
                 match waiter {
                     Some(reply) if joint => self.awaiting_leave.push(reply),
                     Some(reply) => {
@@ -158,27 +159,18 @@ impl Membership {
 
     /// The configuration as of `index` (after every change at or below it).
     pub(crate) fn conf_state_at(&self, index: u64) -> ConfState {
-        self.history
-            .iter()
-            .rev()
-            .find(|(at, _)| *at <= index)
-            .or(self.history.front())
-            .map(|(_, conf)| conf.clone())
-            .unwrap_or_default()
+        self.history.at(index)
     }
 
     /// A snapshot at `index` was made: history below it is not needed.
     pub(crate) fn snapshot_made(&mut self, index: u64) {
-        while self.history.len() > 1 && self.history[1].0 <= index {
-            self.history.pop_front();
-        }
+        self.history.prune_through(index);
     }
 
     /// A snapshot from the leader replaced the log: its configuration is
     /// the only one known.
     pub(crate) fn snapshot_installed(&mut self, index: u64, conf_state: ConfState) {
-        self.history.clear();
-        self.history.push_back((index, conf_state));
+        self.history.reset(index, conf_state);
     }
 
     /// Forgets callers that gave up.

@@ -6,7 +6,8 @@
 //! - `raft_actor`: owns `RawNode` and `MemoryStorage`, pipelines Readies
 //!   to the persistence actor (`crate::persist`, its own OS thread), with
 //!   `in_flight` (the Readies not yet released) and `membership`
-//!   (checking, proposing and applying configuration changes);
+//!   (checking, proposing and applying configuration changes, with the
+//!   `conf_history` a snapshot takes its configuration from);
 //! - `apply_actor`: applies committed entries to the state machine through
 //!   the `applier`, completes proposals, serves reads, takes snapshots;
 //! - `handle`: the embedding API ([`NodeHandle`]);
@@ -15,7 +16,7 @@
 //!   `crate::metrics`'s).
 //!
 //! Messages between nodes go through a [`Transport`] (`crate::transport`).
-//! `applier`, `bootstrap` and `envelope` are public, hidden from the
+//! `applier`, `bootstrap`, `conf_history` and `envelope` are public, hidden from the
 //! documentation, for the simulation and the integration tests.
 //!
 //! Owns: turning a data directory into a running node ([`Node::start`]).
@@ -26,6 +27,8 @@ pub mod applier;
 mod apply_actor;
 #[doc(hidden)]
 pub mod bootstrap;
+#[doc(hidden)]
+pub mod conf_history;
 mod config;
 #[doc(hidden)]
 pub mod envelope;

@@ -49,12 +49,11 @@ use crate::rng::SimRng;
 use crate::scheduler::{Event, IoLane, Scheduler};
 use crate::stats::Stats;
 use ringraft::node::applier::Applier;
+use ringraft::node::conf_history::ConfHistory;
 use ringraft::node::envelope::{self, RequestId};
 use ringraft::raft::raft::decode_conf_change;
 use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole, Storage};
-use ringraft::raftpb::{
-    ConfChange, ConfChangeType, ConfState, Entry, Message, MessageType, Snapshot,
-};
+use ringraft::raftpb::{ConfChange, ConfChangeType, Entry, Message, MessageType, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A deliberately broken safety rule.
@@ -153,7 +152,7 @@ pub struct SimNode<S: SimMachine> {
     persistence: Persistence,
     in_flight: VecDeque<InFlight>,
     acked: u64,
-    conf_history: VecDeque<(u64, ConfState)>,
+    conf_history: ConfHistory,
     last_snapshot_index: u64,
     /// A new member was added since the last snapshot.
     member_added: bool,
@@ -255,7 +254,7 @@ impl<S: SimMachine> SimNode<S> {
             ),
             in_flight: VecDeque::new(),
             acked: 0,
-            conf_history: VecDeque::from([(boot_snapshot_index, conf_state)]),
+            conf_history: ConfHistory::new(boot_snapshot_index, conf_state),
             settings,
             proposals: BTreeMap::new(),
             membership_proposals: BTreeSet::new(),
@@ -455,11 +454,10 @@ impl<S: SimMachine> SimNode<S> {
         let mut ready = self.raw.ready();
         self.raw.advance_append_async(&ready);
         if let Some(snapshot) = &ready.snapshot {
-            self.conf_history.clear();
-            self.conf_history.push_back((
+            self.conf_history.reset(
                 snapshot.metadata.index,
                 snapshot.metadata.conf_state.clone(),
-            ));
+            );
         }
         for read_state in std::mem::take(&mut ready.read_states) {
             self.forward_read(read_state.index, &read_state.request_ctx, env);
@@ -607,7 +605,7 @@ impl<S: SimMachine> SimNode<S> {
                 if !member && cc.changes.iter().any(|c| c.node_id == self.id) {
                     self.removed = true;
                 }
-                self.conf_history.push_back((entry.index, conf_state));
+                self.conf_history.record(entry.index, conf_state);
             }
             Err(e) => env.check.violation(format!(
                 "node {}: committed membership change at {} refused: {e}",
@@ -698,7 +696,7 @@ impl<S: SimMachine> SimNode<S> {
                 return;
             }
         };
-        let conf_state = self.conf_state_at(applied);
+        let conf_state = self.conf_history.at(applied);
         let store = self.raw.store_mut();
         let snapshot = match store.create_snapshot(applied, Some(conf_state), data) {
             Ok(snapshot) => snapshot,
@@ -720,19 +718,7 @@ impl<S: SimMachine> SimNode<S> {
             env.check
                 .violation(format!("node {}: compact({compact_index}): {e}", self.id));
         }
-        while self.conf_history.len() > 1 && self.conf_history[1].0 <= applied {
-            self.conf_history.pop_front();
-        }
-    }
-
-    fn conf_state_at(&self, index: u64) -> ConfState {
-        self.conf_history
-            .iter()
-            .rev()
-            .find(|(at, _)| *at <= index)
-            .or(self.conf_history.front())
-            .map(|(_, conf)| conf.clone())
-            .unwrap_or_default()
+        self.conf_history.prune_through(applied);
     }
 }
 
