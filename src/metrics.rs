@@ -136,6 +136,26 @@ pub const SNAPSHOT_COUNT: &str = "ringraft_snapshot_count";
 pub const SNAPSHOT_CREATE_DURATION_SECONDS: &str = "ringraft_snapshot_create_duration_seconds";
 /// Histogram: time of restoring the state machine from a snapshot.
 pub const SNAPSHOT_APPLY_DURATION_SECONDS: &str = "ringraft_snapshot_apply_duration_seconds";
+/// Counter: state file bytes this node streamed to followers (chunks
+/// written, whether or not the transfer then succeeded).
+pub const SNAPSHOT_SENT_BYTES_TOTAL: &str = "ringraft_snapshot_sent_bytes_total";
+/// Counter: state file bytes this node received in checked chunks.
+pub const SNAPSHOT_RECEIVED_BYTES_TOTAL: &str = "ringraft_snapshot_received_bytes_total";
+/// Histogram: time of a snapshot transfer to a follower, from connecting
+/// to the follower's confirmation that the file is durable.
+pub const SNAPSHOT_SEND_DURATION_SECONDS: &str = "ringraft_snapshot_send_duration_seconds";
+/// Histogram: time of receiving a snapshot, from its first frame to the
+/// confirmation sent back.
+pub const SNAPSHOT_RECEIVE_DURATION_SECONDS: &str = "ringraft_snapshot_receive_duration_seconds";
+/// Gauge: snapshot transfers this node is sending.
+pub const SNAPSHOT_SENDS_IN_FLIGHT: &str = "ringraft_snapshot_sends_in_flight";
+/// Gauge: snapshot transfers this node is receiving.
+pub const SNAPSHOT_RECEIVES_IN_FLIGHT: &str = "ringraft_snapshot_receives_in_flight";
+/// Counter: snapshot transfers to followers that failed (reported to raft
+/// as `Failure`).
+pub const SNAPSHOT_SEND_FAILURES_TOTAL: &str = "ringraft_snapshot_send_failures_total";
+/// Counter: snapshot transfers this node refused or lost midway.
+pub const SNAPSHOT_RECEIVE_FAILURES_TOTAL: &str = "ringraft_snapshot_receive_failures_total";
 
 // --- TCP transport (network) ---
 
@@ -347,6 +367,42 @@ pub const METRICS: &[MetricSpec] = &[
     MetricSpec::seconds(
         SNAPSHOT_APPLY_DURATION_SECONDS,
         "Time of restoring the state machine from a snapshot.",
+    ),
+    MetricSpec::counter(
+        SNAPSHOT_SENT_BYTES_TOTAL,
+        Unit::Bytes,
+        "State file bytes streamed to followers in snapshot transfers.",
+    ),
+    MetricSpec::counter(
+        SNAPSHOT_RECEIVED_BYTES_TOTAL,
+        Unit::Bytes,
+        "State file bytes received in checked snapshot chunks.",
+    ),
+    MetricSpec::seconds(
+        SNAPSHOT_SEND_DURATION_SECONDS,
+        "Time of a successful snapshot transfer to a follower, up to its confirmation.",
+    ),
+    MetricSpec::seconds(
+        SNAPSHOT_RECEIVE_DURATION_SECONDS,
+        "Time of receiving a snapshot, up to the confirmation sent back.",
+    ),
+    MetricSpec::gauge(
+        SNAPSHOT_SENDS_IN_FLIGHT,
+        "Snapshot transfers this node is sending.",
+    ),
+    MetricSpec::gauge(
+        SNAPSHOT_RECEIVES_IN_FLIGHT,
+        "Snapshot transfers this node is receiving.",
+    ),
+    MetricSpec::counter(
+        SNAPSHOT_SEND_FAILURES_TOTAL,
+        Unit::Count,
+        "Snapshot transfers to followers that failed.",
+    ),
+    MetricSpec::counter(
+        SNAPSHOT_RECEIVE_FAILURES_TOTAL,
+        Unit::Count,
+        "Snapshot transfers this node refused or lost midway.",
     ),
     // TCP transport
     MetricSpec::counter(

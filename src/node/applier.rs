@@ -284,10 +284,11 @@ impl<S: StateMachine> Applier<S> {
         }
     }
 
-    /// Replaces the state by the snapshot `data` (framed by
-    /// [`SnapshotJob::write`]) of the raft snapshot at `index`.
-    pub fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), ApplyError> {
-        let (header, mut state) = read_header(index, data)?;
+    /// Replaces the state by the framed snapshot (as [`SnapshotJob::write`]
+    /// wrote it) of the raft snapshot at `index`, read from `snapshot` as
+    /// a stream.
+    pub fn restore(&mut self, index: u64, snapshot: &mut dyn Read) -> Result<(), ApplyError> {
+        let header = read_header(index, snapshot)?;
         if header.applied_index != index {
             return Err(ApplyError::SnapshotFormat {
                 index,
@@ -295,7 +296,7 @@ impl<S: StateMachine> Applier<S> {
             });
         }
         self.state
-            .restore(&mut state)
+            .restore(snapshot)
             .map_err(|error| ApplyError::Restore {
                 index,
                 source: Arc::new(error),
@@ -320,18 +321,14 @@ fn decode_proposal<S: StateMachine>(
     }
 }
 
-/// Splits framed snapshot data into its header and the state machine's
-/// bytes.
-fn read_header(index: u64, data: &[u8]) -> Result<(SnapshotHeader, &[u8]), ApplyError> {
+/// Reads the prefix and header of a framed snapshot, leaving `reader` at
+/// the state machine's bytes.
+fn read_header(index: u64, reader: &mut dyn Read) -> Result<SnapshotHeader, ApplyError> {
     let bad = |reason: String| ApplyError::SnapshotFormat { index, reason };
-    let mut reader = data;
     let mut fixed = [0u8; 9];
-    reader.read_exact(&mut fixed).map_err(|_| {
-        bad(format!(
-            "{} bytes, shorter than the 9-byte prefix",
-            data.len()
-        ))
-    })?;
+    reader
+        .read_exact(&mut fixed)
+        .map_err(|e| bad(format!("reading the 9-byte prefix: {e}")))?;
     if &fixed[..4] != SNAPSHOT_MAGIC {
         return Err(bad(format!(
             "magic {:?}, not {:?} (a snapshot of another format or version)",
@@ -346,15 +343,20 @@ fn read_header(index: u64, data: &[u8]) -> Result<(SnapshotHeader, &[u8]), Apply
         )));
     }
     let header_len = u32::from_be_bytes([fixed[5], fixed[6], fixed[7], fixed[8]]);
-    if header_len > MAX_HEADER_BYTES || header_len as usize > reader.len() {
-        return Err(bad(format!(
-            "header of {header_len} bytes, {} left",
-            reader.len()
-        )));
+    if header_len > MAX_HEADER_BYTES {
+        return Err(bad(format!("header of {header_len} bytes")));
     }
-    let (header, state) = reader.split_at(header_len as usize);
-    let header = SnapshotHeader::decode(header).map_err(|e| bad(format!("header: {e}")))?;
-    Ok((header, state))
+    // Grows with the bytes that arrive, so a wrong length cannot make it
+    // allocate what it claims.
+    let mut header = Vec::new();
+    let read = reader
+        .take(u64::from(header_len))
+        .read_to_end(&mut header)
+        .map_err(|e| bad(format!("reading the header: {e}")))?;
+    if read != header_len as usize {
+        return Err(bad(format!("header of {header_len} bytes, {read} present")));
+    }
+    SnapshotHeader::decode(header.as_slice()).map_err(|e| bad(format!("header: {e}")))
 }
 
 #[cfg(test)]

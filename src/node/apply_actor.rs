@@ -32,10 +32,12 @@ use super::applier::Applier;
 use super::envelope::RequestId;
 use super::error::{ApplyError, NodeError};
 use super::mailbox::{ApplyMsg, ProposalReply, Read, SnapshotData};
+use super::snapshot_files;
 use crate::metrics as names;
 use crate::raftpb::{Entry, Snapshot};
 use crate::state_machine::StateMachine;
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -101,6 +103,21 @@ pub(crate) struct ApplyActor<S: StateMachine> {
     member_added: bool,
     /// The snapshot being written, if one is.
     writing: Option<SnapshotWrite>,
+    /// Where state files are written and restored from.
+    snap_dir: PathBuf,
+    /// Take a snapshot at the first chance (the node booted from one whose
+    /// state is inline, which peers cannot be sent).
+    snapshot_soon: bool,
+}
+
+/// Where the apply actor keeps snapshots, and whether it needs a fresh one.
+pub(crate) struct SnapshotSettings {
+    /// Snapshot every this many applied entries (0: never).
+    pub(crate) count: u64,
+    /// The snapshot directory.
+    pub(crate) dir: PathBuf,
+    /// Take one as soon as anything is applied.
+    pub(crate) soon: bool,
 }
 
 impl<S: StateMachine> ApplyActor<S> {
@@ -111,7 +128,7 @@ impl<S: StateMachine> ApplyActor<S> {
         applier: Applier<S>,
         inbox: mpsc::UnboundedReceiver<ApplyMsg<S>>,
         outputs: ApplyOutputs,
-        snapshot_count: u64,
+        snapshots: SnapshotSettings,
     ) -> ApplyActor<S> {
         outputs.applied.send_replace(applier.applied_index());
         let last_snapshot_index = applier.applied_index();
@@ -124,10 +141,12 @@ impl<S: StateMachine> ApplyActor<S> {
             reads: BTreeMap::new(),
             read_seq: 0,
             messages_seen: 0,
-            snapshot_count,
+            snapshot_count: snapshots.count,
             last_snapshot_index,
             member_added: false,
             writing: None,
+            snap_dir: snapshots.dir,
+            snapshot_soon: snapshots.soon,
         }
     }
 
@@ -184,10 +203,10 @@ impl<S: StateMachine> ApplyActor<S> {
         Ok(())
     }
 
-    /// Restores from a snapshot the node installed; reads and proposals
-    /// wait meanwhile. It runs on this task: the snapshot is in memory
-    /// whole today, and streaming it from a file is the large-state work
-    /// that follows.
+    /// Restores from a snapshot the node installed, streaming its state
+    /// file; reads and proposals wait meanwhile. The restore blocks this
+    /// task (the state machine is not `Sync`): on a multi-threaded runtime
+    /// the worker is handed over to the rest first.
     async fn restore(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
         let index = snapshot.metadata.index;
         if index <= self.applier.applied_index() {
@@ -200,9 +219,21 @@ impl<S: StateMachine> ApplyActor<S> {
             self.snapshot_written(written)?;
         }
         let started = Instant::now();
-        self.applier.restore(index, &snapshot.data)?;
+        let (applier, snap_dir) = (&mut self.applier, &self.snap_dir);
+        let mut restore = || snapshot_files::restore(applier, snap_dir, &snapshot);
+        let multi_threaded = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
+        if multi_threaded {
+            tokio::task::block_in_place(restore)?;
+        } else {
+            restore()?;
+        }
         self.metrics.snapshot_apply.record(started.elapsed());
-        tracing::info!(index, "state machine restored from a snapshot");
+        tracing::info!(
+            index,
+            took_ms = started.elapsed().as_millis() as u64,
+            "state machine restored from a snapshot"
+        );
         self.last_snapshot_index = index;
         self.outputs.applied.send_replace(index);
         self.serve_reads();
@@ -243,20 +274,22 @@ impl<S: StateMachine> ApplyActor<S> {
     fn maybe_snapshot(&mut self) {
         let applied = self.applier.applied_index();
         let since_last = applied - self.last_snapshot_index;
-        let due = since_last >= self.snapshot_count || (self.member_added && since_last > 0);
+        let due = since_last >= self.snapshot_count
+            || ((self.member_added || self.snapshot_soon) && since_last > 0);
         if self.snapshot_count == 0 || !due || self.writing.is_some() {
             return;
         }
         self.member_added = false;
+        self.snapshot_soon = false;
         self.last_snapshot_index = applied;
         let job = self.applier.snapshot();
         let started = Instant::now();
         let created = self.metrics.snapshot_create.clone();
+        let snap_dir = self.snap_dir.clone();
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            let index = job.index();
-            let data = job.into_bytes()?;
+            let written = snapshot_files::write(&snap_dir, job)?;
             created.record(started.elapsed());
-            Ok(SnapshotData { index, data })
+            Ok(written)
         }));
     }
 

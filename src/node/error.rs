@@ -145,6 +145,14 @@ pub enum ApplyError {
         /// The writer's error.
         source: Arc<std::io::Error>,
     },
+    /// The snapshot's state file could not be written, read or checked.
+    #[error("state file of the snapshot at index {index}: {source}")]
+    SnapshotFile {
+        /// The snapshot's index.
+        index: u64,
+        /// What failed, naming the file.
+        source: Arc<crate::snap::SnapError>,
+    },
 }
 
 impl NodeError {

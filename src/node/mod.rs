@@ -38,6 +38,8 @@ mod in_flight;
 mod mailbox;
 mod membership;
 mod raft_actor;
+mod snapshot_files;
+mod snapshot_transfer;
 
 pub use crate::transport::{InProcessNetwork, PeerInbox, Transport, TransportError};
 pub use bootstrap::{BootPath, NewMember};
@@ -78,12 +80,15 @@ impl Node {
         peers: PeerInbox,
     ) -> Result<NodeHandle<S>, NodeError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NodeError::NoRuntime)?;
-        let booted = bootstrap::boot(&config.boot_config())?;
+        let boot_config = config.boot_config();
+        let snap_dir = boot_config.data_dir.snap_dir.clone();
+        let booted = bootstrap::boot(&boot_config)?;
         let mut applier = Applier::new(state_machine);
+        let mut inline_snapshot = false;
         if booted.applied > 0 {
             let snapshot = booted.memory.last_snapshot();
-            applier
-                .restore(snapshot.metadata.index, &snapshot.data)
+            inline_snapshot = snapshot_files::state_file_of(snapshot).is_none();
+            snapshot_files::restore(&mut applier, &snap_dir, snapshot)
                 .map_err(bootstrap::BootError::from)?;
         }
         let mut raw = RawNode::new(&config.raft_config(booted.applied), booted.memory)?;
@@ -118,7 +123,11 @@ impl Node {
             applier,
             apply_inbox,
             outputs,
-            config.snapshot_count,
+            apply_actor::SnapshotSettings {
+                count: config.snapshot_count,
+                dir: snap_dir.clone(),
+                soon: inline_snapshot,
+            },
         );
         let apply_task = runtime.spawn(apply_actor.run());
 
@@ -139,6 +148,7 @@ impl Node {
             snapshots,
             boot_snapshot_index: boot_report.snapshot_index,
             failure: Arc::clone(&failure),
+            snap_dir,
         };
         let actor = RaftActor::new(parts, &config);
         let task = runtime.spawn(actor.run());

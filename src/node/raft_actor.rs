@@ -50,13 +50,15 @@ use super::error::NodeError;
 use super::in_flight::{InFlight, InFlightReadies};
 use super::mailbox::{ApplyMsg, ClientRequest, Control, NodeStatus, Read, SnapshotData};
 use super::membership::Membership;
+use super::snapshot_transfer::{SnapshotTransfers, TransferEvent};
 use crate::metrics as names;
 use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist};
-use crate::raft::{MemoryStorage, RawNode, SnapshotStatus, StateRole};
+use crate::raft::{MemoryStorage, RawNode, StateRole};
 use crate::raftpb::{Message, MessageType};
 use crate::state_machine::StateMachine;
-use crate::transport::{PeerInbox, Transport};
+use crate::transport::{IncomingSnapshot, PeerInbox, Transport};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -96,6 +98,9 @@ pub(crate) struct RaftActorParts<S: StateMachine> {
     /// Where the failure that stops the node is published, before anything
     /// is dropped, so that callers learn the cause (not just `Stopped`).
     pub(crate) failure: Arc<OnceLock<NodeError>>,
+    /// The snapshot directory (state files are sent from and received
+    /// into it).
+    pub(crate) snap_dir: PathBuf,
 }
 
 /// The raft actor's state.
@@ -123,6 +128,9 @@ pub(crate) struct RaftActor<S: StateMachine> {
     pending_transfers: Vec<(u64, oneshot::Sender<Result<(), NodeError>>)>,
     snapshots: mpsc::UnboundedReceiver<SnapshotData>,
     snapshot_catchup_entries: u64,
+    transfers: SnapshotTransfers,
+    transfer_events: mpsc::UnboundedReceiver<TransferEvent>,
+    incoming_snapshots: mpsc::UnboundedReceiver<IncomingSnapshot>,
     failure: Arc<OnceLock<NodeError>>,
     leader: u64,
     node_label: String,
@@ -151,6 +159,15 @@ impl<S: StateMachine> RaftActor<S> {
         let node_label = config.node_id.to_string();
         record_leadership(&node_label, leader, config.node_id);
         let label = names::NODE_LABEL;
+        let (events, transfer_events) = mpsc::unbounded_channel();
+        let (sink, incoming_snapshots) = mpsc::unbounded_channel();
+        parts.transport.accept_snapshots(sink);
+        let transfers = SnapshotTransfers::new(
+            config.node_id,
+            parts.snap_dir,
+            Arc::clone(&parts.transport),
+            events,
+        );
         RaftActor {
             id: config.node_id,
             raw: parts.raw,
@@ -177,6 +194,9 @@ impl<S: StateMachine> RaftActor<S> {
             pending_transfers: Vec::new(),
             snapshots: parts.snapshots,
             snapshot_catchup_entries: config.snapshot_catchup_entries,
+            transfers,
+            transfer_events,
+            incoming_snapshots,
             failure: parts.failure,
             leader,
             ready_handling: metrics::histogram!(names::READY_HANDLING_DURATION_SECONDS, label => node_label.clone()),
@@ -251,6 +271,14 @@ impl<S: StateMachine> RaftActor<S> {
                     Some(Control::TransferLeader { to, reply }) => self.transfer_leader(to, reply),
                 },
                 Some(snapshot) = self.snapshots.recv() => self.make_snapshot(snapshot)?,
+                Some(event) = self.transfer_events.recv() => match event {
+                    TransferEvent::Sent { to, status } => {
+                        self.transfers.reported(to, status);
+                        self.raw.report_snapshot(to, status);
+                    }
+                    TransferEvent::Received(message) => self.step_snapshot(message),
+                },
+                Some(incoming) = self.incoming_snapshots.recv() => self.transfers.receive(incoming),
                 changed = self.applied.changed() => {
                     // The apply actor ended: it failed (its task says why).
                     changed.map_err(|_| NodeError::Stopped)?;
@@ -310,7 +338,22 @@ impl<S: StateMachine> RaftActor<S> {
         }
     }
 
+    /// Steps a peer's message. A MsgSnap is accepted only through the
+    /// snapshot transfer (its state file must be here first).
     fn step(&mut self, message: Message) {
+        if message.msg_type() == MessageType::MsgSnap {
+            tracing::warn!(
+                node = self.id,
+                from = message.from,
+                "MsgSnap outside a snapshot transfer dropped"
+            );
+            return;
+        }
+        self.step_snapshot(message);
+    }
+
+    /// Steps a message whose state file (if it is a MsgSnap) is durable.
+    fn step_snapshot(&mut self, message: Message) {
         if let Err(error) = self.raw.step(message) {
             tracing::debug!(node = self.id, %error, "peer message refused");
         }
@@ -566,14 +609,13 @@ impl<S: StateMachine> RaftActor<S> {
         for message in messages {
             let to = message.to;
             let msg_type = message.msg_type();
+            if msg_type == MessageType::MsgSnap {
+                // Raft hears how it went once the follower confirmed.
+                self.transfers.send(message);
+                continue;
+            }
             let sent = self.transport.send(message);
             match (msg_type, sent) {
-                (MessageType::MsgSnap, Ok(())) => {
-                    self.raw.report_snapshot(to, SnapshotStatus::Finish);
-                }
-                (MessageType::MsgSnap, Err(_)) => {
-                    self.raw.report_snapshot(to, SnapshotStatus::Failure);
-                }
                 (MessageType::MsgApp, Err(_)) => self.raw.report_unreachable(to),
                 (MessageType::MsgHeartbeat, Err(_)) => {
                     metrics::counter!(names::HEARTBEAT_SEND_FAILURES_TOTAL, names::NODE_LABEL => self.node_label.clone())

@@ -2,7 +2,8 @@
 //! `snappb.Snapshot` whose `data` is the encoded raft snapshot and whose `crc`
 //! is the CRC-32C of that data (etcd's format).
 //!
-//! Owns: the file format ([`codec`], pure), file names ([`snap_name`]), and
+//! Owns: the file format ([`codec`], pure), file names ([`snap_name`]), the
+//! state files the snapshots refer to ([`state_file`]), and
 //! the [`Snapshotter`]: durable saving, choosing the newest snapshot the WAL
 //! vouches for, setting aside broken files, purging old ones.
 //! Guarantees: a snapshot file appears complete under its name or not at
@@ -14,7 +15,9 @@ pub mod codec;
 pub mod error;
 pub mod snap_name;
 pub mod snapshotter;
+pub mod state_file;
 
 pub use error::SnapError;
 pub use snap_name::SnapName;
 pub use snapshotter::Snapshotter;
+pub use state_file::{StateFileReader, StateFileReceiver, StateFileRef};

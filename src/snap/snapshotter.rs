@@ -12,7 +12,8 @@
 
 use super::codec::{SnapDecodeError, decode_snapshot_file, encode_snapshot_file};
 use super::error::SnapError;
-use super::snap_name::{SNAP_SUFFIX, SnapName};
+use super::snap_name::SnapName;
+use super::state_file::{TEMPORARY_SUFFIX, purge_state_files};
 use crate::raftpb::{Snapshot, walpb};
 use crate::wal::fs::sync_dir;
 use std::fs::File;
@@ -20,7 +21,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Suffix of a snapshot file being written.
-const WRITING_SUFFIX: &str = ".tmp";
+const WRITING_SUFFIX: &str = TEMPORARY_SUFFIX;
 
 /// Suffix given to snapshot files that failed their checks.
 pub const BROKEN_SUFFIX: &str = ".broken";
@@ -40,10 +41,9 @@ impl Snapshotter {
         for entry in std::fs::read_dir(dir).map_err(|e| SnapError::io(dir, e))? {
             let entry = entry.map_err(|e| SnapError::io(dir, e))?;
             let name = entry.file_name();
-            if name
-                .to_string_lossy()
-                .ends_with(&format!("{SNAP_SUFFIX}{WRITING_SUFFIX}"))
-            {
+            // Every temporary file here is ours: a `.snap` or a state file
+            // whose save or transfer did not finish.
+            if name.to_string_lossy().ends_with(TEMPORARY_SUFFIX) {
                 let path = entry.path();
                 std::fs::remove_file(&path).map_err(|e| SnapError::io(&path, e))?;
             }
@@ -165,15 +165,20 @@ impl Snapshotter {
         Ok(None)
     }
 
-    /// Removes the oldest snapshot files beyond the newest `max_snap_files`;
-    /// returns the removed paths.
+    /// Removes the oldest snapshot files beyond the newest `max_snap_files`,
+    /// and the state files older than the oldest snapshot kept; returns the
+    /// removed paths.
     pub fn purge(&self, max_snap_files: usize) -> Result<Vec<PathBuf>, SnapError> {
         assert!(!self.read_only, "purging through a read-only snapshotter");
         let mut removed = Vec::new();
-        for name in self.names()?.into_iter().skip(max_snap_files) {
+        let names = self.names()?;
+        for name in names.iter().skip(max_snap_files) {
             let path = self.dir.join(name.file_name());
             std::fs::remove_file(&path).map_err(|e| SnapError::io(&path, e))?;
             removed.push(path);
+        }
+        if let Some(oldest_kept) = names.iter().take(max_snap_files).last() {
+            removed.extend(purge_state_files(&self.dir, oldest_kept.index)?);
         }
         if !removed.is_empty() {
             sync_dir(&self.dir).map_err(|e| SnapError::io(&self.dir, e))?;

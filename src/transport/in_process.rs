@@ -7,10 +7,17 @@
 //! Guarantees: as [`Transport`] says; a delayed link still delivers in
 //! order (one delivery task per delayed link, first in first out), and a
 //! link cut while a message waits in its delay drops that message.
+//! Snapshots travel through an in-memory pipe in the same chunked format
+//! as over TCP ([`super::snapshot_stream`]); a cut link refuses them, a
+//! delay does not slow them.
 //!
 //! May not touch: raft state; what a message means.
 
-use super::{PeerInbox, Transport, TransportError};
+use super::snapshot_stream::{self, StreamLimits};
+use super::{
+    OutgoingSnapshot, PeerInbox, SnapshotDelivery, SnapshotSink, SnapshotTransferError, Transport,
+    TransportError,
+};
 use crate::raftpb::Message;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +28,7 @@ use tokio::time::Instant;
 #[derive(Debug, Default)]
 struct Registry {
     inboxes: HashMap<u64, mpsc::UnboundedSender<Message>>,
+    snapshot_sinks: HashMap<u64, SnapshotSink>,
     cut: BTreeSet<(u64, u64)>,
     /// Delayed links and the queue of their delivery task.
     delayed: HashMap<(u64, u64), DelayedLink>,
@@ -57,7 +65,10 @@ impl InProcessNetwork {
     /// `Node::start`.
     pub fn endpoint(&self, id: u64) -> (Arc<dyn Transport>, PeerInbox) {
         let (sender, inbox) = mpsc::unbounded_channel();
-        self.lock().inboxes.insert(id, sender);
+        let mut registry = self.lock();
+        registry.inboxes.insert(id, sender);
+        registry.snapshot_sinks.remove(&id);
+        drop(registry);
         let transport = InProcessTransport {
             from: id,
             network: self.clone(),
@@ -67,7 +78,9 @@ impl InProcessNetwork {
 
     /// Unregisters node `id`: messages to it are dropped.
     pub fn remove(&self, id: u64) {
-        self.lock().inboxes.remove(&id);
+        let mut registry = self.lock();
+        registry.inboxes.remove(&id);
+        registry.snapshot_sinks.remove(&id);
     }
 
     /// Drops every message from `from` to `to` until healed.
@@ -165,9 +178,54 @@ struct InProcessTransport {
     network: InProcessNetwork,
 }
 
+/// Bytes the in-memory pipe of a snapshot transfer buffers.
+const SNAPSHOT_PIPE_BYTES: usize = 256 * 1024;
+
 impl Transport for InProcessTransport {
     fn send(&self, message: Message) -> Result<(), TransportError> {
         self.network.deliver(self.from, message)
+    }
+
+    fn send_snapshot(&self, snapshot: OutgoingSnapshot) -> SnapshotDelivery {
+        let (from, to) = (self.from, snapshot.message.to);
+        let sink = {
+            let registry = self.network.lock();
+            if registry.cut.contains(&(from, to)) {
+                None
+            } else {
+                registry.snapshot_sinks.get(&to).cloned()
+            }
+        };
+        Box::pin(async move {
+            let Some(sink) = sink else {
+                return Err(SnapshotTransferError::Unreachable {
+                    peer: to,
+                    reason: "not registered, not accepting snapshots, or cut off".into(),
+                });
+            };
+            let mut file = tokio::fs::File::open(&snapshot.state_file)
+                .await
+                .map_err(|source| SnapshotTransferError::Io {
+                    peer: to,
+                    what: "opening the state file",
+                    source: Arc::new(source),
+                })?;
+            let limits = StreamLimits::default();
+            let (mut near, mut far) = tokio::io::duplex(SNAPSHOT_PIPE_BYTES);
+            let receiving = tokio::spawn(async move {
+                snapshot_stream::receive(&mut far, from, to, &limits, Some(sink)).await
+            });
+            let sent =
+                snapshot_stream::send(from, &mut near, &snapshot.message, &mut file, &limits).await;
+            drop(near);
+            // The receiver's own outcome is its node's business.
+            let _ = receiving.await;
+            sent
+        })
+    }
+
+    fn accept_snapshots(&self, sink: SnapshotSink) {
+        self.network.lock().snapshot_sinks.insert(self.from, sink);
     }
 }
 

@@ -48,12 +48,14 @@
 //! | --- | --- |
 //! | 0..4 | magic [`MAGIC`] (`b"RRFT"`) |
 //! | 4..6 | protocol version, u16 ([`PROTOCOL_VERSION`]) |
-//! | 6..8 | reserved, sent as zero, ignored |
+//! | 6..8 | connection kind, u16: 0 raft messages, 1 one snapshot ([`super::snapshot_stream`]) |
 //! | 8..16 | cluster id, u64 |
 //! | 16..24 | sender node id, u64 |
 //! | 24..32 | recipient node id, u64 |
 //!
-//! then frames, each a u32 length followed by that many bytes of a
+//! A snapshot connection then carries one snapshot stream in both
+//! directions and closes. A message connection carries frames, each a u32
+//! length followed by that many bytes of a
 //! prost-encoded [`crate::raftpb::Message`]. A frame may be at most
 //! [`TcpConfig::max_message_bytes`] long, or
 //! [`TcpConfig::max_snapshot_bytes`] if it is a MsgSnap (recognised by its
@@ -61,7 +63,11 @@
 //! first); a frame over the snapshot limit closes the connection as soon as
 //! its length is read.
 
-use super::{Transport, TransportError};
+use super::snapshot_stream::{self, StreamLimits};
+use super::{
+    OutgoingSnapshot, SnapshotDelivery, SnapshotSink, SnapshotTransferError, Transport,
+    TransportError,
+};
 use crate::metrics::{
     NODE_LABEL, PEER_LABEL, PEER_RECEIVED_BYTES_TOTAL, PEER_ROUND_TRIP_TIME_SECONDS,
     PEER_SEND_FAILURES_TOTAL, PEER_SENT_BYTES_TOTAL, PEER_SENT_MESSAGES_TOTAL, register_peer,
@@ -91,6 +97,11 @@ pub const MAGIC: [u8; 4] = *b"RRFT";
 
 /// The version of the preamble and framing described in the module docs.
 pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Connection kind: raft message frames, one way.
+const KIND_MESSAGES: u16 = 0;
+/// Connection kind: one snapshot stream, both ways.
+const KIND_SNAPSHOT: u16 = 1;
 
 /// Length in bytes of the connection preamble.
 pub const PREAMBLE_LEN: usize = 32;
@@ -136,6 +147,9 @@ pub struct TcpConfig {
     pub write_timeout: Duration,
     /// Time an inbound connection has to send its preamble.
     pub handshake_timeout: Duration,
+    /// A snapshot transfer that makes no progress (no chunk read or
+    /// written, no confirmation) for this long fails.
+    pub snapshot_stall_timeout: Duration,
 }
 
 impl Default for TcpConfig {
@@ -150,6 +164,7 @@ impl Default for TcpConfig {
             connect_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
+            snapshot_stall_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -171,10 +186,19 @@ impl TcpConfig {
         if self.connect_timeout.is_zero()
             || self.write_timeout.is_zero()
             || self.handshake_timeout.is_zero()
+            || self.snapshot_stall_timeout.is_zero()
         {
             return Err("timeouts must be non-zero");
         }
         Ok(())
+    }
+
+    fn snapshot_limits(&self) -> StreamLimits {
+        StreamLimits {
+            stall_timeout: self.snapshot_stall_timeout,
+            max_message_bytes: self.max_message_bytes,
+            ..StreamLimits::default()
+        }
     }
 
     fn frame_limit(&self, msg_type: i32) -> u32 {
@@ -259,6 +283,10 @@ enum InboundError {
     WrongFrom { got: u64, expected: u64 },
     #[error("message to {got:#x}, this is node {expected:#x}")]
     WrongTo { got: u64, expected: u64 },
+    #[error("connection kind {0}, neither messages (0) nor a snapshot (1)")]
+    BadKind(u16),
+    #[error("snapshot transfer failed: {0}")]
+    Snapshot(SnapshotTransferError),
 }
 
 /// Why an outbound connection ended or could not be made; logged, never
@@ -284,6 +312,7 @@ enum OutboundError {
 /// The fixed header a connecting node sends first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Preamble {
+    kind: u16,
     cluster_id: u64,
     from: u64,
     to: u64,
@@ -294,6 +323,7 @@ impl Preamble {
         let mut bytes = [0u8; PREAMBLE_LEN];
         bytes[0..4].copy_from_slice(&MAGIC);
         bytes[4..6].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+        bytes[6..8].copy_from_slice(&self.kind.to_be_bytes());
         bytes[8..16].copy_from_slice(&self.cluster_id.to_be_bytes());
         bytes[16..24].copy_from_slice(&self.from.to_be_bytes());
         bytes[24..32].copy_from_slice(&self.to.to_be_bytes());
@@ -321,6 +351,7 @@ impl Preamble {
             u64::from_be_bytes(b)
         };
         Ok(Preamble {
+            kind: u16::from_be_bytes([rest[2], rest[3]]),
             cluster_id: word(4),
             from: word(12),
             to: word(20),
@@ -479,6 +510,8 @@ struct Shared {
     peers: RwLock<HashMap<u64, Peer>>,
     shutdown: watch::Sender<bool>,
     accept_loops: Mutex<Vec<JoinHandle<()>>>,
+    /// Where incoming snapshots go; `None` until the node registers.
+    snapshot_sink: Mutex<Option<SnapshotSink>>,
 }
 
 impl Shared {
@@ -490,6 +523,13 @@ impl Shared {
 
     fn peers_mut(&self) -> RwLockWriteGuard<'_, HashMap<u64, Peer>> {
         self.peers.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn snapshot_sink(&self) -> Option<SnapshotSink> {
+        self.snapshot_sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn accept_loops(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
@@ -546,6 +586,7 @@ impl TcpTransport {
                 peers: RwLock::new(HashMap::new()),
                 shutdown,
                 accept_loops: Mutex::new(Vec::new()),
+                snapshot_sink: Mutex::new(None),
             }),
         })
     }
@@ -741,6 +782,55 @@ impl Transport for TcpTransport {
         }
         drop(removed);
     }
+
+    fn send_snapshot(&self, snapshot: OutgoingSnapshot) -> SnapshotDelivery {
+        let to = snapshot.message.to;
+        let url = self.shared.peers().get(&to).map(|p| p.url.clone());
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let unreachable =
+                |reason: String| SnapshotTransferError::Unreachable { peer: to, reason };
+            let url = url.ok_or_else(|| unreachable("not a known peer".into()))?;
+            let addr = peer_address(to, &url).map_err(|e| unreachable(e.to_string()))?;
+            let mut file = tokio::fs::File::open(&snapshot.state_file)
+                .await
+                .map_err(|source| SnapshotTransferError::Io {
+                    peer: to,
+                    what: "opening the state file",
+                    source: Arc::new(source),
+                })?;
+            let config = &shared.config;
+            let mut stream = timeout(config.connect_timeout, TcpStream::connect(addr.as_str()))
+                .await
+                .map_err(|_| unreachable(format!("connecting to {addr} timed out")))?
+                .map_err(|e| unreachable(format!("connecting to {addr}: {e}")))?;
+            let preamble = Preamble {
+                kind: KIND_SNAPSHOT,
+                cluster_id: shared.cluster_id,
+                from: shared.id,
+                to,
+            }
+            .encode();
+            timeout(config.connect_timeout, stream.write_all(&preamble))
+                .await
+                .map_err(|_| unreachable(format!("sending the preamble to {addr} timed out")))?
+                .map_err(|e| unreachable(format!("sending the preamble to {addr}: {e}")))?;
+            let limits = config.snapshot_limits();
+            let mut shutdown = shared.shutdown.subscribe();
+            tokio::select! {
+                sent = snapshot_stream::send(shared.id, &mut stream, &snapshot.message, &mut file, &limits) => sent,
+                _ = shutdown.wait_for(|stopped| *stopped) => Err(unreachable("transport shut down".into())),
+            }
+        })
+    }
+
+    fn accept_snapshots(&self, sink: SnapshotSink) {
+        *self
+            .shared
+            .snapshot_sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sink);
+    }
 }
 
 /// Formats a node id as hex, as [`TransportError`] does.
@@ -856,6 +946,7 @@ impl Writer {
             })?;
         let mut stream = stream;
         let preamble = Preamble {
+            kind: KIND_MESSAGES,
             cluster_id: self.cluster_id,
             from: self.node,
             to: self.peer,
@@ -1037,6 +1128,26 @@ async fn serve_inbound(
         });
     }
     let from = preamble.from;
+    if preamble.kind == KIND_SNAPSHOT {
+        if !shared.peers().contains_key(&from) {
+            return Err(InboundError::UnknownSender(from));
+        }
+        *peer = Some(from);
+        let limits = config.snapshot_limits();
+        info!(peer = %Hex(from), %remote, "receiving a snapshot");
+        return snapshot_stream::receive(
+            &mut reader,
+            from,
+            shared.id,
+            &limits,
+            shared.snapshot_sink(),
+        )
+        .await
+        .map_err(InboundError::Snapshot);
+    }
+    if preamble.kind != KIND_MESSAGES {
+        return Err(InboundError::BadKind(preamble.kind));
+    }
     let (mut removed, round_trips) = shared
         .peers()
         .get(&from)
@@ -1186,6 +1297,7 @@ mod tests {
     #[tokio::test]
     async fn preamble_round_trips_big_endian() {
         let preamble = Preamble {
+            kind: KIND_SNAPSHOT,
             cluster_id: 0x0102_0304_0506_0708,
             from: 1,
             to: 2,
@@ -1193,6 +1305,7 @@ mod tests {
         let bytes = preamble.encode();
         assert_eq!(&bytes[0..4], b"RRFT");
         assert_eq!(&bytes[4..6], &[0, 1]);
+        assert_eq!(&bytes[6..8], &[0, 1]);
         assert_eq!(&bytes[8..16], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(bytes[23], 1);
         assert_eq!(bytes[31], 2);

@@ -214,7 +214,7 @@ impl<S: SimMachine> SimNode<S> {
         if let Some(snapshot) = snapshot {
             applied = snapshot.metadata.index;
             applier
-                .restore(applied, &snapshot.data)
+                .restore(applied, &mut snapshot.data.as_slice())
                 .map_err(|e| format!("node {id}: snapshot data: {e}"))?;
             memory
                 .apply_snapshot(snapshot)
@@ -575,7 +575,7 @@ impl<S: SimMachine> SimNode<S> {
         if index <= self.applier.applied_index() {
             return;
         }
-        match self.applier.restore(index, &snapshot.data) {
+        match self.applier.restore(index, &mut snapshot.data.as_slice()) {
             Ok(()) => {
                 env.stats.snapshots_installed += 1;
                 env.check.state(self.id, &self.applier);

@@ -124,7 +124,7 @@ fn snapshots_carry_state_members_and_index() {
     let data = job.into_bytes().expect("written");
     assert_eq!(&data[..4], SNAPSHOT_MAGIC);
     let mut restored = Applier::new(KvStore::new());
-    restored.restore(3, &data).expect("restores");
+    restored.restore(3, &mut data.as_slice()).expect("restores");
     assert_eq!(restored.applied_index(), 3);
     assert_eq!(restored.state(), applier.state());
     assert_eq!(restored.members(), applier.members());
@@ -148,12 +148,12 @@ fn malformed_snapshot_data_is_refused_with_its_reason() {
         ([&data[..4], &[9u8], &data[5..]].concat(), "version"),
         (data[..data.len() - 1].to_vec(), "truncated state"),
     ] {
-        let refused = target.restore(1, &bad);
+        let refused = target.restore(1, &mut bad.as_slice());
         assert!(refused.is_err(), "{what} was accepted");
         assert_eq!(target.applied_index(), 0, "{what} changed the index");
     }
     assert!(matches!(
-        target.restore(2, &data),
+        target.restore(2, &mut data.as_slice()),
         Err(ApplyError::SnapshotFormat { index: 2, .. })
     ));
 }
