@@ -17,7 +17,10 @@
 //! in one bucket); [`install_prometheus`] installs the process-wide
 //! recorder at most once and fails rather than panics.
 //! May not touch: what is measured or when (the actors and the transport
-//! record), the HTTP endpoint (`crate::http` serves what
+//! record; the space quota's three gauges are set by `crate::http` from
+//! its `SpaceQuota` each time it renders `/metrics`, so that a scrape sees
+//! them exact without the apply path touching the recorder), the HTTP
+//! endpoint (`crate::http` serves what
 //! [`PrometheusHandle::render`] returns).
 //!
 //! # Labels
@@ -137,6 +140,19 @@ pub const SNAPSHOT_CREATE_DURATION_SECONDS: &str = "ringraft_snapshot_create_dur
 /// Histogram: time of restoring the state machine from a snapshot.
 pub const SNAPSHOT_APPLY_DURATION_SECONDS: &str = "ringraft_snapshot_apply_duration_seconds";
 
+// --- space quota (HTTP layer, `crate::kv::SpaceQuota`) ---
+
+/// Gauge: size of the key-value state in bytes (keys and values plus a
+/// fixed overhead per pair, `crate::kv::PAIR_OVERHEAD_BYTES`), what the
+/// quota counts; etcd's nearest is `etcd_mvcc_db_total_size_in_bytes`.
+pub const STATE_SIZE_BYTES: &str = "ringraft_server_state_size_bytes";
+/// Gauge: the space quota in bytes (`--quota-backend-bytes`), as etcd's
+/// `etcd_server_quota_backend_bytes`.
+pub const QUOTA_BACKEND_BYTES: &str = "ringraft_server_quota_backend_bytes";
+/// Gauge: 1 while this node's NOSPACE alarm is raised (writes refused for
+/// space), else 0.
+pub const ALARM_NOSPACE: &str = "ringraft_server_alarm_nospace";
+
 // --- TCP transport (network) ---
 
 /// Counter: bytes written to a peer's connection (frames with their length
@@ -219,6 +235,13 @@ impl MetricSpec {
             labels: NODE,
             buckets: &[],
             description,
+        }
+    }
+
+    const fn bytes_gauge(name: &'static str, description: &'static str) -> MetricSpec {
+        MetricSpec {
+            unit: Unit::Bytes,
+            ..MetricSpec::gauge(name, description)
         }
     }
 
@@ -347,6 +370,19 @@ pub const METRICS: &[MetricSpec] = &[
     MetricSpec::seconds(
         SNAPSHOT_APPLY_DURATION_SECONDS,
         "Time of restoring the state machine from a snapshot.",
+    ),
+    // space quota
+    MetricSpec::bytes_gauge(
+        STATE_SIZE_BYTES,
+        "Size of the key-value state (keys, values and a fixed overhead per pair).",
+    ),
+    MetricSpec::bytes_gauge(
+        QUOTA_BACKEND_BYTES,
+        "Space quota of the key-value state (--quota-backend-bytes).",
+    ),
+    MetricSpec::gauge(
+        ALARM_NOSPACE,
+        "1 while the NOSPACE alarm is raised (writes refused for space), else 0.",
     ),
     // TCP transport
     MetricSpec::counter(
