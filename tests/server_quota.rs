@@ -149,7 +149,10 @@ fn a_full_quota_refuses_writes_keeps_reads_and_deletes_and_clears_after_deletes(
 
     let (alarms, state, _) = quota_status(client);
     assert_eq!(alarms, ["NOSPACE"], "alarm in status");
-    assert_eq!(state, written, "the state counts exactly what was acknowledged");
+    assert_eq!(
+        state, written,
+        "the state counts exactly what was acknowledged"
+    );
     assert!(state <= QUOTA_BYTES, "the state passed the quota: {state}");
     assert_eq!(metric(client, "ringraft_server_alarm_nospace"), 1.0);
     assert_eq!(
@@ -183,7 +186,11 @@ fn a_full_quota_refuses_writes_keeps_reads_and_deletes_and_clears_after_deletes(
             assert!(alarms.is_empty(), "still raised at {state} bytes");
             break;
         }
-        let key = acknowledged.keys().next().cloned().expect("a key to delete");
+        let key = acknowledged
+            .keys()
+            .next()
+            .cloned()
+            .expect("a key to delete");
         let response = http(client, "DELETE", &format!("/v1/kv/{key}"), b"").expect("delete");
         assert_eq!(response.status, 200, "{}", response.text());
         acknowledged.remove(&key);
@@ -291,10 +298,18 @@ fn a_scan_past_the_byte_cap_continues_through_its_header_over_every_key_once() {
         expected.insert(key, value);
     };
     for n in 0..10u8 {
-        write(&format!("s%2Fbig{n}"), format!("s/big{n}").into_bytes(), vec![n; 1_000_000]);
+        write(
+            &format!("s%2Fbig{n}"),
+            format!("s/big{n}").into_bytes(),
+            vec![n; 1_000_000],
+        );
     }
     for n in 0..40u8 {
-        write(&format!("s%2Fsmall{n:02}"), format!("s/small{n:02}").into_bytes(), vec![n; 100]);
+        write(
+            &format!("s%2Fsmall{n:02}"),
+            format!("s/small{n:02}").into_bytes(),
+            vec![n; 100],
+        );
     }
     for (path_key, key) in [
         ("s%2F%FF%FE", b"s/\xff\xfe".to_vec()),

@@ -124,11 +124,10 @@ pub async fn start(
     // puts against the size without a round trip through the node.
     let state_size = store.state_size();
     // Boot replays the WAL: off the runtime's worker threads.
-    let node = tokio::task::spawn_blocking(move || {
-        Node::start(node_config, store, node_transport, inbox)
-    })
-    .await
-    .map_err(|_| NodeError::Stopped)??;
+    let node =
+        tokio::task::spawn_blocking(move || Node::start(node_config, store, node_transport, inbox))
+            .await
+            .map_err(|_| NodeError::Stopped)??;
     learn_member_directory(&node, &transport).await;
 
     if let Some(handle) = &metrics {
