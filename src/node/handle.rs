@@ -30,7 +30,7 @@ use super::error::NodeError;
 use super::mailbox::{
     ApplyMsg, ClientRequest, Consistency, Control, MembershipChange, NodeStatus, Read,
 };
-use crate::kv::{KvCommand, KvQuery, KvQueryResult, KvStore, ScanPage};
+use crate::kv::{KvCommand, KvQuery, KvQueryResult, KvStore};
 use crate::state_machine::StateMachine;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -430,7 +430,7 @@ impl NodeHandle<KvStore> {
         limit: usize,
         max_bytes: usize,
         consistency: Consistency,
-    ) -> Result<ScanPage, NodeError> {
+    ) -> Result<crate::kv::ScanPage, NodeError> {
         let query = KvQuery::ScanPrefix {
             prefix: prefix.to_vec(),
             start: start.to_vec(),
