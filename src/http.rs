@@ -90,7 +90,9 @@
 //! alarm. While the alarm is raised every put is refused alike (etcd's
 //! NOSPACE rule); reads and deletes work. The alarm clears by itself once
 //! the state is at or below 90% of the quota (checked at every put,
-//! delete, status and metrics request). An overwrite counts its whole new
+//! delete, status and metrics request; so a single put too large for the
+//! room left, refused while the state is below that mark, raises it only
+//! until the next request). An overwrite counts its whole new
 //! pair, as in etcd: the old value's size is not known without a read.
 //! `GET /v1/status` shows `"alarms":["NOSPACE"]` (else `[]`),
 //! `"state_bytes"` and `"quota_bytes"`; `/metrics` shows

@@ -440,16 +440,18 @@ impl KvStore {
 pub enum QuotaError {
     /// The write would take the state past the quota.
     #[error(
-        "quota exceeded: a put counting {cost} bytes would take the state from {used_bytes} \
-         bytes (writes in flight included) past the quota of {quota_bytes} bytes; NOSPACE \
-         alarm raised: reads and deletes still work, writes resume once the state is at or \
-         below {resume_bytes} bytes"
+        "quota exceeded: a put counting {cost} bytes would take the state ({state_bytes} \
+         bytes, and {in_flight_bytes} bytes of puts in flight) past the quota of \
+         {quota_bytes} bytes; NOSPACE alarm raised: puts are refused, reads and deletes \
+         work, until the state is at or below {resume_bytes} bytes"
     )]
     Exceeded {
         /// What the put counts ([`pair_bytes`]).
         cost: u64,
-        /// The state's size plus the puts admitted and not yet finished.
-        used_bytes: u64,
+        /// The state's size.
+        state_bytes: u64,
+        /// The puts this node admitted that have not finished.
+        in_flight_bytes: u64,
         /// The quota.
         quota_bytes: u64,
         /// Where the alarm clears.
@@ -459,7 +461,7 @@ pub enum QuotaError {
     /// clears.
     #[error(
         "quota exceeded: NOSPACE alarm raised (the state holds {state_bytes} bytes, the quota \
-         is {quota_bytes} bytes): reads and deletes still work, writes resume once the state \
+         is {quota_bytes} bytes): puts are refused, reads and deletes work, until the state \
          is at or below {resume_bytes} bytes"
     )]
     Alarm {
@@ -483,7 +485,9 @@ pub enum QuotaError {
 /// alarm clears by itself once the state is at or below
 /// [`SpaceQuota::resume_bytes`] (90% of the quota), checked by
 /// [`SpaceQuota::refresh`] and at every admission. The margin keeps the
-/// alarm from flapping on every write at the edge. An alarm is this
+/// alarm from flapping on every write at the edge; a put refused while the
+/// state is already at or below the margin (one too large for the room
+/// left) holds the alarm only until the next check. An alarm is this
 /// node's own: each member admits against its own applied state.
 ///
 /// The limit is soft by what other members admit concurrently (their
@@ -591,7 +595,8 @@ impl SpaceQuota {
             self.raise(state);
             return Err(QuotaError::Exceeded {
                 cost,
-                used_bytes: used,
+                state_bytes: state,
+                in_flight_bytes: reserved,
                 quota_bytes: self.quota_bytes,
                 resume_bytes: self.resume_bytes(),
             });

@@ -412,6 +412,21 @@ fn concurrent_admissions_count_each_other_until_released() {
 }
 
 #[test]
+fn a_put_too_large_for_a_roomy_store_is_refused_and_the_alarm_clears_at_the_next_check() {
+    let mut kv = KvStore::new();
+    let quota = SpaceQuota::new(1000, kv.state_size());
+    kv.execute(KvCommand::put(b"k", &[0u8; 100]));
+    let refused = quota.admit_put(1, 1000).expect_err("does not fit");
+    assert!(
+        refused.to_string().contains("165 bytes, and 0 bytes of puts in flight"),
+        "{refused}"
+    );
+    assert!(quota.alarm(), "raised by the refusal");
+    assert!(!quota.refresh(), "the state is far below 90%");
+    assert!(quota.admit_put(1, 100).is_ok());
+}
+
+#[test]
 fn the_alarm_is_raised_when_writes_from_elsewhere_pass_the_quota() {
     let mut kv = KvStore::new();
     let quota = SpaceQuota::new(100, kv.state_size());
