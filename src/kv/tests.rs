@@ -418,7 +418,9 @@ fn a_put_too_large_for_a_roomy_store_is_refused_and_the_alarm_clears_at_the_next
     kv.execute(KvCommand::put(b"k", &[0u8; 100]));
     let refused = quota.admit_put(1, 1000).expect_err("does not fit");
     assert!(
-        refused.to_string().contains("165 bytes, and 0 bytes of puts in flight"),
+        refused
+            .to_string()
+            .contains("165 bytes, and 0 bytes of puts in flight"),
         "{refused}"
     );
     assert!(quota.alarm(), "raised by the refusal");
