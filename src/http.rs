@@ -1,11 +1,12 @@
 //! The client HTTP API of a node.
 //!
 //! Owns: [`router`], which turns an [`HttpState`] (a [`NodeHandle`], the
-//! initial cluster's peer URLs, an optional Prometheus handle, and
-//! [`HttpLimits`]) into an axum [`Router`] for the server binary to serve
-//! with `axum::serve` on the client port; how HTTP requests map onto the
-//! handle's calls; how keys and values travel in URLs and JSON; which
-//! status code each [`NodeError`] becomes.
+//! initial cluster's peer URLs, an optional Prometheus handle,
+//! [`HttpLimits`] and an optional [`SpaceQuota`]) into an axum [`Router`]
+//! for the server binary to serve with `axum::serve` on the client port;
+//! how HTTP requests map onto the handle's calls; how keys and values
+//! travel in URLs and JSON; which status code each [`NodeError`] becomes;
+//! admitting puts against the quota and reporting its alarm.
 //!
 //! Guarantees: never panics on input; every error answer is JSON with at
 //! least `{"error":"…"}`; a request beyond a limit is refused before
@@ -16,6 +17,8 @@
 //! dropped up to 4 MiB (or 5 s), so that clients that write the whole
 //! body before reading the answer see the 413 rather than a reset
 //! connection. Every call to the node ends within its request timeout.
+//! With a quota, no put is proposed that the quota refuses (it is checked
+//! here, where etcd checks it, and never in apply).
 //!
 //! May not touch: raft, the state machine or storage; everything goes
 //! through [`NodeHandle`]. It binds no socket and installs no metrics
@@ -25,16 +28,16 @@
 //!
 //! | method | path | success | errors |
 //! | --- | --- | --- | --- |
-//! | `PUT` | `/v1/kv/{key}` (body: the raw value) | 200 `{"index":N}` | 400 bad key, 413 key or value too large, 503, 507 |
+//! | `PUT` | `/v1/kv/{key}` (body: the raw value) | 200 `{"index":N}` | 400 bad key, 413 key or value too large, 503, 507 (quota exceeded, or storage failed) |
 //! | `GET` | `/v1/kv/{key}[?consistency=serializable\|linearizable\|lease]` | 200 raw value, `application/octet-stream` | 400 bad key or consistency, 404 no such key, 413 key too large, 503, 507 |
 //! | `DELETE` | `/v1/kv/{key}` | 200 `{"index":N}` (also when the key did not exist) | 400 bad key, 413 key too large, 503, 507 |
-//! | `GET` | `/v1/kv?prefix=P&limit=N[&consistency=…]` | 200 `[{"key":B64,"value":B64}, …]` in key order | 400 bad prefix, limit or consistency, 413 prefix too large, 503, 507 |
+//! | `GET` | `/v1/kv?prefix=P[&start=K][&limit=N][&consistency=…]` | 200 `[{"key":B64,"value":B64}, …]` in key order, from the first key ≥ `K` under `P`; header `Ringraft-Next-Start` when keys were left out | 400 bad prefix, start, limit or consistency, 413 prefix or start too large, 503, 507 |
 //! | `GET` | `/v1/members` | 200 `{"members":[{"id":N,"peer_url":"…","learner":bool,"is_leader":bool}],"leader":N\|null}` | 503, 507 |
 //! | `POST` | `/v1/members` (JSON `{"id":N,"peer_url":"…","learner":bool}`) | 200 `{"index":N}` | 400 bad JSON or id 0, 409 already a member, 503 another change still being applied, 413 body over 64 KiB, 503, 507 |
 //! | `DELETE` | `/v1/members/{id}` | 200 `{"index":N}` | 400 bad id, 404 not a member, 409 last voter, 503, 507 |
 //! | `POST` | `/v1/members/{id}/promote` | 200 `{"index":N}` | 400 bad id, 404 not a learner nor a voter, 409 already a voter, 503, 507 |
 //! | `POST` | `/v1/leader/transfer` (JSON `{"to":N}`) | 200 `{"leader":N}` once this node sees `N` lead | 400 bad JSON, 404 `N` is not a voter, 413 body over 64 KiB, 503, 507 |
-//! | `GET` | `/v1/status` | 200 `{"id","leader","term","commit","applied","snapshot_index","first_index","role","voters","learners"}` | 503, 507 |
+//! | `GET` | `/v1/status` | 200 `{"id","leader","term","commit","applied","snapshot_index","first_index","role","voters","learners","alarms","state_bytes","quota_bytes"}` | 503, 507 |
 //! | `GET` | `/health` | 200 `{"health":"true"}` when the node answers and knows a leader | 503 `{"health":"false","error":"…"}` |
 //! | `GET` | `/metrics` | 200 Prometheus text | 404 when the server passed no Prometheus handle |
 //!
@@ -51,7 +54,8 @@
 //! - Query parameters are form-encoded: percent-decoded, `+` is a space.
 //!   `prefix` is bytes like a key (missing or empty: every key); `limit`
 //!   is a decimal in `1..=max_scan_limit` (default 1000, at most 10000);
-//!   other values are 400. Unknown parameters are ignored.
+//!   other values are 400. `start` is bytes like a key (missing or empty:
+//!   from the prefix on). Unknown parameters are ignored.
 //! - A value is the request body as is, at most
 //!   [`HttpLimits::max_value_bytes`] (1.5 MiB; beyond: 413), and a GET
 //!   answers it as is.
@@ -62,6 +66,39 @@
 //! - `peer_url` in `GET /v1/members` is the address announced when the
 //!   member was added, else the one the server passed for the initial
 //!   cluster, else `""`.
+//!
+//! # Prefix scans in pages
+//!
+//! A scan returns at most `limit` pairs and at most
+//! [`HttpLimits::max_scan_bytes`] (4 MiB) of keys and values, counted
+//! before base64; a first pair larger than that is returned alone, so a
+//! scan always progresses. When it left keys out (by either cap), the
+//! response carries the header `Ringraft-Next-Start`: the first key not
+//! returned, percent-encoded; sending it back as `start=` (verbatim, with
+//! the same `prefix`) returns the next page, so following the header until
+//! it is absent visits every key under the prefix exactly once (keys
+//! written meanwhile may or may not be seen, as with any paged scan). The
+//! body stays a JSON array, as before pages existed.
+//!
+//! # Space quota and the NOSPACE alarm
+//!
+//! With a [`SpaceQuota`] (the server's `--quota-backend-bytes`), a put
+//! whose key, value and per-pair overhead
+//! ([`crate::kv::PAIR_OVERHEAD_BYTES`]) would take the state (plus the puts
+//! this node admitted that are still in flight) past the quota is refused
+//! with 507 and `{"error":"quota exceeded: …"}`, and raises the NOSPACE
+//! alarm. While the alarm is raised every put is refused alike (etcd's
+//! NOSPACE rule); reads and deletes work. The alarm clears by itself once
+//! the state is at or below 90% of the quota (checked at every put,
+//! delete, status and metrics request; so a single put too large for the
+//! room left, refused while the state is below that mark, raises it only
+//! until the next request). An overwrite counts its whole new
+//! pair, as in etcd: the old value's size is not known without a read.
+//! `GET /v1/status` shows `"alarms":["NOSPACE"]` (else `[]`),
+//! `"state_bytes"` and `"quota_bytes"`; `/metrics` shows
+//! `ringraft_server_state_size_bytes`, `ringraft_server_quota_backend_bytes`
+//! and `ringraft_server_alarm_nospace` (0 or 1). Each node admits against
+//! its own applied state, so the alarm is per node.
 //!
 //! # Consistency and writes on followers
 //!
@@ -93,13 +130,14 @@
 //! | `MembershipChangePending` | 503, `Retry-After: 1` | an earlier membership change is still being applied on the leader (the request waited for it until the request timeout) |
 //! | `LeaseReadsDisabled` | 400 | `?consistency=lease` on a server without `--lease-reads` |
 //! | `Storage` | 507 | the disk failed (full: `ENOSPC`, or `EIO`): the node stopped, and every request (reads too) answers this until the process is restarted; the message names the file and the OS error; nothing unsynced was acknowledged |
+//! | (no node error: the quota refused a put) | 507 | the message starts with `quota exceeded:`; only puts get it, the node serves on, and deleting keys lifts it (see above) |
 //! | any other | 500 | a bug or a node that could not boot |
 //!
 //! Malformed JSON, a missing or non-JSON `Content-Type`, a missing or
 //! mistyped field and an unknown field are all 400 (not axum's 415/422):
 //! a client has one code to look for.
 
-use crate::kv::KvStore;
+use crate::kv::{KvStore, QuotaError, SpaceQuota};
 use crate::node::{Consistency, NodeError, NodeHandle, NodeStatus};
 use axum::Json;
 use axum::Router;
@@ -128,6 +166,13 @@ pub const DEFAULT_SCAN_LIMIT: usize = 1000;
 pub const DEFAULT_MAX_SCAN_LIMIT: usize = 10_000;
 /// Default [`HttpLimits::max_json_body_bytes`].
 pub const DEFAULT_MAX_JSON_BODY_BYTES: usize = 64 * 1024;
+/// Default [`HttpLimits::max_scan_bytes`]: 4 MiB of keys and values (about
+/// 5.3 MiB of base64 in JSON).
+pub const DEFAULT_MAX_SCAN_BYTES: usize = 4 * 1024 * 1024;
+
+/// The response header of a prefix scan that left keys out: the first key
+/// not returned, percent-encoded, to send back as the `start` parameter.
+pub const NEXT_START_HEADER: &str = "ringraft-next-start";
 
 /// What the API accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +187,9 @@ pub struct HttpLimits {
     pub max_scan_limit: usize,
     /// Largest JSON request body (membership, leader transfer); beyond: 413.
     pub max_json_body_bytes: usize,
+    /// Keys and values a prefix scan returns at most, in bytes (before
+    /// base64); a first pair larger than this is returned alone.
+    pub max_scan_bytes: usize,
 }
 
 impl Default for HttpLimits {
@@ -152,6 +200,7 @@ impl Default for HttpLimits {
             default_scan_limit: DEFAULT_SCAN_LIMIT,
             max_scan_limit: DEFAULT_MAX_SCAN_LIMIT,
             max_json_body_bytes: DEFAULT_MAX_JSON_BODY_BYTES,
+            max_scan_bytes: DEFAULT_MAX_SCAN_BYTES,
         }
     }
 }
@@ -169,17 +218,21 @@ pub struct HttpState {
     pub metrics: Option<PrometheusHandle>,
     /// What requests may carry.
     pub limits: HttpLimits,
+    /// The space quota puts are admitted against (and its NOSPACE alarm);
+    /// `None` admits every put and reports no state size.
+    pub quota: Option<Arc<SpaceQuota>>,
 }
 
 impl HttpState {
-    /// A state for `node` with no initial peer URLs, no metrics and the
-    /// default limits.
+    /// A state for `node` with no initial peer URLs, no metrics, the
+    /// default limits and no quota.
     pub fn new(node: NodeHandle<KvStore>) -> HttpState {
         HttpState {
             node,
             initial_peer_urls: BTreeMap::new(),
             metrics: None,
             limits: HttpLimits::default(),
+            quota: None,
         }
     }
 }
@@ -219,6 +272,9 @@ struct ApiError {
     /// it is null.
     leader: Option<Option<u64>>,
     retry_after: bool,
+    /// Not logged: expected in normal operation and logged elsewhere (a
+    /// quota refusal; the alarm logs when it is raised).
+    quiet: bool,
 }
 
 #[derive(Serialize)]
@@ -235,6 +291,7 @@ impl ApiError {
             message: message.into(),
             leader: None,
             retry_after: false,
+            quiet: false,
         }
     }
 
@@ -288,6 +345,15 @@ impl From<NodeError> for ApiError {
     }
 }
 
+impl From<QuotaError> for ApiError {
+    fn from(error: QuotaError) -> ApiError {
+        ApiError {
+            quiet: true,
+            ..ApiError::new(StatusCode::INSUFFICIENT_STORAGE, error.to_string())
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
         let message = rejection.body_text();
@@ -301,7 +367,10 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
+        if self.status.is_server_error()
+            && self.status != StatusCode::SERVICE_UNAVAILABLE
+            && !self.quiet
+        {
             tracing::warn!(status = %self.status, error = %self.message, "http request failed");
         }
         let body = ErrorBody {
@@ -343,6 +412,24 @@ fn percent_decode(input: &str, plus_is_space: bool) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Encodes bytes for a URL query value: every byte but ASCII letters,
+/// digits and `-._~` becomes `%XX`, so that [`percent_decode`] gives the
+/// bytes back whatever they are.
+fn percent_encode(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+    out
 }
 
 fn hex_digit(byte: u8) -> Option<u8> {
@@ -485,6 +572,14 @@ struct IndexBody {
 async fn put_key(State(state): Shared, request: Request) -> Result<Json<IndexBody>, ApiError> {
     let key = key_of(request.uri(), &state.limits)?;
     let value = read_value(request, state.limits.max_value_bytes).await?;
+    // Admitted here, not in apply (as etcd does): the quota is this node's
+    // setting, and apply must stay alike on every member. The reservation
+    // is held until the put finished, so that concurrent puts on this node
+    // count each other.
+    let _reservation = match &state.quota {
+        Some(quota) => Some(quota.admit_put(key.len(), value.len())?),
+        None => None,
+    };
     let index = state.node.put(&key, &value).await?;
     Ok(Json(IndexBody { index }))
 }
@@ -508,6 +603,11 @@ async fn get_key(State(state): Shared, uri: Uri) -> Result<Response, ApiError> {
 async fn delete_key(State(state): Shared, uri: Uri) -> Result<Json<IndexBody>, ApiError> {
     let key = key_of(&uri, &state.limits)?;
     let index = state.node.delete(&key).await?;
+    // The delete applied here: the alarm may clear now rather than at the
+    // next put.
+    if let Some(quota) = &state.quota {
+        quota.refresh();
+    }
     Ok(Json(IndexBody { index }))
 }
 
@@ -521,7 +621,7 @@ struct PairBody {
     value: String,
 }
 
-async fn scan(State(state): Shared, uri: Uri) -> Result<Json<Vec<PairBody>>, ApiError> {
+async fn scan(State(state): Shared, uri: Uri) -> Result<Response, ApiError> {
     let params = query_params(&uri)?;
     let consistency = consistency_of(&params)?;
     let prefix = params
@@ -529,6 +629,8 @@ async fn scan(State(state): Shared, uri: Uri) -> Result<Json<Vec<PairBody>>, Api
         .cloned()
         .unwrap_or_default();
     check_key(&prefix, &state.limits, "prefix")?;
+    let start = params.get(b"start".as_slice()).cloned().unwrap_or_default();
+    check_key(&start, &state.limits, "start")?;
     let max = state.limits.max_scan_limit;
     let limit = match params.get(b"limit".as_slice()) {
         None => state.limits.default_scan_limit.min(max),
@@ -540,16 +642,32 @@ async fn scan(State(state): Shared, uri: Uri) -> Result<Json<Vec<PairBody>>, Api
                 ApiError::bad_request(format!("limit must be a number from 1 to {max}"))
             })?,
     };
-    let pairs = state.node.scan_prefix(&prefix, limit, consistency).await?;
-    Ok(Json(
-        pairs
-            .into_iter()
-            .map(|(key, value)| PairBody {
-                key: BASE64.encode(key),
-                value: BASE64.encode(value),
-            })
-            .collect(),
-    ))
+    let page = state
+        .node
+        .scan_page(
+            &prefix,
+            &start,
+            limit,
+            state.limits.max_scan_bytes,
+            consistency,
+        )
+        .await?;
+    let pairs: Vec<PairBody> = page
+        .pairs
+        .into_iter()
+        .map(|(key, value)| PairBody {
+            key: BASE64.encode(key),
+            value: BASE64.encode(value),
+        })
+        .collect();
+    let mut response = Json(pairs).into_response();
+    // In a header, so that the body stays the array it always was.
+    if let Some(next) = page.next {
+        let next = HeaderValue::from_str(&percent_encode(&next))
+            .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+        response.headers_mut().insert(NEXT_START_HEADER, next);
+    }
+    Ok(response)
 }
 
 #[derive(Serialize)]
@@ -691,10 +809,17 @@ struct StatusBody {
     role: String,
     voters: Vec<u64>,
     learners: Vec<u64>,
+    /// This node's raised alarms (`"NOSPACE"`), as etcd names them.
+    alarms: Vec<&'static str>,
+    /// The key-value state's size as the quota counts it (null without a
+    /// quota).
+    state_bytes: Option<u64>,
+    /// The quota (null without one).
+    quota_bytes: Option<u64>,
 }
 
-impl From<NodeStatus> for StatusBody {
-    fn from(status: NodeStatus) -> StatusBody {
+impl StatusBody {
+    fn new(status: NodeStatus, quota: Option<&SpaceQuota>) -> StatusBody {
         StatusBody {
             id: status.id,
             leader: status.leader,
@@ -706,12 +831,22 @@ impl From<NodeStatus> for StatusBody {
             role: status.role.to_string(),
             voters: status.voters,
             learners: status.learners,
+            alarms: match quota {
+                Some(quota) if quota.refresh() => vec![NOSPACE_ALARM],
+                _ => Vec::new(),
+            },
+            state_bytes: quota.map(SpaceQuota::state_bytes),
+            quota_bytes: quota.map(SpaceQuota::quota_bytes),
         }
     }
 }
 
+/// The name of the alarm a full quota raises, etcd's.
+const NOSPACE_ALARM: &str = "NOSPACE";
+
 async fn status(State(state): Shared) -> Result<Json<StatusBody>, ApiError> {
-    Ok(Json(state.node.status().await?.into()))
+    let status = state.node.status().await?;
+    Ok(Json(StatusBody::new(status, state.quota.as_deref())))
 }
 
 #[derive(Serialize)]
@@ -754,6 +889,9 @@ async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
         .metrics
         .as_ref()
         .ok_or_else(|| ApiError::not_found("this server exports no metrics"))?;
+    if let Some(quota) = &state.quota {
+        publish_quota_gauges(state.node.id(), quota);
+    }
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -762,6 +900,20 @@ async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
         handle.render(),
     )
         .into_response())
+}
+
+/// Sets the quota's gauges from its state now. Done when `/metrics` is
+/// rendered rather than on every apply, which would put the recorder on the
+/// apply path for a value only a scrape reads.
+fn publish_quota_gauges(node_id: u64, quota: &SpaceQuota) {
+    use crate::metrics::{ALARM_NOSPACE, NODE_LABEL, QUOTA_BACKEND_BYTES, STATE_SIZE_BYTES};
+    let node = node_id.to_string();
+    let alarm = if quota.refresh() { 1.0 } else { 0.0 };
+    // Bytes as f64: exact up to 2^53 bytes.
+    metrics::gauge!(STATE_SIZE_BYTES, NODE_LABEL => node.clone()).set(quota.state_bytes() as f64);
+    metrics::gauge!(QUOTA_BACKEND_BYTES, NODE_LABEL => node.clone())
+        .set(quota.quota_bytes() as f64);
+    metrics::gauge!(ALARM_NOSPACE, NODE_LABEL => node).set(alarm);
 }
 
 async fn no_endpoint() -> ApiError {
@@ -784,6 +936,17 @@ mod tests {
         );
         assert_eq!(percent_decode("a+b%2B", true), Some(b"a b+".to_vec()));
         assert_eq!(percent_decode("", false), Some(Vec::new()));
+    }
+
+    #[test]
+    fn percent_encoding_round_trips_any_bytes() {
+        let every_byte: Vec<u8> = (0..=255).collect();
+        let encoded = percent_encode(&every_byte);
+        assert!(encoded.is_ascii());
+        assert!(HeaderValue::from_str(&encoded).is_ok(), "fits a header");
+        // As a query value, where `+` would be a space.
+        assert_eq!(percent_decode(&encoded, true), Some(every_byte));
+        assert_eq!(percent_encode(b"a/b c+~"), "a%2Fb%20c%2B~");
     }
 
     #[test]

@@ -1,26 +1,42 @@
 //! The built-in replicated key-value state machine: an ordered map of
-//! bytes to bytes, the [`StateMachine`] behind the HTTP API.
+//! bytes to bytes, the [`StateMachine`] behind the HTTP API, and the
+//! accounting of its size that the space quota ([`SpaceQuota`]) admits
+//! writes against.
 //!
-//! Owns: the map, the prost encoding of commands ([`KvCommand`]) and the
-//! snapshot format of the map: a sequence of [`KvPair`] records in
-//! strictly increasing key order, each encoded as field 2 of a protobuf
-//! message (so the whole is a valid `KvSnapshot { repeated KvPair pairs =
-//! 2 }`), written and read one record at a time.
+//! Owns: the map (values are reference-counted [`Bytes`], so that a
+//! snapshot view copies keys and pointers, not values), the prost encoding
+//! of commands ([`KvCommand`]), the snapshot format of the map: a sequence
+//! of [`KvPair`] records in strictly increasing key order, each encoded as
+//! field 2 of a protobuf message (so the whole is a valid `KvSnapshot {
+//! repeated KvPair pairs = 2 }`), written and read one record at a time;
+//! the state's size ([`KvStore::state_bytes`]: key and value bytes plus
+//! [`PAIR_OVERHEAD_BYTES`] per pair) and its published copy
+//! ([`StateSize`]); the quota's admission rule and NOSPACE alarm
+//! ([`SpaceQuota`]).
 //!
 //! Guarantees: applying is deterministic — the same commands give the same
-//! state and responses on every member; a command without an operation is
-//! answered `Rejected` alike everywhere. `restore` of what a snapshot view
-//! wrote yields an equal map, and refuses unordered or truncated data with
-//! a typed error.
+//! state, size and responses on every member; a command without an
+//! operation is answered `Rejected` alike everywhere. The quota is never
+//! consulted by `apply` (as in etcd, it is checked where a request is
+//! admitted, so members configured with different quotas still apply the
+//! same log alike). `restore` of what a snapshot view wrote yields an
+//! equal map and size, and refuses unordered or truncated data with a
+//! typed error; it drops the old state before reading the new one, so a
+//! failed restore leaves the store empty (the node stops on a restore
+//! failure anyway, and a follower restoring a large snapshot does not
+//! hold the old and the new state at once).
 //!
 //! May not touch: raft, files or the network; the applied index and the
 //! member directory are the node's (`node::applier`).
 
 use crate::state_machine::{Committed, DecodeError, StateMachine, WriteSnapshot};
+use bytes::Bytes;
 use prost::Message as _;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Set `key` to `value`.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
@@ -79,32 +95,49 @@ impl KvCommand {
     }
 }
 
+/// The encoded length of a proto3 `bytes` field with tag 1 or 2 holding
+/// `len` bytes: left out (0) when empty, as the derived encoder does.
+fn bytes_field_len(len: usize) -> usize {
+    use prost::encoding::{encoded_len_varint, key_len};
+    if len == 0 {
+        0
+    } else {
+        key_len(1) + encoded_len_varint(len as u64) + len
+    }
+}
+
+/// Appends the key and length of a bytes field (nothing when `len` is 0);
+/// the caller writes the `len` bytes after it.
+fn put_bytes_field_head(tag: u32, len: usize, out: &mut Vec<u8>) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    if len != 0 {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(len as u64, out);
+    }
+}
+
+/// Appends, for a message with `key` (field 1) and a value of `value_len`
+/// bytes (field 2) held as field `outer_tag` of an enclosing message, every
+/// byte up to the value's own bytes, which the caller appends (or writes)
+/// next: the bytes of the derived encoder, without copying the value.
+fn encode_key_value_head(outer_tag: u32, key: &[u8], value_len: usize, out: &mut Vec<u8>) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let inner_len = bytes_field_len(key.len()) + bytes_field_len(value_len);
+    encode_key(outer_tag, WireType::LengthDelimited, out);
+    encode_varint(inner_len as u64, out);
+    put_bytes_field_head(1, key.len(), out);
+    out.extend_from_slice(key);
+    put_bytes_field_head(2, value_len, out);
+}
+
 /// Appends the encoding of `KvCommand::put(key, value)` to `out`, from
 /// the slices (the node's `put` path, which would otherwise copy key and
 /// value into a command only to encode it).
 pub fn encode_put(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
-    use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
-    // Proto3 leaves empty bytes fields out, as the derived encoder does.
-    let field_len = |value: &[u8]| {
-        if value.is_empty() {
-            0
-        } else {
-            key_len(1) + encoded_len_varint(value.len() as u64) + value.len()
-        }
-    };
-    let put_field = |out: &mut Vec<u8>, tag: u32, value: &[u8]| {
-        if !value.is_empty() {
-            encode_key(tag, WireType::LengthDelimited, out);
-            encode_varint(value.len() as u64, out);
-            out.extend_from_slice(value);
-        }
-    };
-    let put_len = field_len(key) + field_len(value);
-    out.reserve(key_len(1) + encoded_len_varint(put_len as u64) + put_len);
-    encode_key(1, WireType::LengthDelimited, out);
-    encode_varint(put_len as u64, out);
-    put_field(out, 1, key);
-    put_field(out, 2, value);
+    let put_len = bytes_field_len(key.len()) + bytes_field_len(value.len());
+    out.reserve(put_len + 12);
+    encode_key_value_head(1, key, value.len(), out);
+    out.extend_from_slice(value);
 }
 
 /// One key and its value in a snapshot.
@@ -184,13 +217,30 @@ pub struct KvResponse {
 pub enum KvQuery {
     /// The value of a key.
     Get(Vec<u8>),
-    /// Up to `limit` pairs whose key starts with `prefix`.
+    /// One page of the pairs whose key starts with `prefix`, in key order
+    /// (see [`KvStore::scan`]).
     ScanPrefix {
         /// The prefix.
         prefix: Vec<u8>,
+        /// Start at the first key at or after this one (empty: at the
+        /// prefix); a page's [`ScanPage::next`] continues a scan.
+        start: Vec<u8>,
         /// At most this many pairs.
         limit: usize,
+        /// Stop before the keys and values returned would exceed this
+        /// many bytes (the first pair is returned whatever its size).
+        max_bytes: usize,
     },
+}
+
+/// One page of a prefix scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Pairs in key order.
+    pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The first key under the prefix that this page left out (where the
+    /// next page starts); `None` when the scan reached the prefix's end.
+    pub next: Option<Vec<u8>>,
 }
 
 /// The answer to a [`KvQuery`].
@@ -198,15 +248,76 @@ pub enum KvQuery {
 pub enum KvQueryResult {
     /// The value of the key, if it has one.
     Value(Option<Vec<u8>>),
-    /// Pairs in key order.
-    Pairs(Vec<(Vec<u8>, Vec<u8>)>),
+    /// A page of pairs in key order.
+    Pairs(ScanPage),
+}
+
+/// The bytes the size accounting adds to every pair beyond its key and
+/// value: an estimate of what the map spends per pair (the key's `Vec`
+/// and the value's `Bytes` handles are 56 bytes; B-tree nodes and the
+/// allocator add more), so that many tiny pairs count for roughly the
+/// memory they take rather than for their payload alone. Part of the
+/// deterministic state size: changing it changes no replicated byte, but
+/// every member should run the same value.
+pub const PAIR_OVERHEAD_BYTES: u64 = 64;
+
+/// What one pair counts toward [`KvStore::state_bytes`].
+pub fn pair_bytes(key_len: usize, value_len: usize) -> u64 {
+    (key_len as u64)
+        .saturating_add(value_len as u64)
+        .saturating_add(PAIR_OVERHEAD_BYTES)
+}
+
+/// A read-only handle on a store's size, [`KvStore::state_bytes`] as of
+/// its last change, readable from any thread without asking the node
+/// (which owns the store once started). Taken with
+/// [`KvStore::state_size`] before the store moves into the node.
+#[derive(Debug, Clone, Default)]
+pub struct StateSize(Arc<AtomicU64>);
+
+impl StateSize {
+    /// The store's size in bytes (key and value bytes plus
+    /// [`PAIR_OVERHEAD_BYTES`] per pair) after the last command applied.
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 /// The key-value state machine.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct KvStore {
-    pairs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Values are `Bytes` so that a snapshot view shares them.
+    pairs: BTreeMap<Vec<u8>, Bytes>,
+    /// The sum of [`pair_bytes`] over the map; a function of the map
+    /// alone, hence the same on every member at the same index.
+    size: u64,
+    /// `size`, published for readers on other threads.
+    published: StateSize,
 }
+
+impl Clone for KvStore {
+    /// A separate store with the same pairs (values shared) and its own
+    /// [`StateSize`].
+    fn clone(&self) -> KvStore {
+        let clone = KvStore {
+            pairs: self.pairs.clone(),
+            size: self.size,
+            published: StateSize::default(),
+        };
+        clone.publish();
+        clone
+    }
+}
+
+impl PartialEq for KvStore {
+    fn eq(&self, other: &KvStore) -> bool {
+        // The size follows from the pairs; it is compared so that a bug in
+        // its accounting shows in every test that compares stores.
+        self.pairs == other.pairs && self.size == other.size
+    }
+}
+
+impl Eq for KvStore {}
 
 impl KvStore {
     /// An empty store.
@@ -224,53 +335,306 @@ impl KvStore {
         self.pairs.is_empty()
     }
 
+    /// The size of the state: key and value bytes plus
+    /// [`PAIR_OVERHEAD_BYTES`] per pair.
+    pub fn state_bytes(&self) -> u64 {
+        self.size
+    }
+
+    /// A handle that follows [`KvStore::state_bytes`] from other threads,
+    /// also after the store moved into a node; clones of the store have
+    /// their own.
+    pub fn state_size(&self) -> StateSize {
+        self.published.clone()
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.pairs.get(key).map(Vec::as_slice)
+        self.pairs.get(key).map(Bytes::as_ref)
     }
 
     /// Up to `limit` pairs whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.pairs
-            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
+        self.scan(prefix, &[], limit, usize::MAX).pairs
+    }
+
+    /// One page of the pairs whose key starts with `prefix`, from the
+    /// first such key at or after `start`, in key order: at most `limit`
+    /// pairs, and no more than `max_bytes` of keys and values together,
+    /// except that a first pair larger than `max_bytes` is returned alone
+    /// (so that a scan always progresses). [`ScanPage::next`] names the
+    /// first key left out, to pass as `start` for the next page.
+    pub fn scan(&self, prefix: &[u8], start: &[u8], limit: usize, max_bytes: usize) -> ScanPage {
+        let from = if start > prefix { start } else { prefix };
+        let mut page = ScanPage::default();
+        let mut bytes = 0usize;
+        let under_prefix = self
+            .pairs
+            .range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix));
+        for (key, value) in under_prefix {
+            let pair = key.len().saturating_add(value.len());
+            let full = page.pairs.len() >= limit
+                || (!page.pairs.is_empty() && bytes.saturating_add(pair) > max_bytes);
+            if full {
+                page.next = Some(key.clone());
+                break;
+            }
+            bytes = bytes.saturating_add(pair);
+            page.pairs.push((key.clone(), value.to_vec()));
+        }
+        page
     }
 
     /// Performs `command`.
     pub fn execute(&mut self, command: KvCommand) -> KvOutcome {
-        match command.operation {
-            Some(Operation::Put(put)) => KvOutcome::Put {
-                replaced: self.pairs.insert(put.key, put.value).is_some(),
-            },
-            Some(Operation::Delete(delete)) => KvOutcome::Deleted {
-                existed: self.pairs.remove(&delete.key).is_some(),
-            },
+        let outcome = match command.operation {
+            Some(Operation::Put(put)) => {
+                let key_len = put.key.len();
+                self.size = self
+                    .size
+                    .saturating_add(pair_bytes(key_len, put.value.len()));
+                // `Bytes::from` takes the Vec's allocation: no copy.
+                let old = self.pairs.insert(put.key, Bytes::from(put.value));
+                if let Some(old) = &old {
+                    self.size = self.size.saturating_sub(pair_bytes(key_len, old.len()));
+                }
+                KvOutcome::Put {
+                    replaced: old.is_some(),
+                }
+            }
+            Some(Operation::Delete(delete)) => {
+                let old = self.pairs.remove(&delete.key);
+                if let Some(old) = &old {
+                    self.size = self
+                        .size
+                        .saturating_sub(pair_bytes(delete.key.len(), old.len()));
+                }
+                KvOutcome::Deleted {
+                    existed: old.is_some(),
+                }
+            }
             None => KvOutcome::Rejected,
+        };
+        self.publish();
+        outcome
+    }
+
+    /// Makes `size` visible to [`StateSize`] holders.
+    fn publish(&self) {
+        self.published.0.store(self.size, Ordering::Relaxed);
+    }
+
+    /// Empties the store.
+    fn clear(&mut self) {
+        self.pairs = BTreeMap::new();
+        self.size = 0;
+        self.publish();
+    }
+}
+
+/// Why [`SpaceQuota::admit_put`] refused a write. Both messages start with
+/// "quota exceeded" (the HTTP API answers them with 507, like a failed
+/// disk, whose message names a file and an OS error instead).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaError {
+    /// The write would take the state past the quota.
+    #[error(
+        "quota exceeded: a put counting {cost} bytes would take the state ({state_bytes} \
+         bytes, and {in_flight_bytes} bytes of puts in flight) past the quota of \
+         {quota_bytes} bytes; NOSPACE alarm raised: puts are refused, reads and deletes \
+         work, until the state is at or below {resume_bytes} bytes"
+    )]
+    Exceeded {
+        /// What the put counts ([`pair_bytes`]).
+        cost: u64,
+        /// The state's size.
+        state_bytes: u64,
+        /// The puts this node admitted that have not finished.
+        in_flight_bytes: u64,
+        /// The quota.
+        quota_bytes: u64,
+        /// Where the alarm clears.
+        resume_bytes: u64,
+    },
+    /// The NOSPACE alarm is raised: every write is refused until it
+    /// clears.
+    #[error(
+        "quota exceeded: NOSPACE alarm raised (the state holds {state_bytes} bytes, the quota \
+         is {quota_bytes} bytes): puts are refused, reads and deletes work, until the state \
+         is at or below {resume_bytes} bytes"
+    )]
+    Alarm {
+        /// The state's size.
+        state_bytes: u64,
+        /// The quota.
+        quota_bytes: u64,
+        /// Where the alarm clears.
+        resume_bytes: u64,
+    },
+}
+
+/// The space quota of a serving node: etcd's `--quota-backend-bytes`
+/// applied to the key-value state held in memory.
+///
+/// Checked where a write is admitted (the HTTP request path), never in
+/// `apply`: a put whose [`pair_bytes`] would take the state, plus the puts
+/// this node admitted that have not finished, past the quota is refused
+/// and raises the NOSPACE alarm. While the alarm is raised every put is
+/// refused (as etcd's NOSPACE alarm does), reads and deletes go on; the
+/// alarm clears by itself once the state is at or below
+/// [`SpaceQuota::resume_bytes`] (90% of the quota), checked by
+/// [`SpaceQuota::refresh`] and at every admission. The margin keeps the
+/// alarm from flapping on every write at the edge; a put refused while the
+/// state is already at or below the margin (one too large for the room
+/// left) holds the alarm only until the next check. An alarm is this
+/// node's own: each member admits against its own applied state.
+///
+/// The limit is soft by what other members admit concurrently (their
+/// writes are not reserved here), as etcd's is.
+#[derive(Debug)]
+pub struct SpaceQuota {
+    quota_bytes: u64,
+    size: StateSize,
+    /// [`pair_bytes`] of the puts admitted and not yet finished, so that
+    /// concurrent writes on this node cannot all pass the same check.
+    reserved: AtomicU64,
+    alarm: AtomicBool,
+}
+
+/// An admitted put's share of the quota, released when dropped (the put
+/// finished: applied, failed, or its caller gave up).
+#[derive(Debug)]
+pub struct QuotaReservation<'a> {
+    quota: &'a SpaceQuota,
+    bytes: u64,
+}
+
+impl Drop for QuotaReservation<'_> {
+    fn drop(&mut self) {
+        self.quota.reserved.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+impl SpaceQuota {
+    /// A quota of `quota_bytes` over the store whose size `size` follows.
+    pub fn new(quota_bytes: u64, size: StateSize) -> SpaceQuota {
+        SpaceQuota {
+            quota_bytes,
+            size,
+            reserved: AtomicU64::new(0),
+            alarm: AtomicBool::new(false),
+        }
+    }
+
+    /// The quota, in bytes.
+    pub fn quota_bytes(&self) -> u64 {
+        self.quota_bytes
+    }
+
+    /// The store's size now ([`KvStore::state_bytes`] as last applied).
+    pub fn state_bytes(&self) -> u64 {
+        self.size.bytes()
+    }
+
+    /// The size at or below which a raised alarm clears: 90% of the quota.
+    pub fn resume_bytes(&self) -> u64 {
+        self.quota_bytes - self.quota_bytes / 10
+    }
+
+    /// Whether the NOSPACE alarm is raised (as of the last check).
+    pub fn alarm(&self) -> bool {
+        self.alarm.load(Ordering::Acquire)
+    }
+
+    /// Re-evaluates the alarm against the state's size now: raises it when
+    /// the state is past the quota (writes admitted elsewhere), clears it
+    /// once the state is at or below [`SpaceQuota::resume_bytes`]. Returns
+    /// whether it is raised.
+    pub fn refresh(&self) -> bool {
+        let state = self.state_bytes();
+        if state > self.quota_bytes {
+            self.raise(state);
+        } else if state <= self.resume_bytes() && self.alarm.swap(false, Ordering::AcqRel) {
+            tracing::info!(
+                state_bytes = state,
+                quota_bytes = self.quota_bytes,
+                "NOSPACE alarm cleared: writes are admitted again"
+            );
+        }
+        self.alarm()
+    }
+
+    /// Admits a put of a `key_len`-byte key and a `value_len`-byte value,
+    /// or refuses it (raising the alarm). Hold the reservation until the
+    /// put has finished.
+    pub fn admit_put(
+        &self,
+        key_len: usize,
+        value_len: usize,
+    ) -> Result<QuotaReservation<'_>, QuotaError> {
+        if self.refresh() {
+            return Err(QuotaError::Alarm {
+                state_bytes: self.state_bytes(),
+                quota_bytes: self.quota_bytes,
+                resume_bytes: self.resume_bytes(),
+            });
+        }
+        let cost = pair_bytes(key_len, value_len);
+        // Reserved before the check, so that of two concurrent puts the
+        // second one sees the first.
+        let reserved = self.reserved.fetch_add(cost, Ordering::AcqRel);
+        let reservation = QuotaReservation {
+            quota: self,
+            bytes: cost,
+        };
+        let state = self.state_bytes();
+        let used = state.saturating_add(reserved);
+        if used.saturating_add(cost) > self.quota_bytes {
+            drop(reservation);
+            self.raise(state);
+            return Err(QuotaError::Exceeded {
+                cost,
+                state_bytes: state,
+                in_flight_bytes: reserved,
+                quota_bytes: self.quota_bytes,
+                resume_bytes: self.resume_bytes(),
+            });
+        }
+        Ok(reservation)
+    }
+
+    fn raise(&self, state: u64) {
+        if !self.alarm.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                state_bytes = state,
+                quota_bytes = self.quota_bytes,
+                resume_bytes = self.resume_bytes(),
+                "NOSPACE alarm raised: writes are refused until deletes free space"
+            );
         }
     }
 }
 
-/// A point-in-time copy of the map, written out by a snapshot.
+/// A point-in-time view of the map, written out by a snapshot. Taking it
+/// copies the keys and the values' reference counts, not the values.
 #[derive(Debug, Clone)]
 pub struct KvSnapshotView {
-    pairs: BTreeMap<Vec<u8>, Vec<u8>>,
+    pairs: BTreeMap<Vec<u8>, Bytes>,
 }
 
 impl WriteSnapshot for KvSnapshotView {
     fn write_snapshot(self, out: &mut dyn Write) -> std::io::Result<()> {
-        use prost::encoding::{WireType, encode_key, encode_varint};
         let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
-        let mut record = Vec::new();
-        for (key, value) in self.pairs {
-            let pair = KvPair { key, value };
-            record.clear();
-            encode_key(PAIR_FIELD, WireType::LengthDelimited, &mut record);
-            encode_varint(pair.encoded_len() as u64, &mut record);
-            pair.encode_raw(&mut record);
-            out.write_all(&record)?;
+        let mut head = Vec::new();
+        for (key, value) in &self.pairs {
+            // The bytes of `KvPair { key, value }` as field 2, the value
+            // written from the shared buffer rather than copied into a
+            // record first.
+            head.clear();
+            encode_key_value_head(PAIR_FIELD, key, value.len(), &mut head);
+            out.write_all(&head)?;
+            out.write_all(value)?;
         }
         out.flush()
     }
@@ -306,9 +670,12 @@ impl StateMachine for KvStore {
     fn query(&self, query: KvQuery) -> KvQueryResult {
         match query {
             KvQuery::Get(key) => KvQueryResult::Value(self.get(&key).map(<[u8]>::to_vec)),
-            KvQuery::ScanPrefix { prefix, limit } => {
-                KvQueryResult::Pairs(self.scan_prefix(&prefix, limit))
-            }
+            KvQuery::ScanPrefix {
+                prefix,
+                start,
+                limit,
+                max_bytes,
+            } => KvQueryResult::Pairs(self.scan(&prefix, &start, limit, max_bytes)),
         }
     }
 
@@ -319,23 +686,41 @@ impl StateMachine for KvStore {
     }
 
     fn restore(&mut self, snapshot: &mut dyn Read) -> Result<(), KvError> {
+        // The old state goes first: holding it while the new one is read
+        // would double the memory of a large state. A failure leaves the
+        // store empty, which is no worse: the node stops on it.
+        self.clear();
+        let restored = self.read_pairs(snapshot);
+        if restored.is_err() {
+            self.clear();
+        }
+        self.publish();
+        restored
+    }
+}
+
+impl KvStore {
+    /// Reads a snapshot's records into the (empty) map.
+    fn read_pairs(&mut self, snapshot: &mut dyn Read) -> Result<(), KvError> {
         let mut reader = RecordReader {
             input: std::io::BufReader::with_capacity(256 * 1024, snapshot),
             offset: 0,
         };
-        let mut pairs = BTreeMap::new();
         let mut position = 0;
         while let Some(pair) = reader.next_pair(position)? {
-            if pairs
+            if self
+                .pairs
                 .last_key_value()
-                .is_some_and(|(last, _): (&Vec<u8>, _)| last.as_slice() >= pair.key.as_slice())
+                .is_some_and(|(last, _)| last.as_slice() >= pair.key.as_slice())
             {
                 return Err(KvError::Unordered { position });
             }
-            pairs.insert(pair.key, pair.value);
+            self.size = self
+                .size
+                .saturating_add(pair_bytes(pair.key.len(), pair.value.len()));
+            self.pairs.insert(pair.key, Bytes::from(pair.value));
             position += 1;
         }
-        self.pairs = pairs;
         Ok(())
     }
 }

@@ -17,7 +17,10 @@
 //! in one bucket); [`install_prometheus`] installs the process-wide
 //! recorder at most once and fails rather than panics.
 //! May not touch: what is measured or when (the actors and the transport
-//! record), the HTTP endpoint (`crate::http` serves what
+//! record; the space quota's three gauges are set by `crate::http` from
+//! its `SpaceQuota` each time it renders `/metrics`, so that a scrape sees
+//! them exact without the apply path touching the recorder), the HTTP
+//! endpoint (`crate::http` serves what
 //! [`PrometheusHandle::render`] returns).
 //!
 //! # Labels
@@ -157,6 +160,19 @@ pub const SNAPSHOT_SEND_FAILURES_TOTAL: &str = "ringraft_snapshot_send_failures_
 /// Counter: snapshot transfers this node refused or lost midway.
 pub const SNAPSHOT_RECEIVE_FAILURES_TOTAL: &str = "ringraft_snapshot_receive_failures_total";
 
+// --- space quota (HTTP layer, `crate::kv::SpaceQuota`) ---
+
+/// Gauge: size of the key-value state in bytes (keys and values plus a
+/// fixed overhead per pair, `crate::kv::PAIR_OVERHEAD_BYTES`), what the
+/// quota counts; etcd's nearest is `etcd_mvcc_db_total_size_in_bytes`.
+pub const STATE_SIZE_BYTES: &str = "ringraft_server_state_size_bytes";
+/// Gauge: the space quota in bytes (`--quota-backend-bytes`), as etcd's
+/// `etcd_server_quota_backend_bytes`.
+pub const QUOTA_BACKEND_BYTES: &str = "ringraft_server_quota_backend_bytes";
+/// Gauge: 1 while this node's NOSPACE alarm is raised (writes refused for
+/// space), else 0.
+pub const ALARM_NOSPACE: &str = "ringraft_server_alarm_nospace";
+
 // --- TCP transport (network) ---
 
 /// Counter: bytes written to a peer's connection (frames with their length
@@ -239,6 +255,13 @@ impl MetricSpec {
             labels: NODE,
             buckets: &[],
             description,
+        }
+    }
+
+    const fn bytes_gauge(name: &'static str, description: &'static str) -> MetricSpec {
+        MetricSpec {
+            unit: Unit::Bytes,
+            ..MetricSpec::gauge(name, description)
         }
     }
 
@@ -403,6 +426,19 @@ pub const METRICS: &[MetricSpec] = &[
         SNAPSHOT_RECEIVE_FAILURES_TOTAL,
         Unit::Count,
         "Snapshot transfers this node refused or lost midway.",
+    ),
+    // space quota
+    MetricSpec::bytes_gauge(
+        STATE_SIZE_BYTES,
+        "Size of the key-value state (keys, values and a fixed overhead per pair).",
+    ),
+    MetricSpec::bytes_gauge(
+        QUOTA_BACKEND_BYTES,
+        "Space quota of the key-value state (--quota-backend-bytes).",
+    ),
+    MetricSpec::gauge(
+        ALARM_NOSPACE,
+        "1 while the NOSPACE alarm is raised (writes refused for space), else 0.",
     ),
     // TCP transport
     MetricSpec::counter(

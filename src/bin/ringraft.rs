@@ -116,6 +116,12 @@ struct ServeArgs {
     /// etcd's fixed 64 MB by default, at least 65536.
     #[arg(long, default_value_t = ringraft::wal::DEFAULT_SEGMENT_SIZE_BYTES)]
     wal_segment_size_bytes: u64,
+    /// Space quota of the key-value state, in bytes (keys, values and 64
+    /// bytes per pair): a put that would pass it is refused with 507 and
+    /// raises the NOSPACE alarm until deletes bring the state to 90% of it.
+    /// 0 means the default (512 MiB).
+    #[arg(long, default_value_t = ringraft::server::config::DEFAULT_QUOTA_BACKEND_BYTES)]
+    quota_backend_bytes: u64,
 }
 
 impl ServeArgs {
@@ -147,6 +153,7 @@ impl ServeArgs {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             slow_fsync_warning: Duration::from_millis(self.slow_fsync_warning_ms),
             wal_segment_size_bytes: self.wal_segment_size_bytes,
+            quota_backend_bytes: self.quota_backend_bytes,
         })
     }
 }

@@ -413,12 +413,32 @@ impl NodeHandle<KvStore> {
         limit: usize,
         consistency: Consistency,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NodeError> {
+        let page = self
+            .scan_page(prefix, &[], limit, usize::MAX, consistency)
+            .await?;
+        Ok(page.pairs)
+    }
+
+    /// One page of the pairs whose key starts with `prefix`, from the
+    /// first at or after `start`: at most `limit` pairs and `max_bytes` of
+    /// keys and values (at least one pair); `next` continues the scan
+    /// (see [`KvStore::scan`]).
+    pub async fn scan_page(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+        max_bytes: usize,
+        consistency: Consistency,
+    ) -> Result<crate::kv::ScanPage, NodeError> {
         let query = KvQuery::ScanPrefix {
             prefix: prefix.to_vec(),
+            start: start.to_vec(),
             limit,
+            max_bytes,
         };
         match self.read(query, consistency).await? {
-            KvQueryResult::Pairs(pairs) => Ok(pairs),
+            KvQueryResult::Pairs(page) => Ok(page),
             KvQueryResult::Value(_) => {
                 unreachable!("the key-value store answers a scan with pairs")
             }

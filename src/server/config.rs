@@ -81,7 +81,21 @@ pub struct ServeConfig {
     /// segment to it (etcd's fixed 64 MB by default); small values let a
     /// test fill a small file system.
     pub wal_segment_size_bytes: u64,
+    /// The space quota of the key-value state, in bytes (etcd's
+    /// `--quota-backend-bytes`); 0 means [`DEFAULT_QUOTA_BACKEND_BYTES`].
+    pub quota_backend_bytes: u64,
 }
+
+/// The space quota when none is given: 512 MiB. etcd's default is 2 GiB of
+/// bbolt file, which the page cache may evict; ours is resident heap, and
+/// until snapshots stream from files the node holds up to about three
+/// copies of it at once while a snapshot is made or sent (the state, the
+/// encoded snapshot kept in raft's storage, the one being written or
+/// received), and a snapshot must fit one 1 GiB peer frame (the quota
+/// counts at least the bytes of a snapshot's records: 64 bytes per pair
+/// against at most 33 of framing). 512 MiB keeps the memory under about
+/// 2 GiB and a snapshot under half the frame.
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 512 * 1024 * 1024;
 
 /// The smallest `--wal-segment-size-bytes` accepted: a segment holds its
 /// header and at least a few records.
@@ -111,6 +125,16 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(5),
             slow_fsync_warning: Duration::from_millis(100),
             wal_segment_size_bytes: crate::wal::DEFAULT_SEGMENT_SIZE_BYTES,
+            quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+        }
+    }
+
+    /// The quota in force: [`ServeConfig::quota_backend_bytes`], or the
+    /// default when that is 0.
+    pub fn quota_bytes(&self) -> u64 {
+        match self.quota_backend_bytes {
+            0 => DEFAULT_QUOTA_BACKEND_BYTES,
+            bytes => bytes,
         }
     }
 
@@ -299,5 +323,15 @@ mod tests {
             refused.to_string().contains("--wal-segment-size-bytes"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_zero_quota_means_the_default() {
+        let mut config = ServeConfig::single_node_default();
+        assert_eq!(config.quota_bytes(), DEFAULT_QUOTA_BACKEND_BYTES);
+        config.quota_backend_bytes = 0;
+        assert_eq!(config.quota_bytes(), DEFAULT_QUOTA_BACKEND_BYTES);
+        config.quota_backend_bytes = 1 << 20;
+        assert_eq!(config.quota_bytes(), 1 << 20);
     }
 }

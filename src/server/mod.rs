@@ -4,7 +4,8 @@
 //! Owns: binding the peer and client listeners, starting the transport,
 //! the node and the HTTP server in the right order, telling the transport
 //! where every member is (initial cluster, then the replicated member
-//! directory), the Prometheus recorder's upkeep, and the orderly stop
+//! directory), wiring the space quota (`--quota-backend-bytes`) to the
+//! store's size, the Prometheus recorder's upkeep, and the orderly stop
 //! (HTTP first, then the node's graceful shutdown, then the transport).
 //! Guarantees: a bad configuration, an address in use, or a data
 //! directory of another node or cluster is an error before anything
@@ -22,7 +23,7 @@ pub mod config;
 pub use config::{ServeConfig, ServeConfigError, cluster_id_of, parse_initial_cluster};
 
 use crate::http::{HttpState, router};
-use crate::kv::KvStore;
+use crate::kv::{KvStore, SpaceQuota};
 use crate::node::{Consistency, Node, NodeError, NodeHandle, Transport};
 use crate::transport::{TcpConfig, TcpTransport, TcpTransportError};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -118,12 +119,15 @@ pub async fn start(
 
     let node_config = config.node_config();
     let node_transport: Arc<dyn Transport> = transport.clone();
+    let store = KvStore::new();
+    // Taken before the store moves into the node: the HTTP layer admits
+    // puts against the size without a round trip through the node.
+    let state_size = store.state_size();
     // Boot replays the WAL: off the runtime's worker threads.
-    let node = tokio::task::spawn_blocking(move || {
-        Node::start(node_config, KvStore::new(), node_transport, inbox)
-    })
-    .await
-    .map_err(|_| NodeError::Stopped)??;
+    let node =
+        tokio::task::spawn_blocking(move || Node::start(node_config, store, node_transport, inbox))
+            .await
+            .map_err(|_| NodeError::Stopped)??;
     learn_member_directory(&node, &transport).await;
 
     if let Some(handle) = &metrics {
@@ -139,6 +143,7 @@ pub async fn start(
     let mut state = HttpState::new(node.clone());
     state.initial_peer_urls = config.initial_cluster.clone();
     state.metrics = metrics;
+    state.quota = Some(Arc::new(SpaceQuota::new(config.quota_bytes(), state_size)));
     let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(async move {
         axum::serve(client_listener, router(state))

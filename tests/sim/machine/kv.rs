@@ -12,6 +12,7 @@ use super::{ClientOp, History, Reference, SimMachine};
 use crate::rng::SimRng;
 use ringraft::kv::{
     KvCommand, KvOutcome, KvQuery, KvQueryResult, KvResponse, KvStore, Operation as KvOperation,
+    ScanPage,
 };
 use ringraft::linearizability::{Budget, CheckResult, Operation, check_with_budget};
 use std::collections::BTreeMap;
@@ -187,17 +188,32 @@ impl Reference<KvStore> for KvReference {
             KvQuery::Get(key) => {
                 KvQueryResult::Value(self.value_at(key, index).map(<[u8]>::to_vec))
             }
-            KvQuery::ScanPrefix { prefix, limit } => KvQueryResult::Pairs(
-                self.key_history
+            KvQuery::ScanPrefix {
+                prefix,
+                start,
+                limit,
+                max_bytes,
+            } => {
+                let mut page = ScanPage::default();
+                let mut bytes = 0usize;
+                let live = self
+                    .key_history
                     .keys()
-                    .filter(|key| key.starts_with(prefix))
-                    .filter_map(|key| {
-                        self.value_at(key, index)
-                            .map(|value| (key.clone(), value.to_vec()))
-                    })
-                    .take(*limit)
-                    .collect(),
-            ),
+                    .filter(|key| key.starts_with(prefix) && *key >= start)
+                    .filter_map(|key| self.value_at(key, index).map(|value| (key, value)));
+                for (key, value) in live {
+                    let size = key.len() + value.len();
+                    if page.pairs.len() >= *limit
+                        || (!page.pairs.is_empty() && bytes + size > *max_bytes)
+                    {
+                        page.next = Some(key.clone());
+                        break;
+                    }
+                    bytes += size;
+                    page.pairs.push((key.clone(), value.to_vec()));
+                }
+                KvQueryResult::Pairs(page)
+            }
         };
         if *result != expected {
             return Err(format!(
