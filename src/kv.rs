@@ -690,6 +690,9 @@ impl StateMachine for KvStore {
         // would double the memory of a large state. A failure leaves the
         // store empty, which is no worse: the node stops on it.
         self.clear();
+        // Freed on another thread's allocator arena, the old pages would
+        // stay resident beside the new state.
+        crate::free_memory::return_free_memory();
         let restored = self.read_pairs(snapshot);
         if restored.is_err() {
             self.clear();

@@ -28,6 +28,7 @@
 
 #[doc(hidden)]
 pub mod bench;
+mod free_memory;
 pub mod http;
 pub mod kv;
 #[doc(hidden)]

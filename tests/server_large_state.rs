@@ -160,7 +160,7 @@ fn rss_bytes(pid: u32) -> u64 {
 /// Samples the RSS of processes every 10 ms until stopped; the peaks.
 struct Sampler {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<u64>>,
+    thread: std::thread::JoinHandle<(Vec<u64>, Vec<String>)>,
 }
 
 impl Sampler {
@@ -169,18 +169,28 @@ impl Sampler {
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut peaks = vec![0u64; pids.len()];
+            let mut timeline = Vec::new();
+            let started = Instant::now();
+            let mut samples = 0u64;
             while !flag.load(Ordering::Relaxed) {
-                for (peak, &pid) in peaks.iter_mut().zip(&pids) {
-                    *peak = (*peak).max(rss_bytes(pid));
+                let now: Vec<u64> = pids.iter().map(|&pid| rss_bytes(pid)).collect();
+                for (peak, rss) in peaks.iter_mut().zip(&now) {
+                    *peak = (*peak).max(*rss);
                 }
+                if samples % 20 == 0 {
+                    let mib: Vec<u64> = now.iter().map(|rss| rss / MIB).collect();
+                    timeline.push(format!("{:6} ms {mib:?}", started.elapsed().as_millis()));
+                }
+                samples += 1;
                 sleep(Duration::from_millis(10));
             }
-            peaks
+            (peaks, timeline)
         });
         Sampler { stop, thread }
     }
 
-    fn peaks(self) -> Vec<u64> {
+    /// The peaks, and the RSS in MiB every 200 ms.
+    fn peaks(self) -> (Vec<u64>, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("sampler")
     }
@@ -294,7 +304,11 @@ fn a_lagging_follower_catches_up_by_a_streamed_snapshot_in_bounded_memory() {
     let sampler = Sampler::start(vec![leader_pid, follower_pid]);
     wait_applied(follower_addr, target);
     let caught_up = started.elapsed();
-    let peaks = sampler.peaks();
+    let (peaks, timeline) = sampler.peaks();
+    eprintln!(
+        "RSS (MiB) of [leader, follower] since the restart:\n{}",
+        timeline.join("\n")
+    );
 
     let follower_log = cluster.proc(follower).log();
     assert!(
@@ -310,7 +324,7 @@ fn a_lagging_follower_catches_up_by_a_streamed_snapshot_in_bounded_memory() {
         .map(|p| metric(p.client, "ringraft_server_leader_changes_seen_total"))
         .collect();
     assert!(
-        sent_bytes >= ((INITIAL_KEYS + BEHIND_WRITES) * VALUE_BYTES as u64) as f64,
+        sent_bytes >= (256 * MIB) as f64,
         "the leader streamed {sent_bytes} bytes; leader changes seen per node: {leader_changes:?}\n{}",
         cluster
             .dump_logs()

@@ -276,7 +276,7 @@ impl<S: StateMachine> RaftActor<S> {
                         self.transfers.reported(to, status);
                         self.raw.report_snapshot(to, status);
                     }
-                    TransferEvent::Received(message) => self.step_snapshot(message),
+                    TransferEvent::Received(message) => self.step_snapshot(*message),
                 },
                 Some(incoming) = self.incoming_snapshots.recv() => self.transfers.receive(incoming),
                 changed = self.applied.changed() => {

@@ -43,7 +43,7 @@ pub(crate) enum TransferEvent {
     /// A transfer to `to` ended; report `status` to raft.
     Sent { to: u64, status: SnapshotStatus },
     /// A snapshot's state file is durable here; step its MsgSnap.
-    Received(Message),
+    Received(Box<Message>),
 }
 
 /// The node's snapshot transfers.
@@ -125,7 +125,7 @@ impl SnapshotTransfers {
         let (node, snap_dir, events) = (self.node, self.snap_dir.clone(), self.events.clone());
         tokio::spawn(async move {
             if let Some(message) = receive(node, snap_dir, incoming).await {
-                let _ = events.send(TransferEvent::Received(message));
+                let _ = events.send(TransferEvent::Received(Box::new(message)));
             }
         });
     }
