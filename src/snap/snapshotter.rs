@@ -154,7 +154,7 @@ impl Snapshotter {
             std::fs::remove_file(&path).map_err(|e| SnapError::io(&path, e))?;
             removed.push(path);
         }
-        if let Some(oldest_kept) = names.iter().take(max_snap_files).last() {
+        if let Some(oldest_kept) = names.iter().take(max_snap_files).next_back() {
             removed.extend(purge_state_files(&self.dir, oldest_kept.index)?);
         }
         if !removed.is_empty() {
