@@ -1,22 +1,27 @@
 //! The durable storage of one node, as etcd's server sees it: a WAL and a
-//! snapshot directory under one data directory, saved in a safe order.
+//! snapshot directory under one data directory.
 //!
 //! Owns: the data directory layout (ours: `<data-dir>/wal` and
 //! `<data-dir>/snap`; etcd's: `<data-dir>/member/wal` and
 //! `<data-dir>/member/snap`, read and written alike), recovery at boot (load
 //! the newest snapshot a WAL marker vouches for, open the WAL at it, repair a
-//! torn tail once), and the save order for snapshots: snapshot file, then the
-//! WAL marker (synced), then releasing older segments.
-//! Guarantees: a WAL marker never exists without its snapshot file; segments
-//! are released only once the snapshot is one a restart would use: its
-//! marker is durable and a durable hard state commits its index. (etcd
-//! releases right after the marker; a crash before the commit reaches the
-//! WAL then makes the restart fall back to an older snapshot whose segments
-//! a purge may already have removed.)
+//! torn tail once), and synchronous saving for boot and tests (after boot
+//! the node saves through the persistence actor:
+//! [`DurableStorage::into_parts`]).
+//! Guarantees: a WAL marker never exists without its snapshot file, and
+//! segments are released only once the snapshot is one a restart would use
+//! (its marker and a commit of its index durable). Neither rule is
+//! restated here: [`DurableStorage::save_snap`] runs the one snapshot file
+//! save (`persist::snapshot_file`, on the std backend), which alone hands
+//! out the marker the WAL takes, and the release is the WAL's
+//! (`wal::release`), exactly as the persistence actor runs them.
 //! May not touch: the raft core's in-memory `raft::storage::MemoryStorage`
 //! (a different thing: it is rebuilt from what [`DurableStorage::open`] returns),
 //! file formats (owned by `wal` and `snap`).
 
+use crate::persist::PersistError;
+use crate::persist::snapshot_file::save_snapshot_file_blocking;
+use crate::persist::std_backend::StdIo;
 use crate::raftpb::{Entry, HardState, Metadata, Snapshot, walpb};
 use crate::snap::{SnapError, Snapshotter};
 use crate::wal::{RepairOutcome, Wal, WalContents, WalError, WalOptions, repair};
@@ -91,6 +96,9 @@ pub enum DurableStorageError {
     /// From the snapshot files.
     #[error(transparent)]
     Snap(#[from] SnapError),
+    /// From saving a snapshot file.
+    #[error(transparent)]
+    SnapshotSave(#[from] PersistError),
 }
 
 /// What a node restarts from.
@@ -109,9 +117,6 @@ pub struct Recovered {
 pub struct DurableStorage {
     wal: Wal,
     snapshotter: Snapshotter,
-    /// Index of the newest saved snapshot whose segments are not yet
-    /// released, waiting for a hard state that commits it.
-    pending_release: Option<u64>,
 }
 
 impl DurableStorage {
@@ -123,11 +128,7 @@ impl DurableStorage {
     ) -> Result<DurableStorage, DurableStorageError> {
         let snapshotter = Snapshotter::new(&data_dir.snap_dir)?;
         let wal = Wal::create(&data_dir.wal_dir, metadata, options)?;
-        Ok(DurableStorage {
-            wal,
-            snapshotter,
-            pending_release: None,
-        })
+        Ok(DurableStorage { wal, snapshotter })
     }
 
     /// Opens existing storage: the newest snapshot the WAL vouches for (at or
@@ -154,11 +155,7 @@ impl DurableStorage {
             contents,
             repair,
         };
-        let storage = DurableStorage {
-            wal,
-            snapshotter,
-            pending_release: None,
-        };
+        let storage = DurableStorage { wal, snapshotter };
         Ok((storage, recovered))
     }
 
@@ -180,30 +177,24 @@ impl DurableStorage {
         if snapshot.is_empty() {
             return Ok(());
         }
-        self.snapshotter.save(snapshot)?;
-        let marker = walpb::Snapshot {
-            index: snapshot.metadata.index,
-            term: snapshot.metadata.term,
-            conf_state: Some(snapshot.metadata.conf_state.clone()),
-        };
+        let dir = self.snapshotter.dir();
+        let backend =
+            StdIo::new().map_err(|e| PersistError::io("starting the fsync thread", dir, e))?;
+        let marker = save_snapshot_file_blocking(&backend, dir, snapshot)?;
         self.wal.save_snapshot(&marker)?;
-        let index = snapshot.metadata.index;
-        self.pending_release = Some(self.pending_release.map_or(index, |p| p.max(index)));
         self.release_if_committed()
     }
 
     /// Releases the segments before the pending snapshot once the WAL's hard
-    /// state commits it, syncing first so that commit is durable.
+    /// state commits it (the WAL's rule), syncing first: the commit may
+    /// still be buffered (a commit-only save), and only a synced one counts.
     fn release_if_committed(&mut self) -> Result<(), DurableStorageError> {
-        let Some(index) = self.pending_release else {
-            return Ok(());
-        };
-        if self.wal.hard_state().commit < index {
+        let point = self.wal.sync_point();
+        if point.releasable().is_none() {
             return Ok(());
         }
         self.wal.sync()?;
-        self.wal.release_lock_to(index);
-        self.pending_release = None;
+        self.wal.release_if_committed(point);
         Ok(())
     }
 
@@ -240,7 +231,7 @@ impl DurableStorage {
     }
 
     /// The WAL and the snapshotter, to hand to the persistence actor after
-    /// boot (which then applies the same release rule itself).
+    /// boot (which then runs the same save path on its own IO backend).
     pub fn into_parts(self) -> (Wal, Snapshotter) {
         (self.wal, self.snapshotter)
     }

@@ -1,6 +1,7 @@
 //! The persistence actor end to end, on both backends: group commit from
-//! many producers, commit-only Readies, snapshots in the safe order,
-//! shutdown, and the backend choice.
+//! many producers, commit-only Readies, snapshots in the safe order (and
+//! their release only after a synced commit), shutdown, and the backend
+//! choice.
 
 mod persist_common;
 
@@ -20,6 +21,7 @@ for_each_backend!(
     commit_only_ready_is_acknowledged_without_fdatasync,
     shutdown_finishes_queued_readies,
     snapshot_save_goes_file_then_marker_then_release,
+    segments_are_released_only_once_a_synced_commit_covers_the_snapshot,
     ready_with_snapshot_is_recovered_from_disk,
     out_of_order_ready_numbers_stop_the_actor,
 );
@@ -263,6 +265,73 @@ fn snapshot_save_goes_file_then_marker_then_release(kind: BackendKind) {
         Some(240)
     );
     drop(storage);
+}
+
+fn wal_segment_count(data_dir: &ringraft::storage::DataDir) -> usize {
+    ringraft::wal::segment_name::list_segments(&data_dir.wal_dir)
+        .unwrap()
+        .len()
+}
+
+fn segments_are_released_only_once_a_synced_commit_covers_the_snapshot(kind: BackendKind) {
+    let dir = scratch_dir();
+    // Tiny segments, purged down to the default 5 once released.
+    let (actor, data_dir, _log) = start_recorded(kind, dir.path(), 2048, FaultPlan::default());
+    let sender = actor.sender();
+    let mut index = 1;
+    for number in 1..=60 {
+        sender.submit(ready_with_entries(number, index, 4)).unwrap();
+        wait_for(&actor.watch(), number).unwrap();
+        index += 4;
+    }
+    let segments_before = wal_segment_count(&data_dir);
+    assert!(segments_before > 6);
+    // Entries up to 240, commit 236 synced: a snapshot at 240 is durable
+    // (file and marker) but not committed.
+    sender
+        .save_snapshot(snapshot(240, 1))
+        .unwrap()
+        .wait_blocking()
+        .expect("snapshot saved");
+    assert_eq!(
+        wal_segment_count(&data_dir),
+        segments_before,
+        "not committed"
+    );
+    // A commit of 240 that is acknowledged without a sync does not count.
+    sender
+        .submit(ReadyToPersist {
+            number: 61,
+            hard_state: Some(HardState {
+                term: 1,
+                vote: 1,
+                commit: 240,
+            }),
+            must_sync: false,
+            ..ReadyToPersist::default()
+        })
+        .unwrap();
+    wait_for(&actor.watch(), 61).unwrap();
+    assert_eq!(
+        wal_segment_count(&data_dir),
+        segments_before,
+        "commit not synced yet"
+    );
+    // The next synced batch carries it: released and purged before that
+    // batch is acknowledged.
+    sender.submit(ready_with_entries(62, 241, 4)).unwrap();
+    wait_for(&actor.watch(), 62).unwrap();
+    let segments_after = wal_segment_count(&data_dir);
+    assert!(
+        segments_after < segments_before,
+        "released once a synced commit covers 240: {segments_before} -> {segments_after}"
+    );
+    actor.shutdown().expect("clean shutdown");
+    let (_storage, recovered) =
+        DurableStorage::open(&data_dir, WalOptions::default()).expect("storage opens");
+    assert_eq!(recovered.snapshot.map(|s| s.metadata.index), Some(240));
+    let indexes: Vec<u64> = recovered.contents.entries.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, vec![241, 242, 243, 244]);
 }
 
 fn ready_with_snapshot_is_recovered_from_disk(kind: BackendKind) {

@@ -1,15 +1,24 @@
-//! Snapshot files: the newest valid snapshot the WAL vouches for is chosen;
+//! Snapshot files: the one save sequence (`persist::snapshot_file`, here on
+//! the std backend, with and without injected failures) goes temporary
+//! file, fsync, rename, directory fsync and hands out the WAL marker only at
+//! the end, and a save cut short leaves only a `*.tmp` that reopening
+//! removes; the newest valid snapshot the WAL vouches for is chosen;
 //! a corrupt one is renamed `.broken` and the older one used; one without a
 //! WAL marker (or beyond the WAL's commit index) is ignored; the storage
 //! façade saves in the safe order and recovers from it.
 
 mod wal_common;
 
+use ringraft::persist::fault_injection::{
+    Fault, FaultPlan, FaultyIo, InjectedErrno, IoEvent, IoLog,
+};
+use ringraft::persist::snapshot_file::save_snapshot_file_blocking;
+use ringraft::persist::std_backend::StdIo;
 use ringraft::raftpb::{ConfState, HardState, Snapshot, SnapshotMetadata, walpb};
 use ringraft::snap::{SnapName, Snapshotter};
 use ringraft::storage::{DataDir, DurableStorage};
 use ringraft::wal::{self, WalOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use wal_common::{NODE_ID, entry, metadata, scratch_dir};
 
 fn snapshot(term: u64, index: u64) -> Snapshot {
@@ -36,10 +45,138 @@ fn marker(term: u64, index: u64) -> walpb::Snapshot {
 
 fn three_snapshots(dir: &Path) -> Snapshotter {
     let snapshotter = Snapshotter::new(dir).unwrap();
+    let backend = StdIo::new().unwrap();
     for (term, index) in [(5, 10), (5, 20), (6, 30)] {
-        snapshotter.save(&snapshot(term, index)).unwrap();
+        save_snapshot_file_blocking(&backend, dir, &snapshot(term, index)).unwrap();
     }
     snapshotter
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_save_goes_tmp_fsync_rename_dir_fsync_and_only_then_makes_the_marker() {
+    let scratch = scratch_dir();
+    let dir = scratch.path();
+    let log = IoLog::default();
+    let backend = FaultyIo::new(StdIo::new().unwrap(), log.clone(), FaultPlan::default());
+    let marker = save_snapshot_file_blocking(&backend, dir, &snapshot(5, 20)).unwrap();
+    assert_eq!((marker.term(), marker.index()), (5, 20));
+    assert_eq!(
+        marker.record().conf_state,
+        Some(snapshot(5, 20).metadata.conf_state)
+    );
+    let name = SnapName { term: 5, index: 20 }.file_name();
+    let (final_path, writing) = (dir.join(&name), dir.join(format!("{name}.tmp")));
+    assert_eq!(
+        log.events(),
+        vec![
+            IoEvent::Write {
+                path: writing.clone(),
+                file_offset: 0,
+                len: std::fs::metadata(&final_path).unwrap().len() as usize,
+                ok: true,
+            },
+            IoEvent::SyncStarted {
+                path: writing.clone()
+            },
+            IoEvent::SyncFinished {
+                path: writing.clone(),
+                ok: true
+            },
+            IoEvent::Renamed {
+                from: writing,
+                to: final_path,
+                ok: true
+            },
+            IoEvent::SyncStarted {
+                path: dir.to_path_buf()
+            },
+            IoEvent::SyncFinished {
+                path: dir.to_path_buf(),
+                ok: true
+            },
+        ]
+    );
+    assert_eq!(file_names(dir), [name]);
+}
+
+#[test]
+fn a_save_cut_short_leaves_only_a_tmp_file_that_reopening_removes() {
+    let name = SnapName { term: 7, index: 50 }.file_name();
+    let failures = [
+        (
+            "short write",
+            FaultPlan {
+                snapshot_write: Some(Fault::nth(1, InjectedErrno::NoSpace).after_writing(64)),
+                ..FaultPlan::default()
+            },
+            "writing snapshot file",
+        ),
+        (
+            "failed fsync of the file",
+            FaultPlan {
+                snapshot_sync: Some(Fault::nth(1, InjectedErrno::Io)),
+                ..FaultPlan::default()
+            },
+            "fsync of snapshot file",
+        ),
+    ];
+    for (what, plan, operation) in failures {
+        let scratch = scratch_dir();
+        let dir = scratch.path();
+        let snapshotter = three_snapshots(dir);
+        let backend = FaultyIo::new(StdIo::new().unwrap(), IoLog::default(), plan);
+        let error = save_snapshot_file_blocking(&backend, dir, &snapshot(7, 50))
+            .expect_err(what)
+            .to_string();
+        assert!(error.contains(operation), "{what}: {error}");
+        // No marker was made, and the only trace is the temporary file.
+        let leftover = dir.join(format!("{name}.tmp"));
+        assert!(leftover.exists(), "{what}");
+        assert!(!dir.join(&name).exists(), "{what}");
+        assert_eq!(snapshotter.names().unwrap().len(), 3, "{what}");
+        // The next open (a restart) removes it.
+        let reopened = Snapshotter::new(dir).unwrap();
+        assert!(!leftover.exists(), "{what}");
+        assert!(
+            file_names(dir).iter().all(|n| !n.ends_with(".tmp")),
+            "{what}"
+        );
+        assert_eq!(reopened.names().unwrap().len(), 3, "{what}");
+    }
+}
+
+#[test]
+fn a_save_whose_directory_fsync_fails_makes_no_marker() {
+    let scratch = scratch_dir();
+    let dir = scratch.path();
+    three_snapshots(dir);
+    // The second sync of a save is the directory's.
+    let plan = FaultPlan {
+        snapshot_sync: Some(Fault::nth(2, InjectedErrno::Io)),
+        ..FaultPlan::default()
+    };
+    let backend = FaultyIo::new(StdIo::new().unwrap(), IoLog::default(), plan);
+    let error = save_snapshot_file_blocking(&backend, dir, &snapshot(7, 50)).unwrap_err();
+    assert!(
+        error.to_string().contains("fsync of snapshot directory"),
+        "{error}"
+    );
+    // The rename may or may not survive a crash now; without a marker no
+    // restart uses the file either way.
+    let reopened = Snapshotter::new(dir).unwrap();
+    let loaded = reopened
+        .load_newest_available(&markers(&ALL_MARKERS))
+        .unwrap();
+    assert_eq!(loaded, Some(snapshot(6, 30)));
 }
 
 const ALL_MARKERS: [(u64, u64); 3] = [(5, 10), (5, 20), (6, 30)];
@@ -162,12 +299,18 @@ fn purge_keeps_the_newest_and_unfinished_saves_are_cleaned() {
             .path()
             .join(SnapName { term: 5, index: 10 }.file_name())]
     );
-    let leftover = scratch
-        .path()
-        .join("0000000000000007-0000000000000050.snap.tmp");
-    std::fs::write(&leftover, b"half written").unwrap();
+    let leftovers: Vec<PathBuf> = [
+        "0000000000000007-0000000000000050.snap.tmp",
+        "0000000000000050.snap.db.local.tmp",
+    ]
+    .iter()
+    .map(|name| scratch.path().join(name))
+    .collect();
+    for leftover in &leftovers {
+        std::fs::write(leftover, b"half written").unwrap();
+    }
     let reopened = Snapshotter::new(scratch.path()).unwrap();
-    assert!(!leftover.exists());
+    assert!(leftovers.iter().all(|leftover| !leftover.exists()));
     assert_eq!(reopened.names().unwrap().len(), 2);
 }
 

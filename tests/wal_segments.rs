@@ -6,7 +6,7 @@
 mod wal_common;
 
 use ringraft::raftpb::{Entry, HardState, walpb};
-use ringraft::wal::{self, SegmentName, Wal, WalError, WalOptions};
+use ringraft::wal::{self, SegmentName, SnapshotMarker, Wal, WalError, WalOptions};
 use std::path::Path;
 use wal_common::{NODE_ID, entry, independent, metadata, scratch_dir, segment_files};
 
@@ -109,6 +109,11 @@ fn marker(index: u64) -> walpb::Snapshot {
     }
 }
 
+/// A marker to write: these tests keep no snapshot files.
+fn fileless(index: u64) -> SnapshotMarker {
+    SnapshotMarker::without_snapshot_file(marker(index))
+}
+
 #[test]
 fn opening_at_a_snapshot_reads_from_the_segment_covering_it() {
     let scratch = scratch_dir();
@@ -116,7 +121,7 @@ fn opening_at_a_snapshot_reads_from_the_segment_covering_it() {
     let mut wal = Wal::create(&dir, &metadata(), SMALL).unwrap();
     save_batches(&mut wal, 150);
     wal.save(&state(5, 150), &[]).unwrap();
-    wal.save_snapshot(&marker(120)).unwrap();
+    wal.save_snapshot(&fileless(120)).unwrap();
     for index in 151..=200 {
         wal.save(&state(5, index - 1), &[entry(5, index)]).unwrap();
     }
@@ -144,8 +149,8 @@ fn release_and_purge_keep_the_segments_from_the_last_snapshot_on() {
     let before = segment_files(&dir).len();
 
     assert!(wal.purge(1).unwrap().is_empty(), "nothing is released yet");
-    wal.save_snapshot(&marker(150)).unwrap();
-    wal.release_lock_to(150);
+    wal.save_snapshot(&fileless(150)).unwrap();
+    assert_eq!(wal.release_if_committed(wal.sync_point()), Some(150));
     let kept_from = wal.locked_segments()[0];
     assert!(kept_from.first_index < 150);
     assert!(wal.purge(1000).unwrap().is_empty(), "under the limit");
@@ -171,14 +176,57 @@ fn release_and_purge_keep_the_segments_from_the_last_snapshot_on() {
 }
 
 #[test]
+fn release_needs_a_sync_covering_the_marker_and_a_commit_of_its_index() {
+    let scratch = scratch_dir();
+    let dir = scratch.path().join("wal");
+    let mut wal = Wal::create(&dir, &metadata(), SMALL).unwrap();
+    save_batches(&mut wal, 150);
+    let all = wal.locked_segments().len();
+    assert!(all > 3);
+
+    // A synced marker that no commit covers yet: nothing is released.
+    wal.save_snapshot(&fileless(150)).unwrap();
+    let uncommitted = wal.sync_point();
+    assert!(uncommitted.commit() < 150);
+    assert_eq!(wal.release_if_committed(uncommitted), None);
+    assert_eq!(wal.locked_segments().len(), all);
+    // The commit arrives buffered (commit-only); a point taken when the
+    // sync of it starts releases once that sync succeeded.
+    wal.save(&state(5, 150), &[]).unwrap();
+    assert_eq!(wal.release_if_committed(uncommitted), None);
+    wal.sync().unwrap();
+    assert_eq!(wal.release_if_committed(wal.sync_point()), Some(150));
+    let after_150 = wal.locked_segments().len();
+    assert!(after_150 < all);
+    assert_eq!(wal.release_if_committed(wal.sync_point()), None, "once");
+
+    // A marker encoded after a sync started is not covered by that sync,
+    // however high its commit.
+    for index in 151..=200 {
+        wal.save(&state(5, index - 1), &[entry(5, index)]).unwrap();
+    }
+    wal.save(&state(5, 200), &[]).unwrap();
+    wal.sync().unwrap();
+    let before_marker = wal.sync_point();
+    assert_eq!(before_marker.newest_marker(), None);
+    let locked = wal.locked_segments();
+    wal.encode_snapshot_marker(&fileless(190)).unwrap();
+    assert_eq!(wal.release_if_committed(before_marker), None);
+    assert_eq!(wal.locked_segments(), locked);
+    wal.sync().unwrap();
+    assert_eq!(wal.release_if_committed(wal.sync_point()), Some(190));
+    assert!(wal.locked_segments().len() < locked.len());
+}
+
+#[test]
 fn purge_stops_at_a_segment_another_process_has_locked() {
     let scratch = scratch_dir();
     let dir = scratch.path().join("wal");
     let mut wal = Wal::create(&dir, &metadata(), SMALL).unwrap();
     save_batches(&mut wal, 150);
     wal.save(&state(5, 150), &[]).unwrap();
-    wal.save_snapshot(&marker(150)).unwrap();
-    wal.release_lock_to(150);
+    wal.save_snapshot(&fileless(150)).unwrap();
+    assert_eq!(wal.release_if_committed(wal.sync_point()), Some(150));
     let segments = segment_files(&dir);
     let held = std::fs::File::open(&segments[2].1).unwrap();
     rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();

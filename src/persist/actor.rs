@@ -15,9 +15,11 @@
 //!   an fdatasync that started after its bytes were written.
 //! - A batch that needs no sync (commit-only hard states) is acknowledged
 //!   without one, but never before an earlier Ready.
-//! - A snapshot's file is durable before its WAL marker is even encoded;
-//!   older segments are released only once a synced hard state commits the
-//!   snapshot (the `DurableStorage` façade's rule).
+//! - A snapshot's file is durable before its WAL marker is even encoded
+//!   (`snapshot_file` hands out the marker); older segments are released
+//!   only once a sync that covered both the marker and a hard state
+//!   committing the snapshot's index succeeded. Both rules are the WAL's
+//!   (`wal::release`), shared with the `DurableStorage` façade.
 //! - The first failed write or sync stops the actor: nothing more is
 //!   acknowledged, the failure is published, every queued request fails with
 //!   it, and the WAL refuses further writes (no sync is ever retried).
@@ -40,12 +42,13 @@ use super::snapshot_file::save_snapshot_file;
 use super::wal_gauge::record_wal_segments;
 use crate::metrics::{
     ENTRIES_PER_FSYNC, NODE_LABEL, PERSIST_QUEUE_DEPTH, READIES_PER_FSYNC,
-    WAL_FSYNC_DURATION_SECONDS, WAL_WRITE_BYTES_TOTAL, WAL_WRITE_DURATION_SECONDS,
+    SNAPSHOT_SAVE_DURATION_SECONDS, WAL_FSYNC_DURATION_SECONDS, WAL_WRITE_BYTES_TOTAL,
+    WAL_WRITE_DURATION_SECONDS,
 };
-use crate::raftpb::{Snapshot, walpb};
+use crate::raftpb::Snapshot;
 use crate::snap::Snapshotter;
 use crate::wal::writer::Preallocation;
-use crate::wal::{SegmentName, Wal};
+use crate::wal::{SegmentName, SyncPoint, Wal};
 use crossbeam_channel::{Receiver, TryRecvError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,8 +70,8 @@ struct InFlight {
     sync: SyncInFlight,
     covered: Covered,
     started: Instant,
-    /// The commit index of the last hard state the sync covers.
-    synced_commit: u64,
+    /// The commit index and snapshot marker the sync covers.
+    synced: SyncPoint,
     path: PathBuf,
 }
 
@@ -82,7 +85,6 @@ pub(crate) struct Actor<B: IoBackend> {
     progress: watch::Sender<PersistProgress>,
     tail: Option<(SegmentName, B::Handle)>,
     last_number: u64,
-    pending_release: Option<u64>,
 }
 
 impl<B: IoBackend> Actor<B> {
@@ -113,7 +115,6 @@ impl<B: IoBackend> Actor<B> {
             progress,
             tail: None,
             last_number: 0,
-            pending_release: None,
         }
     }
 
@@ -149,8 +150,8 @@ impl<B: IoBackend> Actor<B> {
                 if self.wal.cut_if_full()? {
                     record_wal_segments(self.wal.dir(), self.config.node_id);
                     // The cut synced the finished segment, this batch too.
-                    let commit = self.wal.hard_state().commit;
-                    self.acknowledge_synced(covered, commit)?;
+                    let synced = self.wal.sync_point();
+                    self.acknowledge_synced(covered, synced)?;
                 } else {
                     in_flight = Some(self.begin_sync(covered).await?);
                 }
@@ -255,20 +256,12 @@ impl<B: IoBackend> Actor<B> {
 
     /// The snapshot file (durable), then its WAL marker into the buffer.
     async fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), PersistError> {
-        save_snapshot_file(
-            &self.backend,
-            self.snapshotter.dir(),
-            snapshot,
-            self.config.node_id,
-        )
-        .await?;
-        self.wal.encode_snapshot_marker(&walpb::Snapshot {
-            index: snapshot.metadata.index,
-            term: snapshot.metadata.term,
-            conf_state: Some(snapshot.metadata.conf_state.clone()),
-        })?;
-        let index = snapshot.metadata.index;
-        self.pending_release = Some(self.pending_release.map_or(index, |p| p.max(index)));
+        let started = Instant::now();
+        let marker = save_snapshot_file(&self.backend, self.snapshotter.dir(), snapshot).await?;
+        let node = self.config.node_id.to_string();
+        metrics::histogram!(SNAPSHOT_SAVE_DURATION_SECONDS, NODE_LABEL => node)
+            .record(started.elapsed().as_secs_f64());
+        self.wal.encode_snapshot_marker(&marker)?;
         Ok(())
     }
 
@@ -311,14 +304,19 @@ impl<B: IoBackend> Actor<B> {
     }
 
     async fn begin_sync(&mut self, covered: Covered) -> Result<InFlight, PersistError> {
+        debug_assert!(
+            !self.wal.has_unwritten(),
+            "a sync covers only what was written before it started"
+        );
         let handle = self.tail_handle()?;
+        let synced = self.wal.sync_point();
         let started = Instant::now();
         let sync = self.backend.begin_sync_data(&handle).await;
         Ok(InFlight {
             sync,
             covered,
             started,
-            synced_commit: self.wal.hard_state().commit,
+            synced,
             path: self.wal.tail_path().to_path_buf(),
         })
     }
@@ -337,13 +335,13 @@ impl<B: IoBackend> Actor<B> {
             );
         }
         result.map_err(|e| PersistError::io("fdatasync of WAL", &in_flight.path, e))?;
-        self.acknowledge_synced(in_flight.covered, in_flight.synced_commit)
+        self.acknowledge_synced(in_flight.covered, in_flight.synced)
     }
 
     fn acknowledge_synced(
         &mut self,
         covered: Covered,
-        synced_commit: u64,
+        synced: SyncPoint,
     ) -> Result<(), PersistError> {
         let node = self.config.node_id.to_string();
         metrics::histogram!(READIES_PER_FSYNC, NODE_LABEL => node.clone())
@@ -351,7 +349,7 @@ impl<B: IoBackend> Actor<B> {
         metrics::histogram!(ENTRIES_PER_FSYNC, NODE_LABEL => node).record(covered.entries as f64);
         // Release (and purge) first, so that a snapshot save's reply means
         // its cleanup is done too; rare, and cheap when nothing is pending.
-        self.release_if_committed(synced_commit)?;
+        self.release_if_committed(synced)?;
         self.acknowledge(covered);
         Ok(())
     }
@@ -375,17 +373,13 @@ impl<B: IoBackend> Actor<B> {
         }
     }
 
-    /// Releases the segments before the newest saved snapshot once a synced
-    /// hard state commits it, then purges old files as configured.
-    fn release_if_committed(&mut self, synced_commit: u64) -> Result<(), PersistError> {
-        let Some(index) = self.pending_release else {
-            return Ok(());
-        };
-        if synced_commit < index {
+    /// Releases the segments before the newest saved snapshot if the sync
+    /// of `synced` covered its marker and a commit of its index (the WAL's
+    /// rule), then purges old files as configured.
+    fn release_if_committed(&mut self, synced: SyncPoint) -> Result<(), PersistError> {
+        if self.wal.release_if_committed(synced).is_none() {
             return Ok(());
         }
-        self.wal.release_lock_to(index);
-        self.pending_release = None;
         if let Some(max_wal_files) = self.config.max_wal_files {
             self.wal.purge(max_wal_files)?;
             record_wal_segments(self.wal.dir(), self.config.node_id);

@@ -4,9 +4,11 @@
 //!
 //! Owns: the actor's thread and its IO backends (io_uring through
 //! tokio-uring, plain `pwrite` + `fdatasync`, and a fault injector for
-//! tests), the request queue, the acknowledgement channel, and recording
+//! tests), the request queue, the acknowledgement channel, recording
 //! the persistence path's metrics (declared in `crate::metrics`, labelled
-//! with [`PersistConfig::node_id`]).
+//! with [`PersistConfig::node_id`]), and the one implementation of saving a
+//! snapshot file ([`snapshot_file`], which the `DurableStorage` façade and
+//! tests run too, on the std backend).
 //! Guarantees: a Ready is acknowledged only after an fdatasync that covers
 //! it (or when it needed none), in number order; the first failed write or
 //! sync stops the actor for good and fails every pending and future
@@ -27,7 +29,7 @@ pub mod fault_injection;
 pub mod handle;
 pub mod progress;
 pub mod request;
-mod snapshot_file;
+pub mod snapshot_file;
 pub mod std_backend;
 pub mod uring_backend;
 mod wal_gauge;

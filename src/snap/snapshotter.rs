@@ -1,27 +1,26 @@
 //! [`Snapshotter`]: the directory of snapshot files.
 //!
-//! Owns: saving a snapshot durably (temporary file, fsync, rename, directory
-//! fsync), listing snapshots newest first, loading the newest one that a WAL
-//! snapshot marker vouches for, renaming files that fail their checks to
-//! `<name>.broken`, and purging all but the newest `max_snap_files`.
+//! Owns: opening the snapshot directory (removing every `*.tmp` a save or
+//! transfer left unfinished), listing snapshots newest first, loading the
+//! newest one that a WAL snapshot marker vouches for, renaming files that
+//! fail their checks to `<name>.broken`, and purging all but the newest
+//! `max_snap_files`.
 //! Guarantees: a read-only snapshotter never writes, renames or removes.
 //! Loading returns only a snapshot whose CRC, decoding and name all agree
 //! with a marker.
 //! May not touch: WAL segments; the choice of markers is the caller's
-//! (normally `wal::valid_snapshot_entries`).
+//! (normally `wal::valid_snapshot_entries`); saving a snapshot file (one
+//! implementation, `persist::snapshot_file`, run by the persistence actor
+//! and by everyone else on the std backend; its temporary files end in
+//! [`TEMPORARY_SUFFIX`], the suffix cleaned here).
 
-use super::codec::{SnapDecodeError, decode_snapshot_file, encode_snapshot_file};
+use super::codec::{SnapDecodeError, decode_snapshot_file};
 use super::error::SnapError;
 use super::snap_name::SnapName;
 use super::state_file::{TEMPORARY_SUFFIX, purge_state_files};
 use crate::raftpb::{Snapshot, walpb};
 use crate::wal::fs::sync_dir;
-use std::fs::File;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-
-/// Suffix of a snapshot file being written.
-const WRITING_SUFFIX: &str = TEMPORARY_SUFFIX;
 
 /// Suffix given to snapshot files that failed their checks.
 pub const BROKEN_SUFFIX: &str = ".broken";
@@ -66,28 +65,6 @@ impl Snapshotter {
     /// The snapshot directory.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Saves `snapshot` durably and returns its path; an empty snapshot
-    /// (index 0) is not saved.
-    pub fn save(&self, snapshot: &Snapshot) -> Result<Option<PathBuf>, SnapError> {
-        assert!(!self.read_only, "saving through a read-only snapshotter");
-        if snapshot.is_empty() {
-            return Ok(None);
-        }
-        let name = SnapName {
-            term: snapshot.metadata.term,
-            index: snapshot.metadata.index,
-        };
-        let path = self.dir.join(name.file_name());
-        let writing = self
-            .dir
-            .join(format!("{}{WRITING_SUFFIX}", name.file_name()));
-        let bytes = encode_snapshot_file(snapshot);
-        write_synced(&writing, &bytes).map_err(|e| SnapError::io(&writing, e))?;
-        std::fs::rename(&writing, &path).map_err(|e| SnapError::io(&path, e))?;
-        sync_dir(&self.dir).map_err(|e| SnapError::io(&self.dir, e))?;
-        Ok(Some(path))
     }
 
     /// The snapshots in the directory, newest first.
@@ -177,7 +154,7 @@ impl Snapshotter {
             std::fs::remove_file(&path).map_err(|e| SnapError::io(&path, e))?;
             removed.push(path);
         }
-        if let Some(oldest_kept) = names.iter().take(max_snap_files).last() {
+        if let Some(oldest_kept) = names.iter().take(max_snap_files).next_back() {
             removed.extend(purge_state_files(&self.dir, oldest_kept.index)?);
         }
         if !removed.is_empty() {
@@ -197,12 +174,6 @@ impl Snapshotter {
         std::fs::rename(&path, &broken).map_err(|e| SnapError::io(&path, e))?;
         sync_dir(&self.dir).map_err(|e| SnapError::io(&self.dir, e))
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 fn damaged(path: &Path, error: SnapDecodeError) -> SnapError {

@@ -4,7 +4,10 @@
 //!
 //! Owns: the on-disk format (framing, CRC-32C chain, record types, segment
 //! naming), reading it back, the torn-tail rule and its repair, and the
-//! segment lifecycle (preallocate, cut, lock, release, purge).
+//! segment lifecycle (preallocate, cut, lock, release, purge) with the
+//! snapshot rules every writer follows ([`release`]: a marker only after
+//! its snapshot file is durable, a release only once a synced commit covers
+//! the snapshot).
 //! The format is pure code over byte buffers ([`encoder`], [`decoder`],
 //! [`damage`], [`frame`], [`page_chunks`]); file IO lives in [`Wal`]
 //! (`writer`), the scan over segment files, [`repair()`], [`verify()`] and
@@ -24,6 +27,7 @@ pub mod page_chunks;
 pub mod payload;
 pub(crate) mod pipeline;
 pub mod record_type;
+pub mod release;
 pub mod repair;
 pub(crate) mod replay;
 pub(crate) mod scan;
@@ -35,6 +39,7 @@ pub mod writer;
 pub use dump::{DumpEnd, DumpedPayload, DumpedRecord, dump};
 pub use error::WalError;
 pub use record_type::RecordType;
+pub use release::{SnapshotMarker, SyncPoint};
 pub use repair::{RepairOutcome, repair};
 pub use replay::WalContents;
 pub use scan::TornTailReport;

@@ -6,7 +6,10 @@
 //! markers, syncing, cutting segments (the next one is prepared and
 //! preallocated ahead on a helper thread, by the syscall or through io_uring
 //! as the writer asks with [`Wal::set_preallocation`]), and the locks that
-//! keep segments still needed from being purged.
+//! keep segments still needed from being purged, released only by the
+//! snapshot rules of [`super::release`] (a marker needs a
+//! [`SnapshotMarker`]; a release needs a [`SyncPoint`] covering the marker
+//! and a commit of its index).
 //! Guarantees: a `save` that must sync (new entries, or a new term or vote)
 //! returns only after `fdatasync`; a segment is named (renamed into place)
 //! only after its header is synced, and the directory is synced after every
@@ -25,6 +28,7 @@ use super::fs;
 use super::pipeline::{PREPARED_SUFFIX, SegmentPipeline};
 pub use super::pipeline::{Preallocation, PreallocationFault, PreparationFailed};
 use super::record_type::RecordType;
+use super::release::{PendingRelease, SnapshotMarker, SyncPoint};
 use super::replay::{Replay, WalContents};
 use super::scan::scan_segments;
 use super::segment_name::{SegmentName, list_segments, segment_path, segments_from_index};
@@ -86,6 +90,8 @@ pub struct Wal {
     scratch: Vec<u8>,
     tail: TailSegment,
     locked: Vec<LockedSegment>,
+    /// The newest snapshot marker whose older segments are still locked.
+    pending_release: PendingRelease,
     pipeline: SegmentPipeline,
     unusable: bool,
     closed: bool,
@@ -123,6 +129,7 @@ impl Wal {
             scratch: Vec::new(),
             tail: TailSegment::new(name, path, tail_file, header_bytes),
             locked: vec![LockedSegment { name, file }],
+            pending_release: PendingRelease::default(),
             pipeline: SegmentPipeline::start(dir, options.segment_size_bytes),
             unusable: false,
             closed: false,
@@ -185,6 +192,7 @@ impl Wal {
             scratch: Vec::new(),
             tail: TailSegment::new(end.last, path, tail_file, end.data_end),
             locked,
+            pending_release: PendingRelease::default(),
             pipeline: SegmentPipeline::start(dir, options.segment_size_bytes),
             unusable: false,
             closed: false,
@@ -245,24 +253,47 @@ impl Wal {
         Ok(must_sync)
     }
 
-    /// Appends a snapshot marker and syncs. The snapshot file must already
-    /// be durable (the storage façade orders this).
-    pub fn save_snapshot(&mut self, snapshot: &walpb::Snapshot) -> Result<(), WalError> {
-        self.encode_snapshot_marker(snapshot)?;
+    /// Appends a snapshot marker and syncs. The marker exists only once its
+    /// snapshot file is durable (see [`super::release`]).
+    pub fn save_snapshot(&mut self, marker: &SnapshotMarker) -> Result<(), WalError> {
+        self.encode_snapshot_marker(marker)?;
         self.sync()
     }
 
     /// The encoding half of [`save_snapshot`](Self::save_snapshot): appends
-    /// the marker to the unwritten buffer without IO. The marker must be
-    /// synced before it is relied on, and its snapshot file must be durable
-    /// before the marker is written.
-    pub fn encode_snapshot_marker(&mut self, snapshot: &walpb::Snapshot) -> Result<(), WalError> {
+    /// the marker to the unwritten buffer without IO, and remembers it as
+    /// the snapshot whose older segments
+    /// [`release_if_committed`](Self::release_if_committed) may release
+    /// once a sync covers the marker and a commit of its index.
+    pub fn encode_snapshot_marker(&mut self, marker: &SnapshotMarker) -> Result<(), WalError> {
         self.check_usable()?;
-        let data = snapshot.encode_to_vec();
+        let data = marker.record().encode_to_vec();
         self.encoder
             .encode(RecordType::Snapshot, &data, self.tail.pending_mut());
-        self.last_entry_index = self.last_entry_index.max(snapshot.index);
+        self.last_entry_index = self.last_entry_index.max(marker.index());
+        self.pending_release.marker_encoded(marker.index());
         Ok(())
+    }
+
+    /// What a sync of everything encoded so far makes durable (the commit
+    /// index and the newest unreleased marker). A caller syncing through its
+    /// own IO backend takes it after writing every encoded byte, just before
+    /// starting the sync, and hands it to
+    /// [`release_if_committed`](Self::release_if_committed) once that sync
+    /// succeeded.
+    pub fn sync_point(&self) -> SyncPoint {
+        self.pending_release.sync_point(self.hard_state.commit)
+    }
+
+    /// After a sync that started at `synced` succeeded: if it made both the
+    /// newest snapshot marker and a commit of its index durable, releases
+    /// the locks of the segments that snapshot no longer needs and returns
+    /// its index (the caller may then [`purge`](Self::purge)). Otherwise
+    /// releases nothing.
+    pub fn release_if_committed(&mut self, synced: SyncPoint) -> Option<u64> {
+        let index = self.pending_release.take_releasable(synced)?;
+        self.release_lock_to(index);
+        Some(index)
     }
 
     /// Hands every encoded, unwritten byte to the caller, which must write
@@ -349,8 +380,9 @@ impl Wal {
     /// Releases the locks of segments no longer needed for a snapshot at
     /// `index`: every segment before the last one whose first index is below
     /// `index` (etcd's rule, which keeps one segment of margin). The tail is
-    /// never released.
-    pub fn release_lock_to(&mut self, index: u64) {
+    /// never released. Only
+    /// [`release_if_committed`](Self::release_if_committed) calls it.
+    fn release_lock_to(&mut self, index: u64) {
         let first_at_or_after = self
             .locked
             .iter()
