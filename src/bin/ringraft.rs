@@ -119,7 +119,7 @@ struct ServeArgs {
     /// Space quota of the key-value state, in bytes (keys, values and 64
     /// bytes per pair): a put that would pass it is refused with 507 and
     /// raises the NOSPACE alarm until deletes bring the state to 90% of it.
-    /// 0 means the default (512 MiB).
+    /// 0 means the default (2 GiB, etcd's).
     #[arg(long, default_value_t = ringraft::server::config::DEFAULT_QUOTA_BACKEND_BYTES)]
     quota_backend_bytes: u64,
 }
