@@ -56,6 +56,12 @@ const EVENT_COUNTERS: &[&str] = &[
     metrics::HEARTBEAT_SEND_FAILURES_TOTAL,
     metrics::SLOW_APPLY_TOTAL,
     metrics::PEER_SEND_FAILURES_TOTAL,
+    // Snapshot transfers happen only when a follower falls behind the
+    // compacted log (tests/server_large_state.rs moves them).
+    metrics::SNAPSHOT_SENT_BYTES_TOTAL,
+    metrics::SNAPSHOT_RECEIVED_BYTES_TOTAL,
+    metrics::SNAPSHOT_SEND_FAILURES_TOTAL,
+    metrics::SNAPSHOT_RECEIVE_FAILURES_TOTAL,
 ];
 
 /// One node's scrape, by metric name.

@@ -5,9 +5,12 @@
 mod wal_common;
 
 use ringraft::raftpb::{ConfState, HardState, Snapshot, SnapshotMetadata};
+use ringraft::snap::StateFileRef;
+use ringraft::snap::state_file::write_state_file;
 use ringraft::storage::{DataDir, DurableStorage};
 use ringraft::wal::WalOptions;
 use serde_json::Value;
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output};
 use wal_common::{NODE_ID, entry, independent, metadata, scratch_dir, segment_files};
@@ -127,4 +130,70 @@ fn verify_fails_on_corruption_naming_file_and_offset() {
     assert!(stderr.contains("CRC mismatch"), "{stderr}");
     let output = ringraft(&["wal", "dump", scratch.path().to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
+}
+
+/// Like [`data_dir`], with the snapshot's state in a state file.
+fn data_dir_with_state_file(root: &Path) -> (DataDir, StateFileRef) {
+    let data_dir = DataDir::ringraft(root);
+    let options = WalOptions {
+        segment_size_bytes: 1024,
+    };
+    let mut storage = DurableStorage::create(&data_dir, &metadata(), options).unwrap();
+    let state = vec![0x5au8; 100_000];
+    let reference = write_state_file::<ringraft::snap::SnapError>(&data_dir.snap_dir, 10, |out| {
+        out.write_all(&state)
+            .map_err(|e| ringraft::snap::SnapError::io(Path::new("state"), e))
+    })
+    .unwrap();
+    for index in 1..=12 {
+        let hard_state = HardState {
+            term: 5,
+            vote: NODE_ID,
+            commit: index - 1,
+        };
+        storage.save(&hard_state, &[entry(5, index)]).unwrap();
+        if index == 11 {
+            let snapshot = Snapshot {
+                data: reference.encode_data(),
+                metadata: SnapshotMetadata {
+                    conf_state: ConfState {
+                        voters: vec![NODE_ID],
+                        ..ConfState::default()
+                    },
+                    index: 10,
+                    term: 5,
+                },
+            };
+            storage.save_snap(&snapshot).unwrap();
+        }
+    }
+    storage.close().unwrap();
+    (data_dir, reference)
+}
+
+#[test]
+fn verify_checks_the_state_file_a_snapshot_refers_to() {
+    let scratch = scratch_dir();
+    let (data_dir, reference) = data_dir_with_state_file(scratch.path());
+    let root = scratch.path().to_str().unwrap();
+    let output = ringraft(&["wal", "verify", root]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_str(text(&output.stdout).trim()).unwrap();
+    assert_eq!(report["snapshot"]["index"], 10);
+    assert_eq!(
+        report["snapshot"]["state_file"]["name"],
+        reference.file_name().as_str()
+    );
+    assert_eq!(report["snapshot"]["state_file"]["bytes"], 100_000);
+
+    // One byte changed: the CRC no longer matches, and the file is named.
+    let path = reference.path(&data_dir.snap_dir);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[50_000] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let output = ringraft(&["wal", "verify", root]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(&reference.file_name()), "{stderr}");
+    assert!(stderr.contains("CRC mismatch"), "{stderr}");
 }

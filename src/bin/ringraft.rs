@@ -270,6 +270,23 @@ fn dump(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads the state file a snapshot refers to, if it refers to one, and
+/// checks its size and CRC.
+fn verify_state_file(
+    snap_dir: &Path,
+    snapshot: &ringraft::raftpb::Snapshot,
+) -> Result<Option<ringraft::snap::StateFileRef>, String> {
+    let reference = ringraft::snap::StateFileRef::decode_data(&snapshot.data)
+        .map_err(|e| format!("snapshot at index {}: {e}", snapshot.metadata.index))?;
+    let Some(reference) = reference else {
+        return Ok(None);
+    };
+    ringraft::snap::StateFileReader::open(snap_dir, reference)
+        .and_then(|reader| reader.finish())
+        .map_err(|e| e.to_string())?;
+    Ok(Some(reference))
+}
+
 fn verify(path: &Path) -> Result<(), String> {
     let data_dir = resolve(path);
     let markers = wal::valid_snapshot_entries(&data_dir.wal_dir).map_err(|e| e.to_string())?;
@@ -290,12 +307,23 @@ fn verify(path: &Path) -> Result<(), String> {
     if let Some(torn) = &report.torn_tail {
         warn_torn(torn);
     }
-    let snapshot_json = match &snapshot {
-        Some(s) => format!(
+    let state_file = match &snapshot {
+        Some(s) => verify_state_file(&data_dir.snap_dir, s)?,
+        None => None,
+    };
+    let snapshot_json = match (&snapshot, state_file) {
+        (Some(s), Some(state)) => format!(
+            "{{\"index\":{},\"term\":{},\"state_file\":{{\"name\":{},\"bytes\":{}}}}}",
+            s.metadata.index,
+            s.metadata.term,
+            wal::dump::json_string(&state.file_name()),
+            state.size_bytes
+        ),
+        (Some(s), None) => format!(
             "{{\"index\":{},\"term\":{}}}",
             s.metadata.index, s.metadata.term
         ),
-        None => "null".to_string(),
+        (None, _) => "null".to_string(),
     };
     let hs = report.hard_state;
     println!(
