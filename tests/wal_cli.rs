@@ -10,7 +10,6 @@ use ringraft::snap::state_file::write_state_file;
 use ringraft::storage::{DataDir, DurableStorage};
 use ringraft::wal::WalOptions;
 use serde_json::Value;
-use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output};
 use wal_common::{NODE_ID, entry, independent, metadata, scratch_dir, segment_files};
