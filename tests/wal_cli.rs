@@ -6,7 +6,7 @@ mod wal_common;
 
 use ringraft::raftpb::{ConfState, HardState, Snapshot, SnapshotMetadata};
 use ringraft::snap::StateFileRef;
-use ringraft::snap::state_file::write_state_file;
+use ringraft::snap::state_file::{WritePacing, write_state_file};
 use ringraft::storage::{DataDir, DurableStorage};
 use ringraft::wal::WalOptions;
 use serde_json::Value;
@@ -139,10 +139,15 @@ fn data_dir_with_state_file(root: &Path) -> (DataDir, StateFileRef) {
     };
     let mut storage = DurableStorage::create(&data_dir, &metadata(), options).unwrap();
     let state = vec![0x5au8; 100_000];
-    let reference = write_state_file::<ringraft::snap::SnapError>(&data_dir.snap_dir, 10, |out| {
-        out.write_all(&state)
-            .map_err(|e| ringraft::snap::SnapError::io(Path::new("state"), e))
-    })
+    let reference = write_state_file::<ringraft::snap::SnapError>(
+        &data_dir.snap_dir,
+        10,
+        WritePacing::unpaced(),
+        |out| {
+            out.write_all(&state)
+                .map_err(|e| ringraft::snap::SnapError::io(Path::new("state"), e))
+        },
+    )
     .unwrap();
     for index in 1..=12 {
         let hard_state = HardState {

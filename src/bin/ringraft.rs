@@ -86,12 +86,17 @@ struct ServeArgs {
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
     /// Snapshot every this many applied entries.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = ringraft::node::DEFAULT_SNAPSHOT_COUNT)]
     snapshot_count: u64,
     /// Entries kept in the log behind each snapshot so slow followers can
     /// catch up from the log; one further behind is sent the snapshot.
     #[arg(long, default_value_t = ringraft::node::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES)]
     snapshot_catchup_entries: u64,
+    /// Write snapshot state files at most this many bytes a second (0: as
+    /// fast as the disk takes them), so that saving a large snapshot does
+    /// not hold up the WAL's fdatasyncs.
+    #[arg(long, default_value_t = ringraft::snap::state_file::DEFAULT_WRITE_BYTES_PER_SECOND)]
+    snapshot_write_bytes_per_second: u64,
     /// Allow `?consistency=lease` reads, answered by the leader from its
     /// lease (assumes bounded clock drift between members; give every
     /// member the same setting).
@@ -146,6 +151,7 @@ impl ServeArgs {
             },
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.snapshot_catchup_entries,
+            snapshot_write_bytes_per_second: self.snapshot_write_bytes_per_second,
             lease_reads: self.lease_reads,
             tick_interval: Duration::from_millis(self.tick_ms),
             election_ticks: self.election_ticks,

@@ -108,6 +108,8 @@ pub(crate) struct ApplyActor<S: StateMachine> {
     /// Take a snapshot at the first chance (the node booted from one whose
     /// state is inline, which peers cannot be sent).
     snapshot_soon: bool,
+    /// How fast state files are written.
+    pacing: crate::snap::state_file::WritePacing,
 }
 
 /// Where the apply actor keeps snapshots, and whether it needs a fresh one.
@@ -118,6 +120,8 @@ pub(crate) struct SnapshotSettings {
     pub(crate) dir: PathBuf,
     /// Take one as soon as anything is applied.
     pub(crate) soon: bool,
+    /// How fast state files are written.
+    pub(crate) pacing: crate::snap::state_file::WritePacing,
 }
 
 impl<S: StateMachine> ApplyActor<S> {
@@ -147,6 +151,7 @@ impl<S: StateMachine> ApplyActor<S> {
             writing: None,
             snap_dir: snapshots.dir,
             snapshot_soon: snapshots.soon,
+            pacing: snapshots.pacing,
         }
     }
 
@@ -285,9 +290,9 @@ impl<S: StateMachine> ApplyActor<S> {
         let job = self.applier.snapshot();
         let started = Instant::now();
         let created = self.metrics.snapshot_create.clone();
-        let snap_dir = self.snap_dir.clone();
+        let (snap_dir, pacing) = (self.snap_dir.clone(), self.pacing);
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            let written = snapshot_files::write(&snap_dir, job)?;
+            let written = snapshot_files::write(&snap_dir, pacing, job)?;
             created.record(started.elapsed());
             Ok(written)
         }));

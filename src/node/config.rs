@@ -63,6 +63,11 @@ pub struct NodeConfig {
     /// Entries kept in memory behind a snapshot, so that a slightly lagging
     /// follower gets entries rather than a whole snapshot.
     pub snapshot_catchup_entries: u64,
+    /// State files are written at most this fast (0: as fast as the disk
+    /// takes them), fdatasynced every MiB, so that saving a snapshot of a
+    /// large state does not queue the WAL's fdatasyncs behind hundreds of
+    /// MiB; default 128 MiB/s.
+    pub snapshot_write_bytes_per_second: u64,
     /// Allow `Consistency::Lease` reads (off by default). Set it alike on
     /// every member: it also makes a follower honour a leader's lease after
     /// it restarts (it refuses votes for an election timeout) and ignore
@@ -79,9 +84,14 @@ pub struct NodeConfig {
     pub lease_reads: bool,
 }
 
-/// Default `snapshot_count` (etcd's).
+/// Default `snapshot_count`: etcd 3.6's (3.5 and older used 100,000). It
+/// bounds the entries held in memory (`MemoryStorage` keeps those since the
+/// last snapshot plus `snapshot_catchup_entries`); what it costs in
+/// throughput when the state is large is measured in BENCHMARKS.md ("Snapshot
+/// defaults").
 pub const DEFAULT_SNAPSHOT_COUNT: u64 = 10_000;
-/// Default `snapshot_catchup_entries` (etcd's).
+/// Default `snapshot_catchup_entries` (etcd's): a follower this far behind
+/// catches up from the log, further behind by a snapshot.
 pub const DEFAULT_SNAPSHOT_CATCHUP_ENTRIES: u64 = 5_000;
 
 impl NodeConfig {
@@ -107,6 +117,8 @@ impl NodeConfig {
             request_queue_capacity: 4096,
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
             snapshot_catchup_entries: DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
+            snapshot_write_bytes_per_second:
+                crate::snap::state_file::DEFAULT_WRITE_BYTES_PER_SECOND,
             lease_reads: false,
         }
     }

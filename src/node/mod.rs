@@ -127,6 +127,9 @@ impl Node {
                 count: config.snapshot_count,
                 dir: snap_dir.clone(),
                 soon: inline_snapshot,
+                pacing: crate::snap::state_file::WritePacing::at(
+                    config.snapshot_write_bytes_per_second,
+                ),
             },
         );
         let apply_task = runtime.spawn(apply_actor.run());

@@ -16,21 +16,24 @@ use super::applier::{Applier, SnapshotJob};
 use super::error::ApplyError;
 use super::mailbox::SnapshotData;
 use crate::raftpb::Snapshot;
-use crate::snap::state_file::write_state_file;
+use crate::snap::state_file::{WritePacing, write_state_file};
 use crate::snap::{SnapError, StateFileReader, StateFileRef};
 use crate::state_machine::{StateMachine, WriteSnapshot};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Writes `job` as a state file in `snap_dir` (blocking: run it on a
-/// blocking thread) and returns what the raft actor records.
+/// Writes `job` as a state file in `snap_dir` at the pace of `pacing`
+/// (blocking: run it on a blocking thread) and returns what the raft actor records.
 pub(crate) fn write<V: WriteSnapshot>(
     snap_dir: &Path,
+    pacing: WritePacing,
     job: SnapshotJob<V>,
 ) -> Result<SnapshotData, ApplyError> {
     let index = job.index();
-    let reference = write_state_file(snap_dir, index, |out| job.write(out).map_err(Failure::Job))
-        .map_err(|failure| match failure {
+    let reference = write_state_file(snap_dir, index, pacing, |out| {
+        job.write(out).map_err(Failure::Job)
+    })
+    .map_err(|failure| match failure {
         Failure::Job(error) => error,
         Failure::File(error) => file_error(index, error),
     })?;

@@ -38,6 +38,7 @@ use super::config::PersistConfig;
 use super::error::{PersistError, SharedPersistError};
 use super::progress::PersistProgress;
 use super::request::{PersistRequest, ReadyToPersist, SnapshotReply};
+use super::snap_purger::SnapPurger;
 use super::snapshot_file::save_snapshot_file;
 use super::wal_gauge::record_wal_segments;
 use crate::metrics::{
@@ -79,6 +80,8 @@ struct InFlight {
 pub(crate) struct Actor<B: IoBackend> {
     wal: Wal,
     snapshotter: Snapshotter,
+    /// Removes old snapshot and state files off this thread.
+    snap_purger: SnapPurger,
     config: PersistConfig,
     backend: B,
     requests: Receiver<PersistRequest>,
@@ -94,6 +97,7 @@ impl<B: IoBackend> Actor<B> {
     pub(crate) fn new(
         mut wal: Wal,
         snapshotter: Snapshotter,
+        snap_purger: SnapPurger,
         config: PersistConfig,
         backend: B,
         requests: Receiver<PersistRequest>,
@@ -109,6 +113,7 @@ impl<B: IoBackend> Actor<B> {
         Actor {
             wal,
             snapshotter,
+            snap_purger,
             config,
             backend,
             requests,
@@ -126,6 +131,7 @@ impl<B: IoBackend> Actor<B> {
         }
         // Everything is synced; closing syncs once more through the WAL
         // itself, which is cheap with nothing dirty.
+        self.snap_purger.finish();
         let Actor { wal, .. } = self;
         wal.close().map_err(|e| Arc::new(PersistError::from(e)))
     }
@@ -385,7 +391,7 @@ impl<B: IoBackend> Actor<B> {
             record_wal_segments(self.wal.dir(), self.config.node_id);
         }
         if let Some(max_snap_files) = self.config.max_snap_files {
-            self.snapshotter.purge(max_snap_files)?;
+            self.snap_purger.purge(max_snap_files);
         }
         Ok(())
     }

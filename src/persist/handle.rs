@@ -19,6 +19,7 @@ use super::error::{PersistError, SharedPersistError};
 use super::fault_injection::FaultyIo;
 use super::progress::{PersistProgress, PersistedWatch};
 use super::request::{PersistRequest, ReadyToPersist};
+use super::snap_purger::SnapPurger;
 use super::std_backend::StdIo;
 use super::uring_backend::{UringIo, uring_runtime};
 use super::wal_gauge::record_wal_segments;
@@ -181,9 +182,26 @@ impl ThreadStart {
             progress,
             started,
         } = self;
+        let purger = match SnapPurger::start(snapshotter.clone(), config.node_id) {
+            Ok(purger) => purger,
+            Err(e) => {
+                let _ = started.send(Err(PersistError::Thread(format!(
+                    "snapshot purge thread: {e}"
+                ))));
+                return Err(Arc::new(PersistError::Stopped));
+            }
+        };
         let _ = started.send(Ok(backend.kind()));
         record_wal_segments(wal.dir(), config.node_id);
-        let actor = Actor::new(wal, snapshotter, config, backend, requests, progress);
+        let actor = Actor::new(
+            wal,
+            snapshotter,
+            purger,
+            config,
+            backend,
+            requests,
+            progress,
+        );
         runtime.block_on(actor.run())
     }
 

@@ -29,6 +29,7 @@ pub mod fault_injection;
 pub mod handle;
 pub mod progress;
 pub mod request;
+mod snap_purger;
 pub mod snapshot_file;
 pub mod std_backend;
 pub mod uring_backend;

@@ -64,6 +64,8 @@ pub struct ServeConfig {
     /// Entries kept in the log behind a snapshot for slow followers; one
     /// further behind is sent the snapshot.
     pub snapshot_catchup_entries: u64,
+    /// State files are written at most this fast (0: unlimited).
+    pub snapshot_write_bytes_per_second: u64,
     /// Allow lease reads (`NodeConfig::lease_reads`; set alike on every
     /// member).
     pub lease_reads: bool,
@@ -116,6 +118,8 @@ impl ServeConfig {
             backend: BackendChoice::Auto,
             snapshot_count: crate::node::DEFAULT_SNAPSHOT_COUNT,
             snapshot_catchup_entries: crate::node::DEFAULT_SNAPSHOT_CATCHUP_ENTRIES,
+            snapshot_write_bytes_per_second:
+                crate::snap::state_file::DEFAULT_WRITE_BYTES_PER_SECOND,
             lease_reads: false,
             tick_interval: Duration::from_millis(100),
             election_ticks: 10,
@@ -201,6 +205,7 @@ impl ServeConfig {
         config.persist.backend = self.backend;
         config.snapshot_count = self.snapshot_count;
         config.snapshot_catchup_entries = self.snapshot_catchup_entries;
+        config.snapshot_write_bytes_per_second = self.snapshot_write_bytes_per_second;
         config.lease_reads = self.lease_reads;
         config.tick_interval = self.tick_interval;
         config.election_tick = self.election_ticks;

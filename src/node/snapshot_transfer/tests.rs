@@ -1,12 +1,12 @@
 use super::*;
 use crate::raftpb::{MessageType, Snapshot, SnapshotMetadata};
 use crate::snap::StateFileRef;
-use crate::snap::state_file::write_state_file;
+use crate::snap::state_file::{WritePacing, write_state_file};
 use crate::transport::InProcessNetwork;
 use std::time::Instant;
 
 fn state_file(dir: &std::path::Path, bytes: &[u8]) -> StateFileRef {
-    write_state_file::<crate::snap::SnapError>(dir, 12, |out| {
+    write_state_file::<crate::snap::SnapError>(dir, 12, WritePacing::unpaced(), |out| {
         out.write_all(bytes)
             .map_err(|e| crate::snap::SnapError::io(dir, e))
     })
