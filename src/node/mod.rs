@@ -91,6 +91,9 @@ impl Node {
             snapshot_files::restore(&mut applier, &snap_dir, snapshot)
                 .map_err(bootstrap::BootError::from)?;
         }
+        // Reading the WAL and the snapshot left freed buffers behind in this
+        // thread's allocator arena; a large state would keep them resident.
+        crate::free_memory::return_free_memory();
         let mut raw = RawNode::new(&config.raft_config(booted.applied), booted.memory)?;
         if let Some(voters) = &booted.bootstrap_voters {
             raw.bootstrap(voters)?;
