@@ -200,8 +200,13 @@ url, dashboard_path = sys.argv[1], sys.argv[2]
 # value.
 INTERVALS = {"__rate_interval": "30s", "__interval": "5s", "__range": "5m"}
 # Histograms that a short write load on a healthy cluster does not observe
-# (a snapshot restore needs a lagging follower): their quantiles are NaN.
-MAY_HAVE_NO_OBSERVATIONS = ["ringraft_snapshot_apply_duration_seconds"]
+# (a snapshot restore or transfer needs a lagging follower): their
+# quantiles are NaN.
+MAY_HAVE_NO_OBSERVATIONS = [
+    "ringraft_snapshot_apply_duration_seconds",
+    "ringraft_snapshot_send_duration_seconds",
+    "ringraft_snapshot_receive_duration_seconds",
+]
 
 
 def concrete(expr):
