@@ -260,6 +260,25 @@ fn metric(addr: SocketAddr, name: &str) -> f64 {
         .sum()
 }
 
+/// Stops `follower`, writes `count` more keys through `leader` (after the
+/// `written` ones so far), and restarts the follower.
+fn fall_behind(
+    cluster: &mut ProcCluster,
+    follower: u64,
+    leader: u64,
+    written: &mut u64,
+    count: u64,
+) {
+    cluster
+        .procs
+        .get_mut(&follower)
+        .expect("follower")
+        .terminate();
+    load(&[cluster.proc(leader).client], *written..*written + count);
+    *written += count;
+    cluster.restart(follower);
+}
+
 fn spread(count: u64, total: u64) -> impl Iterator<Item = u64> {
     (0..count).map(move |i| i * (total - 1) / (count - 1).max(1))
 }
@@ -382,14 +401,7 @@ fn interrupted_transfers_leave_no_temporary_files_and_a_later_try_succeeds() {
     let mut written = INITIAL_KEYS;
 
     // The receiver dies mid-transfer.
-    cluster
-        .procs
-        .get_mut(&follower)
-        .expect("follower")
-        .terminate();
-    load(&[addr(&cluster, leader)], written..written + BEHIND_WRITES);
-    written += BEHIND_WRITES;
-    cluster.restart(follower);
+    fall_behind(&mut cluster, follower, leader, &mut written, BEHIND_WRITES);
     let follower_dir = cluster.proc(follower).dir.clone();
     let torn = wait_receiving(&follower_dir);
     cluster.procs.get_mut(&follower).expect("follower").kill();
@@ -409,14 +421,7 @@ fn interrupted_transfers_leave_no_temporary_files_and_a_later_try_succeeds() {
 
     // The leader dies mid-transfer: the receiver drops its partial file,
     // and the new leader's snapshot succeeds.
-    cluster
-        .procs
-        .get_mut(&follower)
-        .expect("follower")
-        .terminate();
-    load(&[addr(&cluster, leader)], written..written + BEHIND_WRITES);
-    written += BEHIND_WRITES;
-    cluster.restart(follower);
+    fall_behind(&mut cluster, follower, leader, &mut written, BEHIND_WRITES);
     let aborted = wait_receiving(&follower_dir);
     cluster.procs.get_mut(&leader).expect("leader").kill();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -37,12 +37,18 @@ fn prints_the_version() {
 
 /// A data directory in our layout with entries 1..=20 and a snapshot at 10.
 fn data_dir(root: &Path) -> DataDir {
+    data_dir_holding(root, 20, b"kv")
+}
+
+/// A data directory in our layout with entries 1..=`last_index` and a
+/// snapshot at 10 whose data is `snapshot_data`.
+fn data_dir_holding(root: &Path, last_index: u64, snapshot_data: &[u8]) -> DataDir {
     let data_dir = DataDir::ringraft(root);
     let options = WalOptions {
         segment_size_bytes: 1024,
     };
     let mut storage = DurableStorage::create(&data_dir, &metadata(), options).unwrap();
-    for index in 1..=20 {
+    for index in 1..=last_index {
         let state = HardState {
             term: 5,
             vote: NODE_ID,
@@ -51,7 +57,7 @@ fn data_dir(root: &Path) -> DataDir {
         storage.save(&state, &[entry(5, index)]).unwrap();
         if index == 11 {
             let snapshot = Snapshot {
-                data: b"kv".to_vec(),
+                data: snapshot_data.to_vec(),
                 metadata: SnapshotMetadata {
                     conf_state: ConfState {
                         voters: vec![NODE_ID],
@@ -131,16 +137,14 @@ fn verify_fails_on_corruption_naming_file_and_offset() {
     assert_eq!(output.status.code(), Some(1));
 }
 
-/// Like [`data_dir`], with the snapshot's state in a state file.
+/// Like [`data_dir`] (to entry 12), with the snapshot's state in a state
+/// file.
 fn data_dir_with_state_file(root: &Path) -> (DataDir, StateFileRef) {
-    let data_dir = DataDir::ringraft(root);
-    let options = WalOptions {
-        segment_size_bytes: 1024,
-    };
-    let mut storage = DurableStorage::create(&data_dir, &metadata(), options).unwrap();
+    let snap_dir = DataDir::ringraft(root).snap_dir;
+    std::fs::create_dir_all(&snap_dir).unwrap();
     let state = vec![0x5au8; 100_000];
     let reference = write_state_file::<ringraft::snap::SnapError>(
-        &data_dir.snap_dir,
+        &snap_dir,
         10,
         WritePacing::unpaced(),
         |out| {
@@ -149,30 +153,10 @@ fn data_dir_with_state_file(root: &Path) -> (DataDir, StateFileRef) {
         },
     )
     .unwrap();
-    for index in 1..=12 {
-        let hard_state = HardState {
-            term: 5,
-            vote: NODE_ID,
-            commit: index - 1,
-        };
-        storage.save(&hard_state, &[entry(5, index)]).unwrap();
-        if index == 11 {
-            let snapshot = Snapshot {
-                data: reference.encode_data(),
-                metadata: SnapshotMetadata {
-                    conf_state: ConfState {
-                        voters: vec![NODE_ID],
-                        ..ConfState::default()
-                    },
-                    index: 10,
-                    term: 5,
-                },
-            };
-            storage.save_snap(&snapshot).unwrap();
-        }
-    }
-    storage.close().unwrap();
-    (data_dir, reference)
+    (
+        data_dir_holding(root, 12, &reference.encode_data()),
+        reference,
+    )
 }
 
 #[test]

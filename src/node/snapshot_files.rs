@@ -51,17 +51,11 @@ pub(crate) fn restore<S: StateMachine>(
     snapshot: &Snapshot,
 ) -> Result<(), ApplyError> {
     let index = snapshot.metadata.index;
-    let reference = StateFileRef::decode_data(&snapshot.data)
+    let reference = StateFileRef::of_snapshot(snapshot)
         .map_err(|reason| ApplyError::SnapshotFormat { index, reason })?;
     let Some(reference) = reference else {
         return applier.restore(index, &mut snapshot.data.as_slice());
     };
-    if reference.index != index {
-        return Err(ApplyError::SnapshotFormat {
-            index,
-            reason: format!("refers to the state file of index {}", reference.index),
-        });
-    }
     let mut reader =
         StateFileReader::open(snap_dir, reference).map_err(|e| file_error(index, e))?;
     applier.restore(index, &mut reader)?;
@@ -70,7 +64,7 @@ pub(crate) fn restore<S: StateMachine>(
 
 /// The state file of `snapshot`, if its state lives in one.
 pub(crate) fn state_file_of(snapshot: &Snapshot) -> Option<StateFileRef> {
-    StateFileRef::decode_data(&snapshot.data).ok().flatten()
+    StateFileRef::of_snapshot(snapshot).ok().flatten()
 }
 
 fn file_error(index: u64, error: SnapError) -> ApplyError {

@@ -29,6 +29,7 @@
 //! state machine's), the `.snap` files and WAL markers.
 
 use super::error::SnapError;
+use crate::raftpb::Snapshot;
 use crate::wal::fs::sync_dir;
 use prost::Message as _;
 use std::fs::File;
@@ -133,6 +134,19 @@ impl StateFileRef {
         StateFileRef::decode(reference)
             .map(Some)
             .map_err(|e| format!("state file reference: {e}"))
+    }
+
+    /// The state file `snapshot` refers to, checked against the snapshot's
+    /// index; `Ok(None)` when its state travels inline.
+    pub fn of_snapshot(snapshot: &Snapshot) -> Result<Option<StateFileRef>, String> {
+        let index = snapshot.metadata.index;
+        match StateFileRef::decode_data(&snapshot.data)? {
+            Some(reference) if reference.index != index => Err(format!(
+                "the state file reference names index {}, the snapshot is at {index}",
+                reference.index
+            )),
+            checked => Ok(checked),
+        }
     }
 
     /// The file's name.

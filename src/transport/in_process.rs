@@ -203,13 +203,7 @@ impl Transport for InProcessTransport {
                     reason: "not registered, not accepting snapshots, or cut off".into(),
                 });
             };
-            let mut file = tokio::fs::File::open(&snapshot.state_file)
-                .await
-                .map_err(|source| SnapshotTransferError::Io {
-                    peer: to,
-                    what: "opening the state file",
-                    source: Arc::new(source),
-                })?;
+            let mut file = snapshot_stream::open_state_file(to, &snapshot.state_file).await?;
             let limits = StreamLimits::default();
             let (mut near, mut far) = tokio::io::duplex(SNAPSHOT_PIPE_BYTES);
             let receiving = tokio::spawn(async move {

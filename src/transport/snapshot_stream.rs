@@ -204,14 +204,22 @@ pub fn state_file_ref(message: &Message) -> Result<StateFileRef, String> {
         .snapshot
         .as_ref()
         .ok_or_else(|| "MsgSnap without a snapshot".to_string())?;
-    match StateFileRef::decode_data(&snapshot.data)? {
-        Some(reference) if reference.index == snapshot.metadata.index => Ok(reference),
-        Some(reference) => Err(format!(
-            "snapshot at index {} refers to the state file of index {}",
-            snapshot.metadata.index, reference.index
-        )),
-        None => Err("snapshot data is not a state file reference".to_string()),
-    }
+    StateFileRef::of_snapshot(snapshot)?
+        .ok_or_else(|| "snapshot data is not a state file reference".to_string())
+}
+
+/// Opens the state file to send to `peer`.
+pub async fn open_state_file(
+    peer: u64,
+    path: &std::path::Path,
+) -> Result<tokio::fs::File, SnapshotTransferError> {
+    tokio::fs::File::open(path)
+        .await
+        .map_err(|source| SnapshotTransferError::Io {
+            peer,
+            what: "opening the state file",
+            source: Arc::new(source),
+        })
 }
 
 /// Sends the MsgSnap `message` and the state file read from `file` over

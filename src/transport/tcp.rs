@@ -792,13 +792,7 @@ impl Transport for TcpTransport {
                 |reason: String| SnapshotTransferError::Unreachable { peer: to, reason };
             let url = url.ok_or_else(|| unreachable("not a known peer".into()))?;
             let addr = peer_address(to, &url).map_err(|e| unreachable(e.to_string()))?;
-            let mut file = tokio::fs::File::open(&snapshot.state_file)
-                .await
-                .map_err(|source| SnapshotTransferError::Io {
-                    peer: to,
-                    what: "opening the state file",
-                    source: Arc::new(source),
-                })?;
+            let mut file = snapshot_stream::open_state_file(to, &snapshot.state_file).await?;
             let config = &shared.config;
             let mut stream = timeout(config.connect_timeout, TcpStream::connect(addr.as_str()))
                 .await
