@@ -75,7 +75,7 @@ struct ServeArgs {
     #[arg(long)]
     join: bool,
     /// Disaster recovery: restart as the only voter, keeping every entry
-    /// this node has committed.
+    /// in this node's WAL (so every write it committed).
     #[arg(long)]
     force_new_cluster: bool,
     /// Names the cluster (its hash is the cluster id in the WAL); nodes of

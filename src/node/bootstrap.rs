@@ -8,7 +8,7 @@
 //! the snapshot it holds).
 //!
 //! Guarantees: nothing acknowledged is lost — a restart rebuilds every
-//! entry the WAL holds; `force_new_cluster` drops only uncommitted entries
+//! entry the WAL holds; `force_new_cluster` keeps every entry of the WAL
 //! and makes this node the only voter with configuration changes written
 //! (and synced) to the WAL before raft starts; a data directory written for
 //! another node or cluster is refused before anything is changed.
@@ -233,14 +233,24 @@ fn restart(storage: DurableStorage, recovered: Recovered) -> Result<Booted, Boot
     })
 }
 
-/// Disaster recovery (etcd's `--force-new-cluster`): replaces entries past
-/// the durable commit index with committed configuration changes
-/// removing every other member (and adding this node if it is not one), and
-/// syncs them to the WAL before raft sees them.
+/// Disaster recovery (etcd's `--force-new-cluster`): appends, after the
+/// last entry of the WAL, committed configuration changes removing every
+/// other member (and adding this node if it is not one), and syncs them to
+/// the WAL before raft sees them.
+///
+/// Every entry the WAL holds is kept and becomes committed, unlike etcd,
+/// which drops the entries past the durable commit index: this node applies
+/// (and answers) an entry as soon as it is durable locally and known
+/// committed, before the HardState carrying that commit index is durable
+/// (docs/design.md §5, "Applying before the commit index is durable"), so
+/// dropping the tail could drop a write it acknowledged. Keeping an entry
+/// that was never committed is what any newly elected leader does with its
+/// log.
 fn force_new_cluster(booted: &mut Booted, node_id: u64) -> Result<(), BootError> {
+    use crate::raft::Storage as _;
     let hard_state = booted.memory.hard_state();
-    let committed = hard_state.commit;
-    let members = members_at_commit(&booted.memory, committed)?;
+    let last_index = booted.memory.last_index()?;
+    let members = members_up_to(&booted.memory, last_index)?;
     let mut changes: Vec<ConfChange> = members
         .iter()
         .filter(|&&id| id != node_id)
@@ -249,10 +259,18 @@ fn force_new_cluster(booted: &mut Booted, node_id: u64) -> Result<(), BootError>
     if !members.contains(&node_id) {
         changes.push(conf_change(ConfChangeType::ConfChangeAddNode, node_id));
     }
+    if changes.is_empty() {
+        // Already the only member: the log as it is, committed when this
+        // node, as leader, commits an entry of its term.
+        booted.path = BootPath::ForceNewCluster;
+        return Ok(());
+    }
     let term = hard_state.term.max(1);
+    // The entries' term must not be below the term of the last entry.
+    let term = term.max(booted.memory.term(last_index)?);
     let entries: Vec<Entry> = changes
         .iter()
-        .zip(committed + 1..)
+        .zip(last_index + 1..)
         .map(|(cc, index)| Entry {
             entry_type: EntryType::EntryConfChange as i32,
             term,
@@ -260,16 +278,12 @@ fn force_new_cluster(booted: &mut Booted, node_id: u64) -> Result<(), BootError>
             data: cc.encode_to_vec(),
         })
         .collect();
-    let new_commit = committed + entries.len() as u64;
+    let new_commit = last_index + entries.len() as u64;
     let new_hard_state = HardState {
         term,
         vote: hard_state.vote,
         commit: new_commit,
     };
-    // Appending right after the commit index replaces the uncommitted tail
-    // (MemoryStorage and the WAL both truncate a conflicting suffix). With
-    // nothing to append (this node already is the only member) the tail is
-    // kept: uncommitted entries may still be committed by a later leader.
     booted.memory.append(&entries)?;
     booted.memory.set_hard_state(new_hard_state);
     booted.storage.save(&new_hard_state, &entries)?;
@@ -278,9 +292,9 @@ fn force_new_cluster(booted: &mut Booted, node_id: u64) -> Result<(), BootError>
     Ok(())
 }
 
-/// Every member (voter or learner) as of the committed log: the snapshot's
-/// configuration plus the committed configuration changes after it.
-fn members_at_commit(memory: &MemoryStorage, committed: u64) -> Result<BTreeSet<u64>, BootError> {
+/// Every member (voter or learner) as of `last`: the snapshot's
+/// configuration plus the configuration changes after it up to `last`.
+fn members_up_to(memory: &MemoryStorage, last: u64) -> Result<BTreeSet<u64>, BootError> {
     use crate::raft::Storage as _;
     let snapshot: Snapshot = memory.snapshot(0)?;
     let conf_state: &ConfState = &snapshot.metadata.conf_state;
@@ -292,10 +306,10 @@ fn members_at_commit(memory: &MemoryStorage, committed: u64) -> Result<BTreeSet<
         .copied()
         .collect();
     let first_index = memory.first_index()?;
-    if committed < first_index {
+    if last < first_index {
         return Ok(members);
     }
-    for entry in memory.entries(first_index, committed + 1, crate::raft::NO_LIMIT)? {
+    for entry in memory.entries(first_index, last + 1, crate::raft::NO_LIMIT)? {
         let Some(cc) = decode_conf_change(&entry)? else {
             continue;
         };

@@ -54,7 +54,7 @@ use super::snapshot_transfer::{SnapshotTransfers, TransferEvent};
 use crate::metrics as names;
 use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist};
 use crate::raft::{MemoryStorage, RawNode, StateRole};
-use crate::raftpb::{Message, MessageType};
+use crate::raftpb::{Entry, Message, MessageType};
 use crate::state_machine::StateMachine;
 use crate::transport::{IncomingSnapshot, PeerInbox, Transport};
 use std::collections::HashMap;
@@ -491,6 +491,7 @@ impl<S: StateMachine> RaftActor<S> {
             for read_state in std::mem::take(&mut ready.read_states) {
                 self.forward_read(read_state.index, &read_state.request_ctx);
             }
+            let committed = std::mem::take(&mut ready.committed_entries);
             let mut appends_sent = false;
             if self.send_appends_early && !ready.append_messages.is_empty() {
                 let appends = std::mem::take(&mut ready.append_messages);
@@ -510,6 +511,14 @@ impl<S: StateMachine> RaftActor<S> {
                 flight.submitted = true;
             }
             self.in_flight.push(flight);
+            // Committed entries are durable here already (raft hands out
+            // only stable ones): they apply now, not once this Ready's
+            // commit index is durable — one persistence round trip per
+            // write instead of two. After the submit, so that a snapshot
+            // the apply makes is queued behind the HardState committing it
+            // (docs/design.md §5, "Applying before the commit index is
+            // durable").
+            self.forward_committed(committed);
             self.ready_handling.record(started.elapsed());
             // A Ready needing no persistence goes out once every earlier
             // Ready has.
@@ -589,20 +598,34 @@ impl<S: StateMachine> RaftActor<S> {
             if let Some(snapshot) = ready.snapshot {
                 let _ = self.apply.send(ApplyMsg::Restore(snapshot));
             }
-            if !ready.committed_entries.is_empty() {
-                for entry in &ready.committed_entries {
-                    self.membership
-                        .apply_committed(&mut self.raw, &*self.transport, entry);
-                }
-                self.committed_total
-                    .increment(ready.committed_entries.len() as u64);
-                let _ = self
-                    .apply
-                    .send(ApplyMsg::Committed(ready.committed_entries));
-            }
+            debug_assert!(
+                ready.committed_entries.is_empty(),
+                "committed entries go to the apply actor when their Ready is handed out"
+            );
         }
         self.ready_handling.record(started.elapsed());
         Ok(())
+    }
+
+    /// Applies committed configuration changes to raft and hands the
+    /// entries to the apply actor.
+    ///
+    /// Raft hands out only committed entries that are durable in this
+    /// node's WAL, and a snapshot's restore is sent (at its Ready's
+    /// release) before any entry after it can be handed out, so the apply
+    /// actor sees restores and entries in log order. The commit index that
+    /// made them committed may not be durable yet; docs/design.md §3.4 says
+    /// why restart and `force_new_cluster` are correct all the same.
+    fn forward_committed(&mut self, committed: Vec<Entry>) {
+        if committed.is_empty() {
+            return;
+        }
+        for entry in &committed {
+            self.membership
+                .apply_committed(&mut self.raw, &*self.transport, entry);
+        }
+        self.committed_total.increment(committed.len() as u64);
+        let _ = self.apply.send(ApplyMsg::Committed(committed));
     }
 
     fn send_messages(&mut self, messages: Vec<Message>) {

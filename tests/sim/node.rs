@@ -15,8 +15,9 @@
 //! every earlier one was released: its entries, snapshot and hard state go
 //! into `MemoryStorage`, then `on_persisted`, then its messages go out (a
 //! failed send is reported to raft as the transport reports it), then its
-//! snapshot restores the state machine and its committed entries apply,
-//! membership changes to raft first. The apply actor's rules
+//! snapshot restores the state machine. Its committed entries apply when
+//! it is handed out (right after it is submitted), membership changes to
+//! raft first: they are durable here already. The apply actor's rules
 //! (`src/node/apply_actor.rs`): entries apply in order through the real
 //! `Applier` (membership changes update its member directory from the
 //! change's context), a proposer is answered with the outcome the applier
@@ -472,7 +473,16 @@ impl<S: SimMachine> SimNode<S> {
                 must_sync: ready.must_sync,
             });
         }
+        // Applied at hand-out, after the submit, as the raft actor does
+        // (`forward_committed`): the entries are durable here already.
+        let committed = std::mem::take(&mut ready.committed_entries);
         self.in_flight.push_back(InFlight { ready, submitted });
+        if !committed.is_empty() {
+            for entry in &committed {
+                self.apply_conf_change_to_raft(entry, env);
+            }
+            self.apply_batch(committed, env);
+        }
     }
 
     fn forward_read(&mut self, index: u64, context: &[u8], env: &mut Env<'_, S>) {
@@ -541,12 +551,6 @@ impl<S: SimMachine> SimNode<S> {
             self.send(ready.messages, env);
             if let Some(snapshot) = ready.snapshot {
                 self.restore(snapshot, env);
-            }
-            if !ready.committed_entries.is_empty() {
-                for entry in &ready.committed_entries {
-                    self.apply_conf_change_to_raft(entry, env);
-                }
-                self.apply_batch(ready.committed_entries, env);
             }
         }
         true

@@ -177,9 +177,11 @@ fn restart_from_snapshot_reads_only_the_wal_tail() {
 }
 
 #[test]
-fn force_new_cluster_keeps_committed_entries_and_leaves_one_voter() {
+fn force_new_cluster_keeps_every_wal_entry_and_leaves_one_voter() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Entry 5 is not committed.
+    // Entry 5 is durable but its commit is not: this node may have applied
+    // and answered it (it applies before the commit index is durable), so
+    // it must survive.
     written_data_dir(dir.path(), 4);
     let mut forced = config(dir.path(), 1, new_cluster(&[1, 2, 3]));
     forced.force_new_cluster = true;
@@ -194,13 +196,18 @@ fn force_new_cluster_keeps_committed_entries_and_leaves_one_voter() {
         )
         .expect("entries");
     let indexes: Vec<u64> = entries.iter().map(|e| e.index).collect();
-    assert_eq!(indexes, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(indexes, vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(
         entries[3].data,
         KvCommand::put(b"a", b"v").encode_to_vec(),
         "committed put kept"
     );
-    let removals: Vec<ChangeSummary> = entries[4..].iter().map(summary).collect();
+    assert_eq!(
+        entries[4].data,
+        KvCommand::put(b"b", b"v").encode_to_vec(),
+        "put past the durable commit kept"
+    );
+    let removals: Vec<ChangeSummary> = entries[5..].iter().map(summary).collect();
     assert_eq!(
         removals,
         vec![
@@ -208,18 +215,58 @@ fn force_new_cluster_keeps_committed_entries_and_leaves_one_voter() {
             (ConfChangeType::ConfChangeRemoveNode, 3)
         ]
     );
-    assert_eq!(booted.memory.hard_state().commit, 6);
+    assert!(entries[5].term >= entries[4].term, "terms never go down");
+    assert_eq!(booted.memory.hard_state().commit, 7);
     booted.storage.close().expect("close");
 
     // The change is durable: a normal restart sees the same log.
     let again = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("restart");
-    assert_eq!(again.memory.last_index(), Ok(6));
-    assert_eq!(again.memory.hard_state().commit, 6);
+    assert_eq!(again.memory.last_index(), Ok(7));
+    assert_eq!(again.memory.hard_state().commit, 7);
     let last = again
         .memory
-        .entries(6, 7, crate::raft::NO_LIMIT)
+        .entries(7, 8, crate::raft::NO_LIMIT)
         .expect("entry");
     assert_eq!(summary(&last[0]), (ConfChangeType::ConfChangeRemoveNode, 3));
+}
+
+#[test]
+fn force_new_cluster_counts_membership_changes_past_the_durable_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let booted = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("create");
+    let mut storage = booted.storage;
+    let mut entries: Vec<Entry> = (1..=3).map(|i| add_node_entry(i, i)).collect();
+    // Index 4 removes member 3; only index 3 is durably committed.
+    let mut removal = add_node_entry(4, 3);
+    removal.data = conf_change(ConfChangeType::ConfChangeRemoveNode, 3).encode_to_vec();
+    removal.term = 2;
+    entries.push(removal);
+    let hard_state = HardState {
+        term: 2,
+        vote: 1,
+        commit: 3,
+    };
+    storage.save(&hard_state, &entries).expect("save");
+    storage.close().expect("close");
+
+    let mut forced = config(dir.path(), 1, new_cluster(&[1, 2, 3]));
+    forced.force_new_cluster = true;
+    let booted = boot(&forced).expect("force");
+    let added = booted
+        .memory
+        .entries(
+            5,
+            booted.memory.last_index().expect("last") + 1,
+            crate::raft::NO_LIMIT,
+        )
+        .expect("entries");
+    let removals: Vec<ChangeSummary> = added.iter().map(summary).collect();
+    assert_eq!(
+        removals,
+        vec![(ConfChangeType::ConfChangeRemoveNode, 2)],
+        "member 3 was already removed at index 4"
+    );
+    assert_eq!(booted.memory.hard_state().commit, 5);
 }
 
 type ChangeSummary = (ConfChangeType, u64);
