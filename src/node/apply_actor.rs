@@ -191,9 +191,7 @@ impl<S: StateMachine> ApplyActor<S> {
 
     async fn handle(&mut self, message: ApplyMsg<S>) -> Result<(), NodeError> {
         match message {
-            ApplyMsg::Register { id, reply } => {
-                self.waiters.insert(id, reply);
-            }
+            ApplyMsg::Register(waiters) => self.waiters.extend(waiters),
             ApplyMsg::Committed(entries) => self.apply_batch(entries)?,
             ApplyMsg::Restore(snapshot) => self.restore(snapshot).await?,
             ApplyMsg::Read { index, read } => {

@@ -192,11 +192,8 @@ pub(crate) enum Control {
 /// What the raft actor (and, for local reads, the handle) sends the apply
 /// actor.
 pub(crate) enum ApplyMsg<S: StateMachine> {
-    /// Answer `reply` when the entry carrying `id` applies.
-    Register {
-        id: super::envelope::RequestId,
-        reply: ProposalReply<S::Response>,
-    },
+    /// Answer each `reply` when the entry carrying its id applies.
+    Register(Vec<(super::envelope::RequestId, ProposalReply<S::Response>)>),
     /// Committed entries, in order.
     Committed(Vec<Entry>),
     /// A snapshot the node installed: restore the state machine from it.

@@ -48,7 +48,9 @@ use super::config::NodeConfig;
 use super::envelope::RequestId;
 use super::error::NodeError;
 use super::in_flight::{InFlight, InFlightReadies};
-use super::mailbox::{ApplyMsg, ClientRequest, Control, NodeStatus, Read, SnapshotData};
+use super::mailbox::{
+    ApplyMsg, ClientRequest, Control, NodeStatus, ProposalReply, Read, SnapshotData,
+};
 use super::membership::Membership;
 use super::snapshot_transfer::{SnapshotTransfers, TransferEvent};
 use crate::metrics as names;
@@ -301,13 +303,15 @@ impl<S: StateMachine> RaftActor<S> {
                     }
                 }
                 Some(request) = self.requests.recv(), if accepting => {
-                    self.handle_request(request);
+                    let mut proposals = Proposals::default();
+                    self.handle_request(request, &mut proposals);
                     for _ in 1..MAX_BATCH {
                         match self.requests.try_recv() {
-                            Ok(request) => self.handle_request(request),
+                            Ok(request) => self.handle_request(request, &mut proposals),
                             Err(_) => break,
                         }
                     }
+                    self.propose(proposals);
                 }
             }
         }
@@ -365,19 +369,18 @@ impl<S: StateMachine> RaftActor<S> {
         seq
     }
 
-    fn handle_request(&mut self, request: ClientRequest<S>) {
+    /// Handles one client request; a proposal joins `proposals`, which
+    /// are proposed together before any other kind of request (order is
+    /// kept) and at the end of the pass.
+    fn handle_request(&mut self, request: ClientRequest<S>, proposals: &mut Proposals<S>) {
+        if let ClientRequest::Propose { data, id, reply } = request {
+            proposals.data.push(data);
+            proposals.waiters.push((id, reply));
+            return;
+        }
+        self.propose(std::mem::take(proposals));
         match request {
-            ClientRequest::Propose { data, id, reply } => match self.raw.propose(data) {
-                Ok(()) => {
-                    // Refused only when the apply actor ended; the caller
-                    // then sees the node as stopped.
-                    let _ = self.apply.send(ApplyMsg::Register { id, reply });
-                }
-                Err(error) => {
-                    self.failed_total.increment(1);
-                    let _ = reply.send(Err(NodeError::refused(error, self.leader)));
-                }
-            },
+            ClientRequest::Propose { .. } => {}
             ClientRequest::ChangeMembership { changes, reply } => {
                 // The caller may have seen an earlier change applied (the
                 // apply actor published it) before this actor read the
@@ -395,6 +398,29 @@ impl<S: StateMachine> RaftActor<S> {
                 }
             }
             ClientRequest::Read { read, lease } => self.read_index(read, lease),
+        }
+    }
+
+    /// Proposes the batch in one raft step (one `MsgProp` of many
+    /// entries, forwarded as one to the leader) and registers its
+    /// proposers with the apply actor, or refuses them all.
+    fn propose(&mut self, proposals: Proposals<S>) {
+        if proposals.data.is_empty() {
+            return;
+        }
+        match self.raw.propose_many(proposals.data) {
+            Ok(()) => {
+                // Refused only when the apply actor ended; the callers
+                // then see the node as stopped.
+                let _ = self.apply.send(ApplyMsg::Register(proposals.waiters));
+            }
+            Err(error) => {
+                self.failed_total.increment(proposals.waiters.len() as u64);
+                let error = NodeError::refused(error, self.leader);
+                for (_, reply) in proposals.waiters {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
         }
     }
 
@@ -664,6 +690,21 @@ impl<S: StateMachine> RaftActor<S> {
             voters: status.conf_state.voters,
             voters_outgoing: status.conf_state.voters_outgoing,
             learners: status.conf_state.learners,
+        }
+    }
+}
+
+/// Client proposals gathered in one pass of the loop.
+struct Proposals<S: StateMachine> {
+    data: Vec<Vec<u8>>,
+    waiters: Vec<(RequestId, ProposalReply<S::Response>)>,
+}
+
+impl<S: StateMachine> Default for Proposals<S> {
+    fn default() -> Self {
+        Proposals {
+            data: Vec::new(),
+            waiters: Vec::new(),
         }
     }
 }

@@ -76,6 +76,33 @@ struct InFlight {
     path: PathBuf,
 }
 
+/// Handles of the actor's metrics, resolved once: a lookup by name hashes
+/// and allocates the node label, which per batch is measurable.
+struct ActorMetrics {
+    queue_depth: metrics::Gauge,
+    snapshot_save_duration: metrics::Histogram,
+    write_duration: metrics::Histogram,
+    write_bytes: metrics::Counter,
+    fsync_duration: metrics::Histogram,
+    readies_per_fsync: metrics::Histogram,
+    entries_per_fsync: metrics::Histogram,
+}
+
+impl ActorMetrics {
+    fn new(node_id: u64) -> ActorMetrics {
+        let node = node_id.to_string();
+        ActorMetrics {
+            queue_depth: metrics::gauge!(PERSIST_QUEUE_DEPTH, NODE_LABEL => node.clone()),
+            snapshot_save_duration: metrics::histogram!(SNAPSHOT_SAVE_DURATION_SECONDS, NODE_LABEL => node.clone()),
+            write_duration: metrics::histogram!(WAL_WRITE_DURATION_SECONDS, NODE_LABEL => node.clone()),
+            write_bytes: metrics::counter!(WAL_WRITE_BYTES_TOTAL, NODE_LABEL => node.clone()),
+            fsync_duration: metrics::histogram!(WAL_FSYNC_DURATION_SECONDS, NODE_LABEL => node.clone()),
+            readies_per_fsync: metrics::histogram!(READIES_PER_FSYNC, NODE_LABEL => node.clone()),
+            entries_per_fsync: metrics::histogram!(ENTRIES_PER_FSYNC, NODE_LABEL => node),
+        }
+    }
+}
+
 /// The actor's state on its thread.
 pub(crate) struct Actor<B: IoBackend> {
     wal: Wal,
@@ -88,6 +115,7 @@ pub(crate) struct Actor<B: IoBackend> {
     progress: watch::Sender<PersistProgress>,
     tail: Option<(SegmentName, B::Handle)>,
     last_number: u64,
+    metrics: ActorMetrics,
 }
 
 impl<B: IoBackend> Actor<B> {
@@ -111,6 +139,7 @@ impl<B: IoBackend> Actor<B> {
             wal.set_preallocation_fault(Some(fault));
         }
         Actor {
+            metrics: ActorMetrics::new(config.node_id),
             wal,
             snapshotter,
             snap_purger,
@@ -194,8 +223,7 @@ impl<B: IoBackend> Actor<B> {
     /// `first` and whatever is queued behind it, up to the byte cap or a
     /// shutdown request (which ends the batch and is reported).
     fn gather(&self, first: PersistRequest) -> (Vec<PersistRequest>, bool) {
-        metrics::gauge!(PERSIST_QUEUE_DEPTH, NODE_LABEL => self.config.node_id.to_string())
-            .set(self.requests.len() as f64);
+        self.metrics.queue_depth.set(self.requests.len() as f64);
         let mut batch = Vec::new();
         let mut batch_bytes = 0usize;
         let mut next = Some(first);
@@ -264,8 +292,8 @@ impl<B: IoBackend> Actor<B> {
     async fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), PersistError> {
         let started = Instant::now();
         let marker = save_snapshot_file(&self.backend, self.snapshotter.dir(), snapshot).await?;
-        let node = self.config.node_id.to_string();
-        metrics::histogram!(SNAPSHOT_SAVE_DURATION_SECONDS, NODE_LABEL => node)
+        self.metrics
+            .snapshot_save_duration
             .record(started.elapsed().as_secs_f64());
         self.wal.encode_snapshot_marker(&marker)?;
         Ok(())
@@ -301,10 +329,10 @@ impl<B: IoBackend> Actor<B> {
             .write_all_at(&handle, unwritten.file_offset, unwritten.bytes)
             .await;
         result.map_err(|e| PersistError::io("writing WAL", self.wal.tail_path(), e))?;
-        let node = self.config.node_id.to_string();
-        metrics::histogram!(WAL_WRITE_DURATION_SECONDS, NODE_LABEL => node.clone())
+        self.metrics
+            .write_duration
             .record(started.elapsed().as_secs_f64());
-        metrics::counter!(WAL_WRITE_BYTES_TOTAL, NODE_LABEL => node).increment(len as u64);
+        self.metrics.write_bytes.increment(len as u64);
         self.wal.reuse_buffer(buffer);
         Ok(())
     }
@@ -331,7 +359,8 @@ impl<B: IoBackend> Actor<B> {
     async fn complete(&mut self, in_flight: InFlight) -> Result<(), PersistError> {
         let result = in_flight.sync.wait().await;
         let fsync_duration = in_flight.started.elapsed();
-        metrics::histogram!(WAL_FSYNC_DURATION_SECONDS, NODE_LABEL => self.config.node_id.to_string())
+        self.metrics
+            .fsync_duration
             .record(fsync_duration.as_secs_f64());
         if fsync_duration > self.config.slow_fsync_warning {
             tracing::warn!(
@@ -349,10 +378,12 @@ impl<B: IoBackend> Actor<B> {
         covered: Covered,
         synced: SyncPoint,
     ) -> Result<(), PersistError> {
-        let node = self.config.node_id.to_string();
-        metrics::histogram!(READIES_PER_FSYNC, NODE_LABEL => node.clone())
+        self.metrics
+            .readies_per_fsync
             .record(covered.readies as f64);
-        metrics::histogram!(ENTRIES_PER_FSYNC, NODE_LABEL => node).record(covered.entries as f64);
+        self.metrics
+            .entries_per_fsync
+            .record(covered.entries as f64);
         // Release (and purge) first, so that a snapshot save's reply means
         // its cleanup is done too; rare, and cheap when nothing is pending.
         self.release_if_committed(synced)?;

@@ -217,6 +217,25 @@ impl<S: Storage> RawNode<S> {
         })
     }
 
+    /// Proposes several entries' data in one step (one `MsgProp`): they
+    /// are appended together, in order, or all refused.
+    pub fn propose_many(&mut self, data: Vec<Vec<u8>>) -> Result<(), RaftError> {
+        let id = self.raft.id;
+        let entries = data
+            .into_iter()
+            .map(|data| Entry {
+                data,
+                ..Default::default()
+            })
+            .collect();
+        self.raft.step(Message {
+            msg_type: MessageType::MsgProp as i32,
+            from: id,
+            entries,
+            ..Default::default()
+        })
+    }
+
     /// Proposes a membership change (applied with
     /// [`RawNode::apply_conf_change`] once committed).
     pub fn propose_conf_change(&mut self, cc: &ConfChangeV2) -> Result<(), RaftError> {

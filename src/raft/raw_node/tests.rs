@@ -380,3 +380,28 @@ fn bootstrap_refuses_empty_voters_and_non_empty_storage() {
         Err(RaftError::BootstrapNonEmptyStorage { last_index: 0 })
     );
 }
+
+#[test]
+fn propose_many_appends_every_entry_in_order_in_one_ready() {
+    let mut raw = leader();
+    let first = raw.raft.raft_log.last_index() + 1;
+    let data: Vec<Vec<u8>> = (0u8..5).map(|i| vec![i; 3]).collect();
+    raw.propose_many(data.clone()).expect("propose");
+    let ready = next(&mut raw);
+    let indexes: Vec<u64> = ready.entries.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, (first..first + 5).collect::<Vec<_>>());
+    let proposed: Vec<Vec<u8>> = ready.entries.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(proposed, data);
+    persist(&mut raw, &ready);
+    let ready = next(&mut raw);
+    assert_eq!(ready.committed_entries.len(), 5, "all five commit together");
+}
+
+#[test]
+fn propose_many_without_a_leader_refuses_them_all() {
+    let mut raw = node(1, &[1, 2, 3]);
+    let before = raw.raft.raft_log.last_index();
+    let refused = raw.propose_many(vec![b"a".to_vec(), b"b".to_vec()]);
+    assert!(refused.is_err(), "no leader to take them: {refused:?}");
+    assert_eq!(raw.raft.raft_log.last_index(), before, "nothing appended");
+}
