@@ -8,6 +8,10 @@
 //! and the new one: twice its memory. `malloc_trim` releases the free pages
 //! of every arena.
 //!
+//! The `ringraft` binary allocates with mimalloc (which returns freed
+//! pages by itself), so there this only trims what glibc's heap holds; an
+//! embedder on glibc's allocator gets the full effect.
+//!
 //! Owns: that call, and the only `unsafe` of the crate.
 //! Guarantees: nothing observable but the resident set; a no-op where the
 //! C library is not glibc.

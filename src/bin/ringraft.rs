@@ -20,6 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// mimalloc instead of glibc's malloc: the hot path hands buffers from one
+/// thread to another (client → raft task → persistence thread → apply
+/// task), and glibc's per-thread arenas make such frees take locks and
+/// consolidate; see BENCHMARKS.md for what it bought.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A raft storage service in the architecture of etcd's server.
 #[derive(Parser)]
 #[command(name = "ringraft", version)]
