@@ -60,7 +60,7 @@ fn entry(index: u64) -> Entry {
         entry_type: 0,
         term: 1,
         index,
-        data: vec![0xab; ENTRY_BYTES],
+        data: vec![0xab; ENTRY_BYTES].into(),
     }
 }
 

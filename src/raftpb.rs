@@ -42,18 +42,21 @@ pub struct Entry {
     #[prost(uint64, required, tag = "3")]
     pub index: u64,
     /// The payload: an application command or an encoded conf change.
-    #[prost(bytes = "vec", tag = "4")]
-    pub data: Vec<u8>,
+    /// `Bytes`, so that the copies of an entry the node keeps (the Ready,
+    /// the persistence request, `MemoryStorage`, the committed batch) share
+    /// one buffer instead of each allocating its own.
+    #[prost(bytes = "bytes", tag = "4")]
+    pub data: bytes::Bytes,
 }
 
 impl Entry {
     /// A normal entry at `index` of `term` carrying `data`.
-    pub fn new(term: u64, index: u64, data: Vec<u8>) -> Entry {
+    pub fn new(term: u64, index: u64, data: impl Into<bytes::Bytes>) -> Entry {
         Entry {
             entry_type: EntryType::EntryNormal as i32,
             term,
             index,
-            data,
+            data: data.into(),
         }
     }
 }

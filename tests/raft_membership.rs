@@ -776,7 +776,7 @@ fn removed_leader_with_a_longer_log() -> Network {
         .propose_conf_change(&single(ConfChangeRemoveNode, 1))
         .expect("accepted");
     leader.propose(b"only on 1".to_vec()).expect("accepted");
-    net.stabilize_with(|m| !(m.to == 2 && m.entries.iter().any(|e| e.data == b"only on 1")));
+    net.stabilize_with(|m| !(m.to == 2 && m.entries.iter().any(|e| e.data == b"only on 1"[..])));
     assert_eq!(voters(&net, 1), vec![2], "1 applied its removal");
     assert_eq!(voters(&net, 2), vec![1, 2], "2 has not");
     net
@@ -850,7 +850,7 @@ fn snapshot_waits_for_configuration_changes_being_applied() {
             entry_type: EntryType::EntryConfChangeV2 as i32,
             term: 1,
             index: 1,
-            data: add_learner.encode_to_vec(),
+            data: add_learner.encode_to_vec().into(),
         }],
         ..Default::default()
     };

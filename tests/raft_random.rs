@@ -356,7 +356,7 @@ fn tagged(entry: &Entry) -> Vec<u8> {
 /// A normal entry's payload `data`, as [`tagged`] records it.
 fn tagged_normal(data: &[u8]) -> Vec<u8> {
     tagged(&Entry {
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         ..Default::default()
     })
 }

@@ -275,7 +275,7 @@ fn force_new_cluster(booted: &mut Booted, node_id: u64) -> Result<(), BootError>
             entry_type: EntryType::EntryConfChange as i32,
             term,
             index,
-            data: cc.encode_to_vec(),
+            data: cc.encode_to_vec().into(),
         })
         .collect();
     let new_commit = last_index + entries.len() as u64;

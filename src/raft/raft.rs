@@ -1138,7 +1138,7 @@ impl<S: Storage> Raft<S> {
         self.step(Message {
             msg_type: MessageType::MsgReadIndex as i32,
             entries: vec![Entry {
-                data: context,
+                data: context.into(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -1308,7 +1308,7 @@ impl<S: Storage> Raft<S> {
         {
             let leave = Entry {
                 entry_type: EntryType::EntryConfChangeV2 as i32,
-                data: ConfChangeV2::default().encode_to_vec(),
+                data: ConfChangeV2::default().encode_to_vec().into(),
                 ..Default::default()
             };
             let proposal = Message {
@@ -1713,10 +1713,10 @@ pub fn decode_conf_change(entry: &Entry) -> Result<Option<ConfChangeV2>, RaftErr
         Ok(EntryType::EntryNormal) => Ok(None),
         Ok(EntryType::EntryConfChange) => {
             let cc =
-                ConfChange::decode(entry.data.as_slice()).map_err(|e| malformed(e.to_string()))?;
+                ConfChange::decode(entry.data.as_ref()).map_err(|e| malformed(e.to_string()))?;
             Ok(Some(super::confchange::conf_change_as_v2(&cc)))
         }
-        Ok(EntryType::EntryConfChangeV2) => ConfChangeV2::decode(entry.data.as_slice())
+        Ok(EntryType::EntryConfChangeV2) => ConfChangeV2::decode(entry.data.as_ref())
             .map(Some)
             .map_err(|e| malformed(e.to_string())),
         Err(_) => Err(malformed(format!(

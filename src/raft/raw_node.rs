@@ -165,7 +165,7 @@ impl<S: Storage> RawNode<S> {
                 entry_type: EntryType::EntryConfChange as i32,
                 term: 1,
                 index,
-                data: cc.encode_to_vec(),
+                data: cc.encode_to_vec().into(),
             })
             .collect();
         self.raft.raft_log.append(&entries);
@@ -210,7 +210,7 @@ impl<S: Storage> RawNode<S> {
             msg_type: MessageType::MsgProp as i32,
             from: id,
             entries: vec![Entry {
-                data,
+                data: data.into(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -224,7 +224,7 @@ impl<S: Storage> RawNode<S> {
         let entries = data
             .into_iter()
             .map(|data| Entry {
-                data,
+                data: data.into(),
                 ..Default::default()
             })
             .collect();
@@ -254,7 +254,7 @@ impl<S: Storage> RawNode<S> {
             from: id,
             entries: vec![Entry {
                 entry_type: entry_type as i32,
-                data,
+                data: data.into(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -273,7 +273,7 @@ impl<S: Storage> RawNode<S> {
         self.raft.step(Message {
             msg_type: MessageType::MsgReadIndex as i32,
             entries: vec![Entry {
-                data: context,
+                data: context.into(),
                 ..Default::default()
             }],
             ..Default::default()

@@ -106,6 +106,7 @@ pub fn request_context(request: &Message) -> Vec<u8> {
         .first()
         .map(|e| e.data.clone())
         .unwrap_or_default()
+        .to_vec()
 }
 
 #[cfg(test)]

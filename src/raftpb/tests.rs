@@ -49,7 +49,7 @@ fn conf_change_entry_with_multibyte_term() {
         entry_type: EntryType::EntryConfChange as i32,
         term: 300,
         index: 1,
-        data: Vec::new(),
+        data: Vec::new().into(),
     };
     assert_eq!(hex(&e.encode_to_vec()), "08 01 10 ac 02 18 01");
 }

@@ -272,7 +272,7 @@ mod tests {
         Entry {
             index,
             term,
-            data: vec![index as u8, term as u8],
+            data: vec![index as u8, term as u8].into(),
             ..Default::default()
         }
     }

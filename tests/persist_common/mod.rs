@@ -151,7 +151,7 @@ pub fn entry(index: u64, ready_number: u64, len: usize) -> Entry {
         entry_type: 0,
         term: 1,
         index,
-        data,
+        data: data.into(),
     }
 }
 

@@ -112,7 +112,7 @@ impl<S: SimMachine> Checker<S> {
         let agreed = AgreedEntry {
             term: entry.term,
             entry_type: entry.entry_type,
-            data: entry.data.clone(),
+            data: entry.data.to_vec(),
         };
         let index = entry.index;
         let len = self.log.len() as u64;

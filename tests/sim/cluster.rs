@@ -794,8 +794,8 @@ impl<S: SimMachine> Cluster<S> {
             if let Ok(entries) = store.entries(first, last + 1, u64::MAX) {
                 for entry in entries {
                     match self.check.agreed_entry(entry.index) {
-                        Some((term, data))
-                            if term == entry.term && data == entry.data.as_slice() => {}
+                        Some((term, data)) if term == entry.term && data == entry.data.as_ref() => {
+                        }
                         agreed => violations.push(format!(
                             "node {id}'s log at {} (term {}) differs from the agreed entry {:?}",
                             entry.index,

@@ -49,7 +49,7 @@ impl Node {
             for entry in &ready.committed_entries {
                 if entry.entry_type() == EntryType::EntryNormal {
                     self.applied
-                        .insert(entry.index, (entry.term, entry.data.clone()));
+                        .insert(entry.index, (entry.term, entry.data.to_vec()));
                 } else if let Some(cc) = decode_conf_change(entry).expect("conf change decodes") {
                     let conf_state = self
                         .raw

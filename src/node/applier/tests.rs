@@ -25,7 +25,7 @@ fn add_member(index: u64, node_id: u64, peer_url: &str) -> Entry {
         entry_type: EntryType::EntryConfChange as i32,
         term: 1,
         index,
-        data: cc.encode_to_vec(),
+        data: cc.encode_to_vec().into(),
     }
 }
 

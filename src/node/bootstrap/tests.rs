@@ -32,7 +32,9 @@ fn add_node_entry(index: u64, node_id: u64) -> Entry {
         entry_type: EntryType::EntryConfChange as i32,
         term: 1,
         index,
-        data: conf_change(ConfChangeType::ConfChangeAddNode, node_id).encode_to_vec(),
+        data: conf_change(ConfChangeType::ConfChangeAddNode, node_id)
+            .encode_to_vec()
+            .into(),
     }
 }
 
@@ -238,7 +240,9 @@ fn force_new_cluster_counts_membership_changes_past_the_durable_commit() {
     let mut entries: Vec<Entry> = (1..=3).map(|i| add_node_entry(i, i)).collect();
     // Index 4 removes member 3; only index 3 is durably committed.
     let mut removal = add_node_entry(4, 3);
-    removal.data = conf_change(ConfChangeType::ConfChangeRemoveNode, 3).encode_to_vec();
+    removal.data = conf_change(ConfChangeType::ConfChangeRemoveNode, 3)
+        .encode_to_vec()
+        .into();
     removal.term = 2;
     entries.push(removal);
     let hard_state = HardState {

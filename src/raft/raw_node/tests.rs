@@ -127,7 +127,7 @@ fn single_node_commits_only_after_persisting_its_entry() {
     assert_eq!(raw.raft.raft_log.committed, 2);
     let ready = next(&mut raw);
     assert_eq!(ready.committed_entries.len(), 1);
-    assert_eq!(ready.committed_entries[0].data, b"a");
+    assert_eq!(ready.committed_entries[0].data, &b"a"[..]);
     assert!(!ready.must_sync, "a commit-only change needs no fsync");
     assert_eq!(ready.hard_state.map(|hs| hs.commit), Some(2));
 }
@@ -390,7 +390,7 @@ fn propose_many_appends_every_entry_in_order_in_one_ready() {
     let ready = next(&mut raw);
     let indexes: Vec<u64> = ready.entries.iter().map(|e| e.index).collect();
     assert_eq!(indexes, (first..first + 5).collect::<Vec<_>>());
-    let proposed: Vec<Vec<u8>> = ready.entries.iter().map(|e| e.data.clone()).collect();
+    let proposed: Vec<Vec<u8>> = ready.entries.iter().map(|e| e.data.to_vec()).collect();
     assert_eq!(proposed, data);
     persist(&mut raw, &ready);
     let ready = next(&mut raw);
