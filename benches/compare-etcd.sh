@@ -16,6 +16,12 @@
 #   REPEATS=3            runs per (server, clients); the table shows medians
 #   PORT_BASE=23790      etcd client/peer, ringraft client/peer = PORT_BASE+0..3
 #   OUT=benches/results/compare-etcd.csv   every run, one CSV row each
+#   RINGRAFT=path        the ringraft binary to run (and whose bench drives
+#                        every server); default: the working tree's, built
+#   RINGRAFT_OLD=path    also run this (older) ringraft binary as a third
+#                        server, "ringraft-old", on PORT_BASE+4..5, in the
+#                        same rotation: old and new against the same etcd in
+#                        one run (benches/goals.sh uses it)
 #
 # Installs Debian's etcd-server when `etcd` is not on PATH (as root, or with
 # sudo when that needs no password; otherwise it stops with what to do).
@@ -38,6 +44,9 @@ ETCD_CLIENT=$PORT_BASE
 ETCD_PEER=$((PORT_BASE + 1))
 RR_CLIENT=$((PORT_BASE + 2))
 RR_PEER=$((PORT_BASE + 3))
+OLD_CLIENT=$((PORT_BASE + 4))
+OLD_PEER=$((PORT_BASE + 5))
+RINGRAFT_OLD=${RINGRAFT_OLD:-}
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -60,12 +69,16 @@ fi
 ETCD_VERSION=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')
 
 # --- ringraft -------------------------------------------------------------
-say "building ringraft (release)"
-cargo build --release --quiet --bin ringraft
-RINGRAFT=$ROOT/target/release/ringraft
+if [ -n "${RINGRAFT:-}" ]; then
+  [ -x "$RINGRAFT" ] || die "RINGRAFT=$RINGRAFT is not an executable"
+else
+  say "building ringraft (release)"
+  cargo build --release --quiet --bin ringraft
+  RINGRAFT=$ROOT/target/release/ringraft
+fi
 
 # --- ports free? ----------------------------------------------------------
-for port in "$ETCD_CLIENT" "$ETCD_PEER" "$RR_CLIENT" "$RR_PEER"; do
+for port in "$ETCD_CLIENT" "$ETCD_PEER" "$RR_CLIENT" "$RR_PEER" "$OLD_CLIENT" "$OLD_PEER"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is in use (set PORT_BASE to another free range of 4 ports)"
   fi
@@ -80,6 +93,7 @@ fi
 
 ETCD_PID=
 RR_PID=
+OLD_PID=
 stop_pid() {
   local pid=$1
   [ -n "$pid" ] || return 0
@@ -94,6 +108,7 @@ stop_pid() {
 cleanup() {
   stop_pid "$ETCD_PID"
   stop_pid "$RR_PID"
+  stop_pid "$OLD_PID"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -128,6 +143,25 @@ wait_ready() {
 }
 wait_ready etcd "etcd://127.0.0.1:$ETCD_CLIENT" "$ETCD_PID" "$WORK/etcd.log"
 wait_ready ringraft "http://127.0.0.1:$RR_CLIENT" "$RR_PID" "$WORK/ringraft.log"
+SERVERS="etcd ringraft"
+if [ -n "$RINGRAFT_OLD" ]; then
+  [ -x "$RINGRAFT_OLD" ] || die "RINGRAFT_OLD=$RINGRAFT_OLD is not an executable"
+  "$RINGRAFT_OLD" serve --id 1 --data-dir "$WORK/ringraft-old" \
+    --listen-client "127.0.0.1:$OLD_CLIENT" --listen-peer "127.0.0.1:$OLD_PEER" \
+    >"$WORK/ringraft-old.log" 2>&1 &
+  OLD_PID=$!
+  wait_ready ringraft-old "http://127.0.0.1:$OLD_CLIENT" "$OLD_PID" "$WORK/ringraft-old.log"
+  SERVERS="etcd ringraft-old ringraft"
+fi
+
+# run_server NAME CLIENTS REPEAT: one run against the server called NAME.
+run_server() {
+  case $1 in
+    etcd) run_one etcd "etcd://127.0.0.1:$ETCD_CLIENT" "$ETCD_PID" "$2" "$3" ;;
+    ringraft) run_one ringraft "http://127.0.0.1:$RR_CLIENT" "$RR_PID" "$2" "$3" ;;
+    ringraft-old) run_one ringraft-old "http://127.0.0.1:$OLD_CLIENT" "$OLD_PID" "$2" "$3" ;;
+  esac
+}
 
 # --- runs -----------------------------------------------------------------
 mkdir -p "$(dirname "$OUT")"
@@ -154,15 +188,11 @@ started=$(date +%s)
 say "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for clients in $CLIENTS; do
   for repeat in $(seq "$REPEATS"); do
-    # Alternate who goes first, so that neither always runs on a disk the
-    # other just filled.
-    if [ $((repeat % 2)) -eq 1 ]; then
-      run_one etcd "etcd://127.0.0.1:$ETCD_CLIENT" "$ETCD_PID" "$clients" "$repeat"
-      run_one ringraft "http://127.0.0.1:$RR_CLIENT" "$RR_PID" "$clients" "$repeat"
-    else
-      run_one ringraft "http://127.0.0.1:$RR_CLIENT" "$RR_PID" "$clients" "$repeat"
-      run_one etcd "etcd://127.0.0.1:$ETCD_CLIENT" "$ETCD_PID" "$clients" "$repeat"
-    fi
+    # Alternate the order, so that none always runs on a disk another
+    # just filled.
+    order=$SERVERS
+    if [ $((repeat % 2)) -eq 0 ]; then order=$(printf '%s\n' $SERVERS | tac | tr '\n' ' '); fi
+    for server in $order; do run_server "$server" "$clients" "$repeat"; done
   done
 done
 
@@ -187,12 +217,12 @@ echo "| clients | server | writes/s | p50 ms | p99 ms | p99.9 ms | fsyncs/s | me
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for clients in $CLIENTS; do
   etcd_rate=$(median ops_per_sec etcd "$clients")
-  for server in etcd ringraft; do
+  for server in $SERVERS; do
     rate=$(median ops_per_sec "$server" "$clients")
     fsyncs=$(median fsyncs "$server" "$clients")
     duration=$(median duration_s "$server" "$clients")
     ratio=
-    if [ "$server" = ringraft ]; then
+    if [ "$server" != etcd ]; then
       ratio=$(awk -v a="$rate" -v b="$etcd_rate" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }')
     fi
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \

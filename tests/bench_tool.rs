@@ -121,6 +121,38 @@ fn embedded_three_nodes_for_a_duration_with_reads() {
 }
 
 #[test]
+fn client_threads_split_the_cpu_between_nodes_and_clients() {
+    let report = bench(&[
+        "--embedded",
+        "--nodes",
+        "1",
+        "--clients",
+        "32",
+        "--ops",
+        "20000",
+        "--client-threads",
+        "1",
+    ]);
+    check_consistent(&report);
+    let total = f(&report, "cpu_us_per_op");
+    let nodes = f(&report, "node_cpu_us_per_op");
+    let clients = f(&report, "client_cpu_us_per_op");
+    assert!(nodes > 0.0, "the nodes did work: {report}");
+    assert!(clients > 0.0, "the client threads did work: {report}");
+    // The thread clocks tick in 10 ms steps; 20,000 ops of a few µs each
+    // leave room for a few ticks either way.
+    assert!(
+        (nodes + clients - total).abs() <= total * 0.05 + 1e-9,
+        "nodes + clients = the process: {report}"
+    );
+    let shared = bench(&["--embedded", "--clients", "4", "--ops", "200"]);
+    assert!(
+        shared["node_cpu_us_per_op"].is_null() && shared["client_cpu_us_per_op"].is_null(),
+        "no split without --client-threads: {shared}"
+    );
+}
+
+#[test]
 fn open_loop_keeps_the_rate() {
     let report = bench(&[
         "--embedded",

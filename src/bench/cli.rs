@@ -110,6 +110,11 @@ pub struct BenchArgs {
     /// Seed of the key and read/write choices.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Run the clients on a tokio runtime of their own with this many
+    /// threads, and report the nodes' CPU time apart from the clients'
+    /// (--embedded); 0 shares the nodes' runtime.
+    #[arg(long, default_value_t = 0)]
+    pub client_threads: usize,
     /// Print the summary as one JSON object.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
@@ -196,6 +201,7 @@ impl BenchArgs {
             progress: !self.quiet,
             server_pid: self.server_pid,
             seed: self.seed,
+            client_threads: self.client_threads,
         };
         options.validate()?;
         Ok(options)

@@ -25,6 +25,32 @@ pub fn own_cpu_time() -> Result<Duration, BenchError> {
     Ok(of(usage.user_time()) + of(usage.system_time()))
 }
 
+/// User + system CPU time so far of this process's threads whose name
+/// starts with `prefix` (Linux `/proc/self/task`; threads that already
+/// ended are not counted).
+pub fn threads_cpu_time(prefix: &str) -> Result<Duration, BenchError> {
+    let dir = "/proc/self/task";
+    let tasks = std::fs::read_dir(dir).map_err(BenchError::io("cannot list", dir))?;
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let path = task.path().join("stat");
+        // A thread that ended since the listing has no stat any more.
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        if thread_name(&stat).is_some_and(|name| name.starts_with(prefix)) {
+            ticks += parse_stat_cpu_ticks(&stat).unwrap_or(0);
+        }
+    }
+    let per_second = rustix::param::clock_ticks_per_second().max(1);
+    Ok(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+/// The name (field 2, without its parentheses) of a `/proc/…/stat` line.
+fn thread_name(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
+}
+
 /// User + system CPU time of process `pid` so far (Linux `/proc`).
 pub fn process_cpu_time(pid: u32) -> Result<Duration, BenchError> {
     let path = format!("/proc/{pid}/stat");
@@ -61,6 +87,9 @@ mod tests {
         assert_eq!(parse_stat_cpu_ticks(line), Some(325));
         assert_eq!(parse_stat_cpu_ticks("no name here"), None);
         assert_eq!(parse_stat_cpu_ticks("1 (x) S 1 2"), None);
+        assert_eq!(thread_name("7 (bench-client) S 1"), Some("bench-client"));
+        assert_eq!(thread_name("7 (a (b)) S 1"), Some("a (b)"));
+        assert_eq!(thread_name("no name"), None);
     }
 
     #[test]

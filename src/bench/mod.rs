@@ -150,6 +150,11 @@ pub fn report(options: &BenchOptions, measured: &Measured) -> Report {
         cpu_seconds: measured.cpu.as_secs_f64(),
         cpu_us_per_op: per_op_us(measured.cpu),
         server_cpu_us_per_op: measured.server_cpu.and_then(per_op_us),
+        client_cpu_us_per_op: measured.client_cpu.and_then(per_op_us),
+        node_cpu_us_per_op: match (&options.target, measured.client_cpu) {
+            (Target::Embedded(_), Some(clients)) => per_op_us(measured.cpu.saturating_sub(clients)),
+            _ => None,
+        },
         first_error: measured
             .stalled
             .clone()

@@ -220,6 +220,11 @@ pub struct BenchOptions {
     pub server_pid: Option<u32>,
     /// Seed of the key and operation choices.
     pub seed: u64,
+    /// Run the clients on a runtime of their own with this many threads
+    /// (named `bench-client`), so that their CPU time is measured apart
+    /// from the nodes'; 0: on the nodes' runtime (the default, comparable
+    /// with older binaries).
+    pub client_threads: usize,
 }
 
 /// Largest accepted `--clients`.
@@ -255,6 +260,9 @@ impl BenchOptions {
             }
             Stop::Ops(0) => return Err(BenchError::option("--ops", "must be at least 1")),
             _ => {}
+        }
+        if self.client_threads > 64 {
+            return Err(BenchError::option("--client-threads", "at most 64"));
         }
         if let Some(rate) = self.rate
             && !(rate.is_finite() && rate > 0.0)
@@ -316,6 +324,7 @@ mod tests {
             progress: false,
             server_pid: None,
             seed: 1,
+            client_threads: 0,
         }
     }
 

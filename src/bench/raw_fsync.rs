@@ -186,5 +186,6 @@ pub fn run(options: &BenchOptions, dir: Option<&Path>) -> Result<Measured, Bench
         },
         cpu: cpu_after.saturating_sub(cpu_before),
         server_cpu: None,
+        client_cpu: None,
     })
 }

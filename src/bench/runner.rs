@@ -67,6 +67,9 @@ pub struct Measured {
     pub cpu: Duration,
     /// `--server-pid`'s CPU time during the measurement.
     pub server_cpu: Option<Duration>,
+    /// With `--client-threads`: the client threads' CPU time during the
+    /// measurement (the rest of `cpu` is the nodes').
+    pub client_cpu: Option<Duration>,
 }
 
 /// State shared by the clients and the coordinator.
@@ -260,6 +263,7 @@ pub async fn run<D: Driver>(
         all_done: Notify::new(),
     });
 
+    let client_runtime = client_runtime(options.client_threads)?;
     // With no warm-up the baseline is read before any client starts.
     let mut baseline = None;
     if options.warmup.is_zero() {
@@ -274,13 +278,11 @@ pub async fn run<D: Driver>(
             clients: options.clients as u64,
             index: index as u64,
         });
-        tasks.spawn(client_loop(
-            index,
-            client,
-            Arc::clone(&shared),
-            ops,
-            schedule,
-        ));
+        let client = client_loop(index, client, Arc::clone(&shared), ops, schedule);
+        match &client_runtime {
+            Some(runtime) => tasks.spawn_on(client, runtime.handle()),
+            None => tasks.spawn(client),
+        };
     }
 
     let mut ticker =
@@ -339,7 +341,13 @@ pub async fn run<D: Driver>(
     while let Some(joined) = tasks.join_next().await {
         joined.map_err(|e| BenchError::Task(e.to_string()))?;
     }
-    let Some((before, cpu_before, server_before)) = baseline else {
+    // Read before the client threads end (an ended thread has no clock).
+    let clients_after = clients_cpu(options)?;
+    if let Some(runtime) = client_runtime {
+        // Every client task ended; dropping a runtime here would block.
+        runtime.shutdown_background();
+    }
+    let Some((before, cpu_before, server_before, clients_before)) = baseline else {
         return Err(BenchError::Task(
             "every client stopped during the warm-up".to_string(),
         ));
@@ -374,7 +382,36 @@ pub async fn run<D: Driver>(
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         },
+        client_cpu: match (clients_before, clients_after) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        },
     })
+}
+
+/// Name prefix of the client runtime's threads.
+const CLIENT_THREAD_NAME: &str = "bench-client";
+
+/// The clients' own runtime, with `--client-threads` threads.
+fn client_runtime(threads: usize) -> Result<Option<tokio::runtime::Runtime>, BenchError> {
+    if threads == 0 {
+        return Ok(None);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name(CLIENT_THREAD_NAME)
+        .enable_all()
+        .build()
+        .map(Some)
+        .map_err(BenchError::Runtime)
+}
+
+/// The client threads' CPU time so far, with `--client-threads`.
+fn clients_cpu(options: &BenchOptions) -> Result<Option<Duration>, BenchError> {
+    if options.client_threads == 0 {
+        return Ok(None);
+    }
+    cpu::threads_cpu_time(CLIENT_THREAD_NAME).map(Some)
 }
 
 /// Reads the baselines, then opens the measurement window.
@@ -382,14 +419,19 @@ async fn start_measuring<D: Driver>(
     driver: &D,
     shared: &Shared,
     options: &BenchOptions,
-) -> Result<(Counters, Duration, Option<Duration>), BenchError> {
+) -> Result<Baseline, BenchError> {
     let counters = driver.counters().await;
     let cpu = cpu::own_cpu_time()?;
     let server = server_cpu(options.server_pid).await?;
+    let clients = clients_cpu(options)?;
     let start = Instant::now();
     let _ = shared.measure_start.set(start);
     if let Stop::Duration(duration) = options.stop {
         let _ = shared.deadline.set(start + duration);
     }
-    Ok((counters, cpu, server))
+    Ok((counters, cpu, server, clients))
 }
+
+/// What the measurement window starts from: the target's counters, this
+/// process's CPU time, the server's and the client threads'.
+type Baseline = (Counters, Duration, Option<Duration>, Option<Duration>);

@@ -158,12 +158,19 @@ pub struct Report {
     pub cpu_us_per_op: Option<f64>,
     /// CPU time of `--server-pid` per counted operation, microseconds.
     pub server_cpu_us_per_op: Option<f64>,
+    /// With `--client-threads`: the client threads' CPU time per counted
+    /// operation, microseconds.
+    pub client_cpu_us_per_op: Option<f64>,
+    /// With `--client-threads` (embedded): this process's CPU time outside
+    /// the client threads (the nodes: raft, persistence, apply, io_uring
+    /// workers) per counted operation, microseconds.
+    pub node_cpu_us_per_op: Option<f64>,
     /// The first failure a client saw, if any.
     pub first_error: Option<String>,
 }
 
 /// Columns of [`Report::csv_row`].
-pub const CSV_HEADER: &str = "target,nodes,backend,send_appends_early,clients,value_size,key_space,read_ratio,rate,duration_s,ops,errors,ops_per_sec,mean_ms,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,fsyncs,entries_per_fsync,log_entries,cpu_us_per_op,server_cpu_us_per_op,fsync_mean_ms";
+pub const CSV_HEADER: &str = "target,nodes,backend,send_appends_early,clients,value_size,key_space,read_ratio,rate,duration_s,ops,errors,ops_per_sec,mean_ms,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,fsyncs,entries_per_fsync,log_entries,cpu_us_per_op,server_cpu_us_per_op,fsync_mean_ms,client_cpu_us_per_op,node_cpu_us_per_op";
 
 fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(String::new, |v| v.to_string())
@@ -223,6 +230,8 @@ impl Report {
             opt_f(self.cpu_us_per_op, 2),
             opt_f(self.server_cpu_us_per_op, 2),
             opt_f(self.fsync_mean_ms, 3),
+            opt_f(self.client_cpu_us_per_op, 2),
+            opt_f(self.node_cpu_us_per_op, 2),
         ]
         .join(",")
     }
@@ -321,6 +330,12 @@ impl Report {
             self.cpu_us_per_op
                 .map_or_else(|| "-".to_string(), |c| format!("{c:.1} µs"))
         );
+        if let (Some(node), Some(client)) = (self.node_cpu_us_per_op, self.client_cpu_us_per_op) {
+            let _ = writeln!(
+                out,
+                "  cpu split    nodes {node:.1} µs, clients {client:.1} µs per op (--client-threads)"
+            );
+        }
         if let Some(server) = self.server_cpu_us_per_op {
             let _ = writeln!(out, "  server cpu   {server:.1} µs per op (--server-pid)");
         }
@@ -423,6 +438,8 @@ mod tests {
             cpu_seconds: 0.5,
             cpu_us_per_op: Some(5000.0),
             server_cpu_us_per_op: None,
+            client_cpu_us_per_op: None,
+            node_cpu_us_per_op: None,
             first_error: None,
         }
     }
