@@ -57,7 +57,7 @@ for repeat in $(seq "$REPEATS"); do
     awk -F, '{printf "%.0f writes/s, p50 %.2f ms, p99 %.2f ms", $1, $2, $3}')"
   for cluster in $CLUSTERS; do
     nodes=${cluster%e}
-    early=()
+    early=(--send-appends-early=false)
     [ "$cluster" != "$nodes" ] && early=(--send-appends-early)
     for clients in $CLIENTS; do
       # Flush other writers' dirty pages now rather than inside our

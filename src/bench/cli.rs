@@ -92,9 +92,11 @@ pub struct BenchArgs {
     /// Persistence backend of the embedded nodes.
     #[arg(long, value_enum)]
     pub backend: Option<BackendFlag>,
-    /// Embedded leader sends its appends before its own fsync.
-    #[arg(long)]
-    pub send_appends_early: bool,
+    /// Whether the embedded leader sends its appends before its own fsync
+    /// (`--send-appends-early=false`: after it); default: the node's
+    /// default (on).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub send_appends_early: Option<bool>,
     /// Embedded nodes snapshot every this many applied entries (default:
     /// the node's default).
     #[arg(long)]
@@ -140,7 +142,9 @@ impl BenchArgs {
                     BackendFlag::Uring => BackendChoice::Uring,
                     BackendFlag::Std => BackendChoice::Std,
                 },
-                send_appends_early: self.send_appends_early,
+                send_appends_early: self
+                    .send_appends_early
+                    .unwrap_or(ringraft_default_send_appends_early()),
                 data_dir: self.data_dir.clone(),
                 snapshot_count: self.snapshot_count,
             })
@@ -154,7 +158,7 @@ impl BenchArgs {
         let embedded = matches!(target, Target::Embedded(_));
         let only_embedded = [
             ("--backend", self.backend.is_some()),
-            ("--send-appends-early", self.send_appends_early),
+            ("--send-appends-early", self.send_appends_early.is_some()),
             ("--snapshot-count", self.snapshot_count.is_some()),
             ("--nodes", self.nodes != 1),
         ];
@@ -274,4 +278,9 @@ mod tests {
         );
         assert!(matches!(options.target, Target::Etcd(_)));
     }
+}
+
+/// The node's own default for early appends.
+fn ringraft_default_send_appends_early() -> bool {
+    crate::node::NodeConfig::new(1, 1, std::path::PathBuf::new(), &[1]).send_appends_early
 }

@@ -178,6 +178,15 @@ impl<S: SimMachine> Cluster<S> {
             },
             break_mode,
             raft_seed: rng.next_u64(),
+            send_appends_early: false,
+        };
+        // Half the runs send appends early (the node's default), the other
+        // half after the leader's fdatasync. Taken from a bit of the raft
+        // seed rather than a new draw, so every other draw of a seed stays
+        // what it was.
+        let settings = NodeSettings {
+            send_appends_early: settings.raft_seed & 1 == 1,
+            ..settings
         };
         let delay_min_us = rng.range(100, 500);
         let faults = NetworkFaults {

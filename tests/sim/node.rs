@@ -78,6 +78,9 @@ pub struct NodeSettings {
     pub latency: Latency,
     pub break_mode: BreakMode,
     pub raft_seed: u64,
+    /// A leader sends its appends when a Ready is handed out, before its
+    /// own fdatasync (`NodeConfig::send_appends_early`, the default).
+    pub send_appends_early: bool,
 }
 
 /// A client's operation, as the node knows it.
@@ -472,6 +475,10 @@ impl<S: SimMachine> SimNode<S> {
                 snapshot: ready.snapshot.clone(),
                 must_sync: ready.must_sync,
             });
+        }
+        if self.settings.send_appends_early {
+            let appends = std::mem::take(&mut ready.append_messages);
+            self.send(appends, env);
         }
         // Applied at hand-out, after the submit, as the raft actor does
         // (`forward_committed`): the entries are durable here already.
