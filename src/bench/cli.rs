@@ -212,6 +212,11 @@ impl BenchArgs {
     }
 }
 
+/// The node's own default for early appends.
+fn ringraft_default_send_appends_early() -> bool {
+    crate::node::NodeConfig::new(1, 1, std::path::PathBuf::new(), &[1]).send_appends_early
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,9 +283,4 @@ mod tests {
         );
         assert!(matches!(options.target, Target::Etcd(_)));
     }
-}
-
-/// The node's own default for early appends.
-fn ringraft_default_send_appends_early() -> bool {
-    crate::node::NodeConfig::new(1, 1, std::path::PathBuf::new(), &[1]).send_appends_early
 }
