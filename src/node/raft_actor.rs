@@ -14,13 +14,16 @@
 //! - on `Persisted{n}` the entries, snapshot and HardState of every Ready
 //!   ≤ n go into `MemoryStorage`, then `on_persisted(n)`, then their
 //!   messages go out (a leader's appends go out at once instead when
-//!   `send_appends_early` is on), then their committed entries and
-//!   snapshots go to the apply actor, in order. A Ready that needs no
-//!   persistence is not sent to the persistence actor: it is released as
-//!   soon as every earlier Ready is;
+//!   `send_appends_early` is on, the default), then their snapshots go to
+//!   the apply actor. A Ready that needs no persistence is not sent to the
+//!   persistence actor: it is released as soon as every earlier Ready is;
+//! - a Ready's committed entries (durable here already) go to the apply
+//!   actor when the Ready is handed out, right after it was submitted, not
+//!   when it is released: the HardState carrying their commit index may
+//!   become durable later (docs/design.md §5);
 //! - committed configuration changes are applied to raft here
-//!   (`apply_conf_change`) when their Ready is released, before the entries
-//!   are forwarded: membership is raft's business and the state machine
+//!   (`apply_conf_change`) when their Ready is handed out, before the
+//!   entries are forwarded: membership is raft's business and the state machine
 //!   only needs the applied index to move;
 //! - a proposal is registered with the apply actor (by its
 //!   [`RequestId`]) on the same ordered channel as committed entries, so
