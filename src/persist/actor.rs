@@ -13,6 +13,10 @@
 //!   the next batch (a two-stage pipeline); the next fdatasync starts only
 //!   after the previous one succeeded, and a Ready is acknowledged only after
 //!   an fdatasync that started after its bytes were written.
+//! - When nothing is queued as a sync starts, there is nothing to overlap:
+//!   the sync runs on this thread (`IoBackend::sync_data_now`), sparing the
+//!   hand-off to the kernel's io_uring worker (or the std backend's helper
+//!   thread) and back, which a lone writer feels as latency.
 //! - A batch that needs no sync (commit-only hard states) is acknowledged
 //!   without one, but never before an earlier Ready.
 //! - A snapshot's file is durable before its WAL marker is even encoded
@@ -187,6 +191,9 @@ impl<B: IoBackend> Actor<B> {
                     // The cut synced the finished segment, this batch too.
                     let synced = self.wal.sync_point();
                     self.acknowledge_synced(covered, synced)?;
+                } else if self.requests.is_empty() {
+                    // Nothing queued to write meanwhile: sync here.
+                    self.sync_now(covered).await?;
                 } else {
                     in_flight = Some(self.begin_sync(covered).await?);
                 }
@@ -353,6 +360,30 @@ impl<B: IoBackend> Actor<B> {
             synced,
             path: self.wal.tail_path().to_path_buf(),
         })
+    }
+
+    /// Syncs what is written on this thread (nothing is queued to overlap
+    /// with it) and acknowledges what it covers.
+    async fn sync_now(&mut self, covered: Covered) -> Result<(), PersistError> {
+        debug_assert!(
+            !self.wal.has_unwritten(),
+            "a sync covers only what was written before it started"
+        );
+        let handle = self.tail_handle()?;
+        let synced = self.wal.sync_point();
+        let started = Instant::now();
+        let result = self
+            .backend
+            .sync_data_now(&handle, self.wal.tail_file())
+            .await;
+        let in_flight = InFlight {
+            sync: SyncInFlight::new(std::future::ready(result)),
+            covered,
+            started,
+            synced,
+            path: self.wal.tail_path().to_path_buf(),
+        };
+        self.complete(in_flight).await
     }
 
     /// Waits for an in-flight sync and acknowledges what it covers.

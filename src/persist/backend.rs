@@ -92,6 +92,21 @@ pub trait IoBackend: 'static {
     /// An `fsync` of `handle` (data and metadata), for new snapshot files.
     fn sync_all(&self, handle: &Self::Handle) -> impl Future<Output = io::Result<()>> + 'static;
 
+    /// fdatasync of `handle` (whose file is `file`), waited for, when the
+    /// actor has nothing to overlap with it. A backend that syncs on
+    /// another thread (or through the kernel's io_uring workers) may do it
+    /// here on the calling thread instead, one hand-off fewer; by default
+    /// it is [`IoBackend::begin_sync_data`] waited for.
+    fn sync_data_now(
+        &self,
+        handle: &Self::Handle,
+        file: &File,
+    ) -> impl Future<Output = io::Result<()>> {
+        let _ = file;
+        let begin = self.begin_sync_data(handle);
+        async move { begin.await.wait().await }
+    }
+
     /// Creates the file at `path` (truncating one already there) and opens
     /// it for writing, for new snapshot files.
     fn create_file(&self, path: &Path) -> impl Future<Output = io::Result<Self::Handle>> + 'static;

@@ -116,6 +116,15 @@ impl IoBackend for StdIo {
         ready(SyncInFlight::new(self.sync(handle, SyncKind::Data)))
     }
 
+    fn sync_data_now(
+        &self,
+        handle: &Arc<File>,
+        _file: &File,
+    ) -> impl Future<Output = io::Result<()>> {
+        // Nothing to overlap: on this thread rather than the helper's.
+        ready(handle.sync_data())
+    }
+
     fn sync_all(&self, handle: &Arc<File>) -> impl Future<Output = io::Result<()>> + 'static {
         self.sync(handle, SyncKind::All)
     }
