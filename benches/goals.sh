@@ -38,18 +38,20 @@ DURATION=${DURATION:-5s}
 load() { say "load average $1: $(cut -d' ' -f1-3 /proc/loadavg) (nproc $(nproc))"; }
 WORKLOAD="--value-size 256 --duration $DURATION"
 
+# throughput_goal NODES: old against new, 256 clients (compare-embedded.sh).
+throughput_goal() {
+  load before
+  BENCH_ARGS="--embedded --nodes $1 --clients 256 $WORKLOAD" \
+    benches/compare-embedded.sh "$OLD" "$NEW" "$ROUNDS" 2>&1 | sed -n '/^round/,$p'
+  load after
+}
+
 echo "## goal 1: embedded, 1 node, 256 clients (≥ 300,000 writes/s)"
-load before
-BENCH_ARGS="--embedded --nodes 1 --clients 256 $WORKLOAD" \
-  benches/compare-embedded.sh "$OLD" "$NEW" "$ROUNDS" 2>&1 | sed -n '/^round/,$p'
-load after
+throughput_goal 1
 
 echo
 echo "## goal 2: embedded, 3 nodes, 256 clients (≥ 100,000 writes/s)"
-load before
-BENCH_ARGS="--embedded --nodes 3 --clients 256 $WORKLOAD" \
-  benches/compare-embedded.sh "$OLD" "$NEW" "$ROUNDS" 2>&1 | sed -n '/^round/,$p'
-load after
+throughput_goal 3
 
 echo
 echo "## goal 3: embedded, 1 node, 1 client: p50 against raw fdatasync p50 (≤ 1.5×)"

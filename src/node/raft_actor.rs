@@ -376,15 +376,13 @@ impl<S: StateMachine> RaftActor<S> {
     /// are proposed together before any other kind of request (order is
     /// kept) and at the end of the pass.
     fn handle_request(&mut self, request: ClientRequest<S>, proposals: &mut Proposals<S>) {
-        if let ClientRequest::Propose { data, id, reply } = request {
-            proposals.data.push(data);
-            proposals.waiters.push((id, reply));
-            return;
-        }
-        self.propose(std::mem::take(proposals));
         match request {
-            ClientRequest::Propose { .. } => {}
+            ClientRequest::Propose { data, id, reply } => {
+                proposals.data.push(data);
+                proposals.waiters.push((id, reply));
+            }
             ClientRequest::ChangeMembership { changes, reply } => {
+                self.propose(std::mem::take(proposals));
                 // The caller may have seen an earlier change applied (the
                 // apply actor published it) before this actor read the
                 // watch: raft must know, or it would call the change pending.
@@ -400,7 +398,10 @@ impl<S: StateMachine> RaftActor<S> {
                     let _ = reply.send(Err(error));
                 }
             }
-            ClientRequest::Read { read, lease } => self.read_index(read, lease),
+            ClientRequest::Read { read, lease } => {
+                self.propose(std::mem::take(proposals));
+                self.read_index(read, lease);
+            }
         }
     }
 

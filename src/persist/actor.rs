@@ -191,11 +191,16 @@ impl<B: IoBackend> Actor<B> {
                     // The cut synced the finished segment, this batch too.
                     let synced = self.wal.sync_point();
                     self.acknowledge_synced(covered, synced)?;
-                } else if self.requests.is_empty() {
-                    // Nothing queued to write meanwhile: sync here.
-                    self.sync_now(covered).await?;
                 } else {
-                    in_flight = Some(self.begin_sync(covered).await?);
+                    // Nothing queued to write meanwhile: sync here and
+                    // acknowledge at once.
+                    let here = self.requests.is_empty();
+                    let sync = self.begin_sync(covered, here).await?;
+                    if here {
+                        self.complete(sync).await?;
+                    } else {
+                        in_flight = Some(sync);
+                    }
                 }
             } else {
                 if let Some(previous) = in_flight.take() {
@@ -344,7 +349,10 @@ impl<B: IoBackend> Actor<B> {
         Ok(())
     }
 
-    async fn begin_sync(&mut self, covered: Covered) -> Result<InFlight, PersistError> {
+    /// Starts the fdatasync of what is written; with `here` (nothing is
+    /// queued to overlap with it) it runs on this thread and is done when
+    /// this returns (`IoBackend::sync_data_now`).
+    async fn begin_sync(&mut self, covered: Covered, here: bool) -> Result<InFlight, PersistError> {
         debug_assert!(
             !self.wal.has_unwritten(),
             "a sync covers only what was written before it started"
@@ -352,7 +360,15 @@ impl<B: IoBackend> Actor<B> {
         let handle = self.tail_handle()?;
         let synced = self.wal.sync_point();
         let started = Instant::now();
-        let sync = self.backend.begin_sync_data(&handle).await;
+        let sync = if here {
+            let result = self
+                .backend
+                .sync_data_now(&handle, self.wal.tail_file())
+                .await;
+            SyncInFlight::new(std::future::ready(result))
+        } else {
+            self.backend.begin_sync_data(&handle).await
+        };
         Ok(InFlight {
             sync,
             covered,
@@ -360,30 +376,6 @@ impl<B: IoBackend> Actor<B> {
             synced,
             path: self.wal.tail_path().to_path_buf(),
         })
-    }
-
-    /// Syncs what is written on this thread (nothing is queued to overlap
-    /// with it) and acknowledges what it covers.
-    async fn sync_now(&mut self, covered: Covered) -> Result<(), PersistError> {
-        debug_assert!(
-            !self.wal.has_unwritten(),
-            "a sync covers only what was written before it started"
-        );
-        let handle = self.tail_handle()?;
-        let synced = self.wal.sync_point();
-        let started = Instant::now();
-        let result = self
-            .backend
-            .sync_data_now(&handle, self.wal.tail_file())
-            .await;
-        let in_flight = InFlight {
-            sync: SyncInFlight::new(std::future::ready(result)),
-            covered,
-            started,
-            synced,
-            path: self.wal.tail_path().to_path_buf(),
-        };
-        self.complete(in_flight).await
     }
 
     /// Waits for an in-flight sync and acknowledges what it covers.
@@ -462,7 +454,7 @@ impl<B: IoBackend> Actor<B> {
     async fn finish(&mut self) -> Result<(), PersistError> {
         if self.wal.has_unwritten() {
             self.write_unwritten().await?;
-            let in_flight = self.begin_sync(Covered::default()).await?;
+            let in_flight = self.begin_sync(Covered::default(), false).await?;
             self.complete(in_flight).await?;
         }
         Ok(())

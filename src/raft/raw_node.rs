@@ -205,16 +205,7 @@ impl<S: Storage> RawNode<S> {
 
     /// Proposes `data` to be appended to the log.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<(), RaftError> {
-        let id = self.raft.id;
-        self.raft.step(Message {
-            msg_type: MessageType::MsgProp as i32,
-            from: id,
-            entries: vec![Entry {
-                data: data.into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
+        self.propose_many(vec![data])
     }
 
     /// Proposes several entries' data in one step (one `MsgProp`): they

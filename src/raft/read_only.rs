@@ -104,9 +104,8 @@ pub fn request_context(request: &Message) -> Vec<u8> {
     request
         .entries
         .first()
-        .map(|e| e.data.clone())
+        .map(|e| e.data.to_vec())
         .unwrap_or_default()
-        .to_vec()
 }
 
 #[cfg(test)]

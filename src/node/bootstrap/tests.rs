@@ -45,18 +45,39 @@ fn put_entry(index: u64, term: u64, key: &[u8]) -> Entry {
 /// A data directory of node 1 in cluster 7 holding a bootstrapped 3-node
 /// log (1..=3), puts at 4 and 5, HardState commit `commit`.
 fn written_data_dir(root: &std::path::Path, commit: u64) {
-    let booted = boot(&config(root, 1, new_cluster(&[1, 2, 3]))).expect("create");
-    let mut storage = booted.storage;
     let mut entries: Vec<Entry> = (1..=3).map(|i| add_node_entry(i, i)).collect();
     entries.push(put_entry(4, 2, b"a"));
     entries.push(put_entry(5, 2, b"b"));
+    data_dir_with(root, &entries, commit);
+}
+
+/// A data directory of node 1 in cluster 7 whose WAL holds `entries` and
+/// HardState term 2, vote 1, commit `commit`.
+fn data_dir_with(root: &std::path::Path, entries: &[Entry], commit: u64) {
+    let booted = boot(&config(root, 1, new_cluster(&[1, 2, 3]))).expect("create");
+    let mut storage = booted.storage;
     let hard_state = HardState {
         term: 2,
         vote: 1,
         commit,
     };
-    storage.save(&hard_state, &entries).expect("save");
+    storage.save(&hard_state, entries).expect("save");
     storage.close().expect("close");
+}
+
+/// Boots node 1 of `root` with `force_new_cluster`.
+fn force_boot(root: &std::path::Path) -> Booted {
+    let mut forced = config(root, 1, new_cluster(&[1, 2, 3]));
+    forced.force_new_cluster = true;
+    boot(&forced).expect("force")
+}
+
+/// The entries of `memory` from `first` to its last.
+fn entries_from(memory: &MemoryStorage, first: u64) -> Vec<Entry> {
+    let end = memory.last_index().expect("last") + 1;
+    memory
+        .entries(first, end, crate::raft::NO_LIMIT)
+        .expect("entries")
 }
 
 #[test]
@@ -185,18 +206,9 @@ fn force_new_cluster_keeps_every_wal_entry_and_leaves_one_voter() {
     // and answered it (it applies before the commit index is durable), so
     // it must survive.
     written_data_dir(dir.path(), 4);
-    let mut forced = config(dir.path(), 1, new_cluster(&[1, 2, 3]));
-    forced.force_new_cluster = true;
-    let booted = boot(&forced).expect("force");
+    let booted = force_boot(dir.path());
     assert_eq!(booted.path, BootPath::ForceNewCluster);
-    let entries = booted
-        .memory
-        .entries(
-            1,
-            booted.memory.last_index().expect("last") + 1,
-            crate::raft::NO_LIMIT,
-        )
-        .expect("entries");
+    let entries = entries_from(&booted.memory, 1);
     let indexes: Vec<u64> = entries.iter().map(|e| e.index).collect();
     assert_eq!(indexes, vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(
@@ -235,8 +247,6 @@ fn force_new_cluster_keeps_every_wal_entry_and_leaves_one_voter() {
 #[test]
 fn force_new_cluster_counts_membership_changes_past_the_durable_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let booted = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("create");
-    let mut storage = booted.storage;
     let mut entries: Vec<Entry> = (1..=3).map(|i| add_node_entry(i, i)).collect();
     // Index 4 removes member 3; only index 3 is durably committed.
     let mut removal = add_node_entry(4, 3);
@@ -245,26 +255,13 @@ fn force_new_cluster_counts_membership_changes_past_the_durable_commit() {
         .into();
     removal.term = 2;
     entries.push(removal);
-    let hard_state = HardState {
-        term: 2,
-        vote: 1,
-        commit: 3,
-    };
-    storage.save(&hard_state, &entries).expect("save");
-    storage.close().expect("close");
+    data_dir_with(dir.path(), &entries, 3);
 
-    let mut forced = config(dir.path(), 1, new_cluster(&[1, 2, 3]));
-    forced.force_new_cluster = true;
-    let booted = boot(&forced).expect("force");
-    let added = booted
-        .memory
-        .entries(
-            5,
-            booted.memory.last_index().expect("last") + 1,
-            crate::raft::NO_LIMIT,
-        )
-        .expect("entries");
-    let removals: Vec<ChangeSummary> = added.iter().map(summary).collect();
+    let booted = force_boot(dir.path());
+    let removals: Vec<ChangeSummary> = entries_from(&booted.memory, 5)
+        .iter()
+        .map(summary)
+        .collect();
     assert_eq!(
         removals,
         vec![(ConfChangeType::ConfChangeRemoveNode, 2)],
