@@ -44,6 +44,17 @@
 //! Any other path answers 404 and any other method 405, both with a JSON
 //! error body.
 //!
+//! # Who may do what
+//!
+//! When the listener requires client certificates, it attaches the
+//! certificate's [`ClientIdentity`] to each request, and
+//! [`HttpState::access`] decides before any handler runs
+//! ([`crate::access`]): `GET`s need `read`, puts and deletes of keys
+//! `write`, membership changes and leader transfers `admin`. A refusal is
+//! 403 `{"error":"permission denied: …","missing_permission":"write"}`.
+//! Without client certificates there is no identity and nothing is
+//! checked.
+//!
 //! # Keys, values and their encodings
 //!
 //! - `{key}` is one path segment, percent-decoded to bytes: `%FF` is the
@@ -137,6 +148,7 @@
 //! mistyped field and an unknown field are all 400 (not axum's 415/422):
 //! a client has one code to look for.
 
+use crate::access::{AccessPolicy, ClientIdentity, Denied, Permission};
 use crate::kv::{KvStore, QuotaError, SpaceQuota};
 use crate::node::{Consistency, NodeError, NodeHandle, NodeStatus};
 use axum::Json;
@@ -221,6 +233,9 @@ pub struct HttpState {
     /// The space quota puts are admitted against (and its NOSPACE alarm);
     /// `None` admits every put and reports no state size.
     pub quota: Option<Arc<SpaceQuota>>,
+    /// Who may do what, checked against the [`ClientIdentity`] the
+    /// listener attaches to a request (none: unchecked).
+    pub access: AccessPolicy,
 }
 
 impl HttpState {
@@ -233,6 +248,7 @@ impl HttpState {
             metrics: None,
             limits: HttpLimits::default(),
             quota: None,
+            access: AccessPolicy::default(),
         }
     }
 }
@@ -242,6 +258,7 @@ type Shared = State<Arc<HttpState>>;
 /// The API's routes (see the module doc), ready for `axum::serve`.
 pub fn router(state: HttpState) -> Router {
     let json_limit = state.limits.max_json_body_bytes;
+    let state = Arc::new(state);
     Router::new()
         .route("/v1/kv", get(scan))
         // The `{key}` route needs a non-empty segment; without this an
@@ -260,7 +277,29 @@ pub fn router(state: HttpState) -> Router {
         // Bounds the JSON extractors; values are read by `read_value` with
         // their own limit.
         .layer(DefaultBodyLimit::max(json_limit))
-        .with_state(Arc::new(state))
+        // Outermost: a refused request reads no body and reaches no handler.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_access,
+        ))
+        .with_state(state)
+}
+
+/// Refuses, with 403, a request its client's identity is not allowed
+/// (see [`crate::access`]).
+async fn check_access(
+    State(state): Shared,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let identity = request.extensions().get::<ClientIdentity>();
+    match state
+        .access
+        .check(identity, request.method(), request.uri().path())
+    {
+        Ok(()) => next.run(request).await,
+        Err(denied) => ApiError::forbidden(&denied).into_response(),
+    }
 }
 
 /// An error answer: `{"error":…}` (plus `"leader"` for `NotLeader`).
@@ -275,6 +314,8 @@ struct ApiError {
     /// Not logged: expected in normal operation and logged elsewhere (a
     /// quota refusal; the alarm logs when it is raised).
     quiet: bool,
+    /// The level a 403 lacked.
+    missing_permission: Option<Permission>,
 }
 
 #[derive(Serialize)]
@@ -282,6 +323,8 @@ struct ErrorBody<'a> {
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     leader: Option<Option<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missing_permission: Option<&'static str>,
 }
 
 impl ApiError {
@@ -292,6 +335,14 @@ impl ApiError {
             leader: None,
             retry_after: false,
             quiet: false,
+            missing_permission: None,
+        }
+    }
+
+    fn forbidden(denied: &Denied) -> ApiError {
+        ApiError {
+            missing_permission: Some(denied.needs),
+            ..ApiError::new(StatusCode::FORBIDDEN, denied.to_string())
         }
     }
 
@@ -376,6 +427,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: &self.message,
             leader: self.leader,
+            missing_permission: self.missing_permission.map(Permission::name),
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.retry_after {

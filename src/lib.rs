@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 #[doc(hidden)]
+pub mod access;
 pub mod bench;
 mod free_memory;
 pub mod http;

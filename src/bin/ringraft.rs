@@ -9,8 +9,10 @@
 //! `RUST_LOG` (default `info`).
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringraft::access::AccessPolicy;
 use ringraft::persist::BackendChoice;
 use ringraft::raftpb::walpb;
+use ringraft::server::client_listener::ClientLimits;
 use ringraft::server::{ServeConfig, parse_initial_cluster};
 use ringraft::snap::Snapshotter;
 use ringraft::storage::DataDir;
@@ -39,7 +41,7 @@ struct Cli {
 enum Command {
     /// Run a node: raft between peers over TCP, the HTTP API for clients
     /// (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inspect write-ahead logs.
     #[command(subcommand)]
     Wal(WalCommand),
@@ -134,6 +136,18 @@ struct ServeArgs {
     /// 0 means the default (2 GiB, etcd's).
     #[arg(long, default_value_t = ringraft::server::config::DEFAULT_QUOTA_BACKEND_BYTES)]
     quota_backend_bytes: u64,
+    /// Client connections open at once, at most; the descriptor limit
+    /// (`ulimit -n`, less 128 kept for the node itself) may lower it.
+    /// Beyond it, new connections wait in the kernel's queue.
+    #[arg(long, default_value_t = ClientLimits::default().max_connections)]
+    max_client_connections: usize,
+    /// With --client-cert-auth: what a client certificate's common name
+    /// may do, `NAME=read|write|admin` (comma-separated or repeated).
+    /// Levels include the lower ones; once any is given, a name not listed
+    /// may do nothing. None given: every certificate the trusted CA signed
+    /// is an administrator.
+    #[arg(long, value_delimiter = ',')]
+    client_permission: Vec<String>,
 }
 
 impl ServeArgs {
@@ -167,6 +181,14 @@ impl ServeArgs {
             slow_fsync_warning: Duration::from_millis(self.slow_fsync_warning_ms),
             wal_segment_size_bytes: self.wal_segment_size_bytes,
             quota_backend_bytes: self.quota_backend_bytes,
+            client_limits: ClientLimits {
+                max_connections: self.max_client_connections,
+                ..ClientLimits::default()
+            },
+            client_permissions: AccessPolicy::parse(
+                self.client_permission.iter().map(String::as_str),
+            )
+            .map_err(|reason| format!("--client-permission: {reason}"))?,
         })
     }
 }

@@ -8,6 +8,8 @@
 //! addresses, and nonzero timings; errors say which flag is wrong.
 //! May not touch: anything at run time.
 
+use super::client_listener::ClientLimits;
+use crate::access::AccessPolicy;
 use crate::node::NodeConfig;
 use crate::node::bootstrap::NewMember;
 use crate::persist::BackendChoice;
@@ -86,6 +88,12 @@ pub struct ServeConfig {
     /// The space quota of the key-value state, in bytes (etcd's
     /// `--quota-backend-bytes`); 0 means [`DEFAULT_QUOTA_BACKEND_BYTES`].
     pub quota_backend_bytes: u64,
+    /// The client listener's connection cap and timeouts.
+    pub client_limits: ClientLimits,
+    /// Which client certificate identities may read, write or administer
+    /// (`--client-permission`); only with client certificate
+    /// authentication.
+    pub client_permissions: AccessPolicy,
 }
 
 /// The space quota when none is given: 2 GiB, etcd's default. etcd's caps
@@ -128,6 +136,8 @@ impl ServeConfig {
             slow_fsync_warning: Duration::from_millis(100),
             wal_segment_size_bytes: crate::wal::DEFAULT_SEGMENT_SIZE_BYTES,
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+            client_limits: ClientLimits::default(),
+            client_permissions: AccessPolicy::default(),
         }
     }
 
@@ -179,6 +189,9 @@ impl ServeConfig {
         }
         if self.cluster_token.is_empty() {
             return flag("--cluster-token", "must not be empty");
+        }
+        if self.client_limits.max_connections == 0 {
+            return flag("--max-client-connections", "must be at least 1");
         }
         if self.wal_segment_size_bytes < MIN_WAL_SEGMENT_SIZE_BYTES {
             return flag(

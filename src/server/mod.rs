@@ -18,6 +18,7 @@
 //! (`ringraft serve` exits 1). Restart it, with space freed, to serve again.
 //! May not touch: raft, storage or HTTP details (their modules' business).
 
+pub mod client_listener;
 pub mod config;
 
 pub use config::{ServeConfig, ServeConfigError, cluster_id_of, parse_initial_cluster};
@@ -32,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -64,14 +65,6 @@ pub enum ServeError {
     /// The node failed to start or stopped with an error.
     #[error("node: {0}")]
     Node(#[from] NodeError),
-    /// The HTTP server failed.
-    #[error("HTTP server on {addr}: {source}")]
-    Http {
-        /// The client address.
-        addr: SocketAddr,
-        /// The IO error.
-        source: std::io::Error,
-    },
 }
 
 /// How often the Prometheus recorder's histograms are compacted.
@@ -87,8 +80,8 @@ pub struct Server {
     /// Where clients connect.
     pub client_addr: SocketAddr,
     transport: Arc<TcpTransport>,
-    http: tokio::task::JoinHandle<Result<(), std::io::Error>>,
-    http_stop: tokio::sync::oneshot::Sender<()>,
+    http: tokio::task::JoinHandle<()>,
+    http_stop: watch::Sender<bool>,
 }
 
 /// Starts a server per `config`; `metrics` is what `GET /metrics` renders.
@@ -101,8 +94,8 @@ pub async fn start(
         path: config.data_dir.clone(),
         source,
     })?;
-    let peer_listener = bind("peers", config.listen_peer).await?;
-    let client_listener = bind("clients", config.listen_client).await?;
+    let peer_listener = bind("peers", config.listen_peer)?;
+    let client_listener = bind("clients", config.listen_client)?;
     let peer_addr = local_addr("peers", &peer_listener, config.listen_peer)?;
     let client_addr = local_addr("clients", &client_listener, config.listen_client)?;
 
@@ -144,14 +137,15 @@ pub async fn start(
     state.initial_peer_urls = config.initial_cluster.clone();
     state.metrics = metrics;
     state.quota = Some(Arc::new(SpaceQuota::new(config.quota_bytes(), state_size)));
-    let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let http = tokio::spawn(async move {
-        axum::serve(client_listener, router(state))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    state.access = config.client_permissions.clone();
+    let (http_stop, stopped) = watch::channel(false);
+    let http = client_listener::spawn(
+        client_listener,
+        router(state),
+        None,
+        config.client_limits,
+        stopped,
+    );
     tracing::info!(
         node = config.node_id,
         %peer_addr,
@@ -174,18 +168,12 @@ impl Server {
     /// Stops taking client requests, shuts the node down gracefully, then
     /// the transport. Returns the node's failure, if it had one.
     pub async fn stop(self) -> Result<(), ServeError> {
-        let _ = self.http_stop.send(());
-        let http_outcome = self.http.await;
+        let _ = self.http_stop.send(true);
+        // The listener task only ends; a panic in it is the runtime's report.
+        let _ = self.http.await;
         let node_outcome = self.node.shutdown().await;
         self.transport.shutdown();
-        node_outcome?;
-        match http_outcome {
-            Ok(Ok(())) | Err(_) => Ok(()),
-            Ok(Err(source)) => Err(ServeError::Http {
-                addr: self.client_addr,
-                source,
-            }),
-        }
+        Ok(node_outcome?)
     }
 }
 
@@ -201,10 +189,23 @@ pub async fn run(
     server.stop().await
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { what, addr, source })
+/// Pending connections the kernel queues for a listener. std's 128 is
+/// soon full when a client listener is at its connection cap, and then
+/// the kernel drops new SYNs and clients stall in retransmits.
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    let error = |source| ServeError::Bind { what, addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(error)?;
+    // As std's bind does: a restarted server may reuse its port at once.
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.bind(addr).map_err(error)?;
+    socket.listen(LISTEN_BACKLOG).map_err(error)
 }
 
 fn local_addr(

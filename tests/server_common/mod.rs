@@ -39,6 +39,9 @@ pub struct Proc {
     child: Option<Child>,
     /// The extra flags of the last start.
     extra: Vec<String>,
+    /// Start under `prlimit --nofile=N:N` (soft and hard), so that the
+    /// server cannot raise it.
+    pub open_files_limit: Option<u64>,
 }
 
 impl Proc {
@@ -60,6 +63,7 @@ impl Proc {
             log_path,
             child: None,
             extra: Vec::new(),
+            open_files_limit: None,
         }
     }
 
@@ -79,7 +83,15 @@ impl Proc {
         } else {
             &["--request-timeout-ms", "3000"]
         };
-        let child = Command::new(BINARY)
+        let mut command = match self.open_files_limit {
+            Some(limit) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={limit}:{limit}")).arg(BINARY);
+                prlimit
+            }
+            None => Command::new(BINARY),
+        };
+        let child = command
             .arg("serve")
             .args(["--id", &self.id.to_string()])
             .arg("--data-dir")
