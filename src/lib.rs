@@ -17,7 +17,10 @@
 //! The modules for those who go further: [`raft`] (the consensus core,
 //! usable on its own, with [`raftpb`], its wire and disk types), [`wal`]
 //! and [`snap`] (etcd-compatible durable storage), [`server`] and [`http`]
-//! (the `ringraft serve` process), [`metrics`] (every metric's name).
+//! (the `ringraft serve` process), [`tls`] (certificates, rustls
+//! configurations and the peer identity rule; peer TLS for a
+//! [`TcpTransport`] is `transport::TcpConfig::tls`), [`metrics`] (every
+//! metric's name).
 //! The architecture, formats and invariants are in `docs/design.md`.
 //!
 //! Modules hidden from the documentation (`persist`, `storage`, `bench`,
@@ -45,6 +48,7 @@ pub mod snap;
 mod state_machine;
 #[doc(hidden)]
 pub mod storage;
+pub mod tls;
 pub mod transport;
 pub mod wal;
 
