@@ -68,21 +68,6 @@ impl FromStr for Permission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity(pub String);
 
-impl ClientIdentity {
-    /// The identity an (already verified) end-entity certificate proves:
-    /// its subject's first common name; `None` when it does not parse.
-    pub fn of_certificate(certificate: &[u8]) -> Option<ClientIdentity> {
-        let (_, parsed) = x509_parser::parse_x509_certificate(certificate).ok()?;
-        let name = parsed
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|name| name.as_str().ok())
-            .unwrap_or_default();
-        Some(ClientIdentity(name.to_string()))
-    }
-}
-
 /// Which identities get which level.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessPolicy {

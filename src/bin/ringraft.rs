@@ -16,6 +16,7 @@ use ringraft::server::client_listener::ClientLimits;
 use ringraft::server::{ServeConfig, parse_initial_cluster};
 use ringraft::snap::Snapshotter;
 use ringraft::storage::DataDir;
+use ringraft::tls::{ClientTls, TlsFiles};
 use ringraft::wal::{self, SegmentName, TornTailReport};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -141,6 +142,20 @@ struct ServeArgs {
     /// Beyond it, new connections wait in the kernel's queue.
     #[arg(long, default_value_t = ClientLimits::default().max_connections)]
     max_client_connections: usize,
+    /// Serve clients over TLS with this PEM certificate (chain); needs
+    /// --key-file. Plaintext is then refused.
+    #[arg(long, requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// The PEM private key of --cert-file.
+    #[arg(long, requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to.
+    #[arg(long, requires = "cert_file")]
+    trusted_ca_file: Option<PathBuf>,
+    /// Require a client certificate signed by --trusted-ca-file; its
+    /// common name is the client's identity (see --client-permission).
+    #[arg(long, requires = "trusted_ca_file")]
+    client_cert_auth: bool,
     /// With --client-cert-auth: what a client certificate's common name
     /// may do, `NAME=read|write|admin` (comma-separated or repeated).
     /// Levels include the lower ones; once any is given, a name not listed
@@ -185,10 +200,25 @@ impl ServeArgs {
                 max_connections: self.max_client_connections,
                 ..ClientLimits::default()
             },
+            client_tls: self.client_tls(),
             client_permissions: AccessPolicy::parse(
                 self.client_permission.iter().map(String::as_str),
             )
             .map_err(|reason| format!("--client-permission: {reason}"))?,
+        })
+    }
+}
+
+impl ServeArgs {
+    fn client_tls(&self) -> Option<ClientTls> {
+        let (cert_file, key_file) = (self.cert_file.clone()?, self.key_file.clone()?);
+        Some(ClientTls {
+            files: TlsFiles {
+                cert_file,
+                key_file,
+                trusted_ca_file: self.trusted_ca_file.clone(),
+            },
+            client_cert_auth: self.client_cert_auth,
         })
     }
 }

@@ -258,7 +258,8 @@ async fn serve_connection(
     let identity = client_cert_auth
         .then(|| {
             let certificate = tls.get_ref().1.peer_certificates()?.first()?;
-            ClientIdentity::of_certificate(certificate)
+            let name = crate::tls::certificate_common_name(certificate).unwrap_or_default();
+            Some(ClientIdentity(name))
         })
         .flatten();
     if *client_cert_auth && identity.is_none() {

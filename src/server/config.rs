@@ -13,6 +13,7 @@ use crate::access::AccessPolicy;
 use crate::node::NodeConfig;
 use crate::node::bootstrap::NewMember;
 use crate::persist::BackendChoice;
+use crate::tls::ClientTls;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -90,6 +91,9 @@ pub struct ServeConfig {
     pub quota_backend_bytes: u64,
     /// The client listener's connection cap and timeouts.
     pub client_limits: ClientLimits,
+    /// TLS on the client port (`--cert-file`, `--key-file`,
+    /// `--trusted-ca-file`, `--client-cert-auth`); `None`: plaintext HTTP.
+    pub client_tls: Option<ClientTls>,
     /// Which client certificate identities may read, write or administer
     /// (`--client-permission`); only with client certificate
     /// authentication.
@@ -137,6 +141,7 @@ impl ServeConfig {
             wal_segment_size_bytes: crate::wal::DEFAULT_SEGMENT_SIZE_BYTES,
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
             client_limits: ClientLimits::default(),
+            client_tls: None,
             client_permissions: AccessPolicy::default(),
         }
     }
@@ -189,6 +194,16 @@ impl ServeConfig {
         }
         if self.cluster_token.is_empty() {
             return flag("--cluster-token", "must not be empty");
+        }
+        let client_cert_auth = self
+            .client_tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_cert_auth);
+        if !self.client_permissions.grants.is_empty() && !client_cert_auth {
+            return flag(
+                "--client-permission",
+                "needs --client-cert-auth: without client certificates there is no identity",
+            );
         }
         if self.client_limits.max_connections == 0 {
             return flag("--max-client-connections", "must be at least 1");

@@ -27,6 +27,7 @@ use crate::http::{HttpState, router};
 use crate::kv::{KvStore, SpaceQuota};
 use crate::node::{Consistency, Node, NodeError, NodeHandle, Transport};
 use crate::transport::{TcpConfig, TcpTransport, TcpTransportError};
+use client_listener::ClientTlsSetup;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,6 +60,9 @@ pub enum ServeError {
         /// The IO error.
         source: std::io::Error,
     },
+    /// A certificate, key or CA file is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The transport refused to start.
     #[error("transport: {0}")]
     Transport(#[from] TcpTransportError),
@@ -90,6 +94,14 @@ pub async fn start(
     metrics: Option<PrometheusHandle>,
 ) -> Result<Server, ServeError> {
     config.validate()?;
+    // Certificates are checked before anything is created or bound.
+    let client_tls = match &config.client_tls {
+        Some(tls) => Some(ClientTlsSetup {
+            config: crate::tls::client_port_server_config(tls)?,
+            client_cert_auth: tls.client_cert_auth,
+        }),
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -142,7 +154,7 @@ pub async fn start(
     let http = client_listener::spawn(
         client_listener,
         router(state),
-        None,
+        client_tls,
         config.client_limits,
         stopped,
     );
