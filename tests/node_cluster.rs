@@ -10,6 +10,7 @@ use node_common::*;
 use ringraft::KvStore;
 use ringraft::node::bootstrap::BootError;
 use ringraft::node::{Consistency, InProcessNetwork, Node, NodeError};
+use ringraft::raft::DropReason;
 
 /// Writes `count` keys `{prefix}{n}` through `writer`; returns the
 /// highest acknowledged index.
@@ -231,4 +232,37 @@ async fn a_node_without_a_quorum_refuses_writes_and_linearizable_reads() {
     assert_eq!(status.leader, None);
     assert_eq!(status.voters, vec![1, 2, 3]);
     node.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_its_quorum_refuses_proposals_past_the_uncommitted_limit() {
+    let cluster = Cluster::with_config(&[1, 2, 3], |config| {
+        config.max_uncommitted_entries_bytes = 16 * 1024;
+    });
+    let leader = cluster.leader().await;
+    for follower in [1, 2, 3].into_iter().filter(|&id| id != leader) {
+        cluster.network.cut(leader, follower);
+    }
+    let mut writes = tokio::task::JoinSet::new();
+    for n in 0..200u32 {
+        let node = cluster.node(leader).clone();
+        writes.spawn(async move { node.put(format!("u{n}").as_bytes(), &[7u8; 1024]).await });
+    }
+    let mut over_limit = 0;
+    while let Some(outcome) = writes.join_next().await {
+        if let Err(NodeError::ProposalDropped {
+            reason: DropReason::UncommittedSizeLimit,
+        }) = outcome.expect("write task")
+        {
+            over_limit += 1;
+        }
+    }
+    // 16 KiB of 1 KiB values: at most 17 are taken (one more is always
+    // accepted while nothing is uncommitted), every other one refused.
+    assert!(
+        over_limit >= 200 - 17,
+        "only {over_limit} of 200 writes were refused by the 16 KiB uncommitted limit"
+    );
+    cluster.network.heal();
+    cluster.shutdown().await;
 }

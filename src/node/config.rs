@@ -85,7 +85,20 @@ pub struct NodeConfig {
     /// process whose ticks then catch up late), a deposed leader may serve
     /// a stale read. `Linearizable` reads make no such assumption.
     pub lease_reads: bool,
+    /// A leader refuses new proposals (`ProposalDropped`, reason
+    /// "uncommitted size limit reached"; HTTP 503 with `Retry-After`) while
+    /// this many bytes of entry payloads it appended are not yet committed,
+    /// so a leader cut off from its quorum, or flooded with forwarded
+    /// proposals, does not grow its log without bound. One proposal is
+    /// always accepted when nothing is uncommitted, however large.
+    pub max_uncommitted_entries_bytes: u64,
 }
+
+/// Default `max_uncommitted_entries_bytes`: 64 MiB, four times the Readies
+/// the raft actor lets wait for persistence (`DEFAULT_MAX_INFLIGHT_BYTES`),
+/// far above what a healthy quorum leaves uncommitted at full speed (a few
+/// milliseconds of writes).
+pub const DEFAULT_MAX_UNCOMMITTED_ENTRIES_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Default `snapshot_count`: etcd 3.6's (3.5 and older used 100,000). It
 /// bounds the entries held in memory (`MemoryStorage` keeps those since the
@@ -123,6 +136,7 @@ impl NodeConfig {
             snapshot_write_bytes_per_second:
                 crate::snap::state_file::DEFAULT_WRITE_BYTES_PER_SECOND,
             lease_reads: false,
+            max_uncommitted_entries_bytes: DEFAULT_MAX_UNCOMMITTED_ENTRIES_BYTES,
         }
     }
 
@@ -148,6 +162,7 @@ impl NodeConfig {
         config.pre_vote = true;
         config.check_quorum = true;
         config.lease_reads = self.lease_reads;
+        config.max_uncommitted_entries_size = self.max_uncommitted_entries_bytes;
         config.seed = self.node_id ^ self.cluster_id.rotate_left(17);
         config
     }

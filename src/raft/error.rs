@@ -73,6 +73,17 @@ pub enum RaftError {
     /// A message meant only for a node's own use came from outside.
     #[error("cannot step local message {0:?} received from the network")]
     StepLocalMessage(MessageType),
+    /// A message that no peer sends (sender or term contradicting its
+    /// type).
+    #[error("malformed {msg_type:?} from {from}: {reason}")]
+    MalformedMessage {
+        /// The message's type.
+        msg_type: MessageType,
+        /// The sender it claims.
+        from: u64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A response came from a node that is not a member.
     #[error("response {msg_type:?} from unknown peer {from}")]
     StepPeerNotFound {

@@ -813,6 +813,12 @@ impl<S: Storage> Raft<S> {
     /// Campaigns for leadership. The node's own vote is counted only once
     /// its new term and vote are durable (it is queued to itself).
     pub fn campaign(&mut self, campaign_type: CampaignType) {
+        if self.term == u64::MAX {
+            // No next term to campaign in. Only a peer could have brought
+            // the term here (with a forged message); refusing beats
+            // wrapping to term 0.
+            return;
+        }
         let (vote_msg, term) = if campaign_type == CampaignType::PreElection && self.pre_vote {
             self.become_pre_candidate();
             // Pre-votes are asked for the next term, without moving to it.
@@ -1327,6 +1333,11 @@ impl<S: Storage> Raft<S> {
         let from = m.from;
         let last_index = self.raft_log.last_index();
         let first_index = self.raft_log.first_index();
+        if !m.reject && m.index > last_index {
+            // A follower cannot hold entries of this term past our log;
+            // taking such a claim would make us send from beyond it.
+            return;
+        }
         if m.reject {
             // Fast backtracking (§5.3): the follower's hint, refined by the
             // term it reported, skips whole terms of our log.
@@ -1612,7 +1623,7 @@ impl<S: Storage> Raft<S> {
             .entries
             .iter()
             .enumerate()
-            .all(|(offset, e)| e.index == m.index + 1 + offset as u64);
+            .all(|(offset, e)| Some(e.index) == m.index.checked_add(1 + offset as u64));
         if !contiguous {
             return true;
         }
@@ -1642,6 +1653,12 @@ impl<S: Storage> Raft<S> {
         let Some(snapshot) = m.snapshot else {
             return;
         };
+        let meta = &snapshot.metadata;
+        if meta.index == u64::MAX || meta.term == 0 || meta.term > m.term {
+            // No leader sends these: an index with no successor, or a term
+            // the log never had. Ignored rather than restored.
+            return;
+        }
         let index = if self.restore(snapshot) {
             self.raft_log.last_index()
         } else {
@@ -1666,7 +1683,7 @@ impl<S: Storage> Raft<S> {
         }
         if self.state != StateRole::Follower {
             // Defensive: only followers restore snapshots.
-            let next_term = self.term + 1;
+            let next_term = self.term.saturating_add(1);
             self.become_follower(next_term, 0);
             return false;
         }

@@ -311,6 +311,13 @@ impl<S: Storage> RawNode<S> {
         if is_local_message(msg_type) {
             return Err(RaftError::StepLocalMessage(msg_type));
         }
+        if let Some(reason) = malformed(&m, msg_type, self.raft.id) {
+            return Err(RaftError::MalformedMessage {
+                msg_type,
+                from: m.from,
+                reason,
+            });
+        }
         if is_response_message(msg_type) && self.raft.trk.get(m.from).is_none() {
             return Err(RaftError::StepPeerNotFound {
                 msg_type,
@@ -496,6 +503,26 @@ fn is_replication(m: &Message) -> bool {
         m.msg_type(),
         MessageType::MsgApp | MessageType::MsgSnap | MessageType::MsgHeartbeat
     )
+}
+
+/// Why a message from the network cannot be a peer's, if it cannot: a
+/// sender that is nobody or this node, or a term that contradicts its type
+/// (a forwarded proposal or read carries none; everything else a peer
+/// sends carries the sender's term). Such input would otherwise reach the
+/// core's assertions about the messages it sends in reply.
+fn malformed(m: &Message, msg_type: MessageType, own_id: u64) -> Option<&'static str> {
+    if m.from == 0 {
+        return Some("sender id 0");
+    }
+    if m.from == own_id {
+        return Some("sender is this node");
+    }
+    let termless = matches!(msg_type, MessageType::MsgProp | MessageType::MsgReadIndex);
+    match (termless, m.term) {
+        (true, term) if term != 0 => Some("a forwarded proposal or read carries no term"),
+        (false, 0) => Some("term 0"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -212,6 +212,47 @@ fn step_refuses_local_message_types() {
 }
 
 #[test]
+fn step_refuses_messages_no_peer_sends() {
+    let mut raw = node(1, &[1, 2, 3]);
+    let cases = [
+        (
+            MessageType::MsgProp,
+            2,
+            3,
+            "a forwarded proposal or read carries no term",
+        ),
+        (
+            MessageType::MsgReadIndex,
+            2,
+            1,
+            "a forwarded proposal or read carries no term",
+        ),
+        (MessageType::MsgVote, 2, 0, "term 0"),
+        (MessageType::MsgApp, 0, 1, "sender id 0"),
+        (MessageType::MsgHeartbeat, 1, 1, "sender is this node"),
+    ];
+    for (msg_type, from, term, reason) in cases {
+        let result = raw.step(Message {
+            msg_type: msg_type as i32,
+            to: 1,
+            from,
+            term,
+            ..Default::default()
+        });
+        assert_eq!(
+            result,
+            Err(RaftError::MalformedMessage {
+                msg_type,
+                from,
+                reason
+            })
+        );
+    }
+    assert_eq!(raw.raft.term, 0);
+    assert_eq!(raw.raft.state, StateRole::Follower);
+}
+
+#[test]
 fn step_refuses_responses_from_non_members() {
     let mut raw = node(1, &[1, 2, 3]);
     let result = raw.step(Message {
