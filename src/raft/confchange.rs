@@ -19,7 +19,7 @@ use super::progress::Progress;
 use super::quorum::{JointConfig, MajorityConfig};
 use super::tracker::TrackerConfig;
 use crate::raftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2,
+    ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -245,6 +245,39 @@ fn remove(draft: &mut Draft, id: u64) {
     // An outgoing voter keeps its progress until the joint config is left.
     if !draft.outgoing.contains(&id) {
         draft.progress.remove(&id);
+    }
+}
+
+/// Why a configuration read from outside (a snapshot a peer sent) breaks
+/// the tracker invariants [`check_invariants`] asserts, if it does: no
+/// voter, a member id 0, a learner that is also a voter, a
+/// `learners_next` member that is not an outgoing voter or already a
+/// learner, or joint-only fields outside a joint configuration.
+pub fn conf_state_fault(cs: &ConfState) -> Option<&'static str> {
+    let voter = |id: &u64| cs.voters.contains(id) || cs.voters_outgoing.contains(id);
+    let all = || {
+        cs.voters
+            .iter()
+            .chain(&cs.voters_outgoing)
+            .chain(&cs.learners)
+            .chain(&cs.learners_next)
+    };
+    if cs.voters.is_empty() {
+        Some("no voters")
+    } else if all().any(|&id| id == 0) {
+        Some("member id 0")
+    } else if cs.learners.iter().any(voter) {
+        Some("a learner is also a voter")
+    } else if cs
+        .learners_next
+        .iter()
+        .any(|id| !cs.voters_outgoing.contains(id) || cs.learners.contains(id))
+    {
+        Some("learners_next holds a member that is not only an outgoing voter")
+    } else if cs.voters_outgoing.is_empty() && (cs.auto_leave || !cs.learners_next.is_empty()) {
+        Some("joint fields outside a joint configuration")
+    } else {
+        None
     }
 }
 

@@ -115,7 +115,8 @@ impl<S: Storage> RaftLog<S> {
             return Ok(term);
         }
         let first_index = self.first_index();
-        if index + 1 < first_index {
+        // `index` may be a peer's number: compare without adding to it.
+        if index < first_index.saturating_sub(1) {
             return Err(StorageError::Compacted { first_index });
         }
         let last_index = self.last_index();

@@ -18,7 +18,7 @@
 //! [`Rng`]. Invariant violations inside the core panic with a message, as in
 //! etcd; bad peer input is ignored or answered with an error.
 
-use super::confchange::{Changer, enters_joint, leaves_joint};
+use super::confchange::{Changer, conf_state_fault, enters_joint, leaves_joint};
 use super::config::{Config, ReadOnlyOption};
 use super::log::RaftLog;
 use super::progress::{Progress, ProgressState};
@@ -1688,6 +1688,11 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         let conf_state = &snapshot.metadata.conf_state;
+        if conf_state_fault(conf_state).is_some() {
+            // Only a forged snapshot carries an impossible configuration;
+            // installing it would break the tracker's invariants.
+            return false;
+        }
         let in_config = conf_state
             .voters
             .iter()
