@@ -238,6 +238,9 @@ async fn a_node_without_a_quorum_refuses_writes_and_linearizable_reads() {
 async fn a_leader_cut_off_from_its_quorum_refuses_proposals_past_the_uncommitted_limit() {
     let cluster = Cluster::with_config(&[1, 2, 3], |config| {
         config.max_uncommitted_entries_bytes = 16 * 1024;
+        // A leader cut off steps down after an election timeout (check
+        // quorum); the writes below must all reach it while it leads.
+        config.election_tick = 100;
     });
     let leader = cluster.leader().await;
     for follower in [1, 2, 3].into_iter().filter(|&id| id != leader) {
@@ -249,19 +252,21 @@ async fn a_leader_cut_off_from_its_quorum_refuses_proposals_past_the_uncommitted
         writes.spawn(async move { node.put(format!("u{n}").as_bytes(), &[7u8; 1024]).await });
     }
     let mut over_limit = 0;
+    let mut other_outcomes = Vec::new();
     while let Some(outcome) = writes.join_next().await {
-        if let Err(NodeError::ProposalDropped {
-            reason: DropReason::UncommittedSizeLimit,
-        }) = outcome.expect("write task")
-        {
-            over_limit += 1;
+        match outcome.expect("write task") {
+            Err(NodeError::ProposalDropped {
+                reason: DropReason::UncommittedSizeLimit,
+            }) => over_limit += 1,
+            other => other_outcomes.push(format!("{other:?}")),
         }
     }
     // 16 KiB of 1 KiB values: at most 17 are taken (one more is always
     // accepted while nothing is uncommitted), every other one refused.
     assert!(
         over_limit >= 200 - 17,
-        "only {over_limit} of 200 writes were refused by the 16 KiB uncommitted limit"
+        "only {over_limit} of 200 writes were refused by the 16 KiB uncommitted limit; \
+         the others: {other_outcomes:?}"
     );
     cluster.network.heal();
     cluster.shutdown().await;

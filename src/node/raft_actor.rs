@@ -126,6 +126,10 @@ pub(crate) struct RaftActor<S: StateMachine> {
     in_flight: InFlightReadies,
     send_appends_early: bool,
     lease_reads: bool,
+    /// Raft takes a `MsgProp` whole or not at all, and always takes one
+    /// while nothing is uncommitted; a batch is cut at this many payload
+    /// bytes so the uncommitted-entry limit holds for gathered proposals.
+    max_batch_payload_bytes: u64,
     tick_interval: Duration,
     next_seq: u64,
     pending_reads: HashMap<u64, Read<S>>,
@@ -190,6 +194,7 @@ impl<S: StateMachine> RaftActor<S> {
             in_flight: InFlightReadies::new(config.max_inflight_bytes),
             send_appends_early: config.send_appends_early,
             lease_reads: config.lease_reads,
+            max_batch_payload_bytes: config.max_uncommitted_entries_bytes,
             tick_interval: config.tick_interval,
             // Distinct from the handle's proposal sequence only by being a
             // different map; reads and membership ids never meet proposals.
@@ -378,6 +383,12 @@ impl<S: StateMachine> RaftActor<S> {
     fn handle_request(&mut self, request: ClientRequest<S>, proposals: &mut Proposals<S>) {
         match request {
             ClientRequest::Propose { data, id, reply } => {
+                let data_bytes = data.len() as u64;
+                if proposals.payload_bytes.saturating_add(data_bytes) > self.max_batch_payload_bytes
+                {
+                    self.propose(std::mem::take(proposals));
+                }
+                proposals.payload_bytes = proposals.payload_bytes.saturating_add(data_bytes);
                 proposals.data.push(data);
                 proposals.waiters.push((id, reply));
             }
@@ -701,6 +712,7 @@ impl<S: StateMachine> RaftActor<S> {
 /// Client proposals gathered in one pass of the loop.
 struct Proposals<S: StateMachine> {
     data: Vec<Vec<u8>>,
+    payload_bytes: u64,
     waiters: Vec<(RequestId, ProposalReply<S::Response>)>,
 }
 
@@ -708,6 +720,7 @@ impl<S: StateMachine> Default for Proposals<S> {
     fn default() -> Self {
         Proposals {
             data: Vec::new(),
+            payload_bytes: 0,
             waiters: Vec::new(),
         }
     }
