@@ -15,13 +15,14 @@ use ringraft::metrics::{
     PEER_SENT_BYTES_TOTAL, PEER_SENT_MESSAGES_TOTAL,
 };
 use ringraft::raftpb::{Message, MessageType, Snapshot};
-use ringraft::transport::{TcpConfig, TcpTransport, Transport, TransportError};
+use ringraft::transport::{
+    PeerInbox, TcpConfig, TcpTransport, Transport, TransportError, peer_inbox,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 const CLUSTER: u64 = 0xc1c1;
 /// Long enough that only a hung test reaches it.
@@ -37,7 +38,7 @@ fn config() -> TcpConfig {
 
 struct Node {
     transport: TcpTransport,
-    inbox: UnboundedReceiver<Message>,
+    inbox: PeerInbox,
     addr: SocketAddr,
 }
 
@@ -54,7 +55,7 @@ async fn start_on(id: u64, addr: SocketAddr, config: TcpConfig) -> Node {
     .await
     .expect("address free again");
     let transport = TcpTransport::new(id, CLUSTER, config).expect("transport");
-    let (sender, inbox) = mpsc::unbounded_channel();
+    let (sender, inbox) = peer_inbox(1024);
     let addr = transport.listen(listener, sender).expect("listens");
     Node {
         transport,
@@ -98,7 +99,7 @@ fn heartbeat(from: u64, to: u64) -> Message {
 }
 
 /// The next MsgApp in `inbox`; heartbeats (probes) are skipped.
-async fn next_app(inbox: &mut UnboundedReceiver<Message>) -> Message {
+async fn next_app(inbox: &mut PeerInbox) -> Message {
     tokio::time::timeout(HANG, async {
         loop {
             let message = inbox.recv().await.expect("inbox open");
@@ -137,7 +138,7 @@ async fn still_serves(one: &Node, two: &mut Node, index: u64) {
 
 fn preamble(cluster: u64, from: u64, to: u64) -> Vec<u8> {
     let mut bytes = b"RRFT".to_vec();
-    bytes.extend(1u16.to_be_bytes());
+    bytes.extend(ringraft::transport::tcp::PROTOCOL_VERSION.to_be_bytes());
     bytes.extend([0, 0]);
     bytes.extend(cluster.to_be_bytes());
     bytes.extend(from.to_be_bytes());
@@ -273,6 +274,70 @@ async fn a_hand_built_connection_is_accepted() {
     assert_closed(&mut raw).await;
     connect(&one, &mut two).await;
     still_serves(&one, &mut two, 43).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_frames_are_keepalives_and_carry_no_message() {
+    let (_one, mut two) = pair().await;
+    let mut raw = TcpStream::connect(two.addr).await.expect("raw connect");
+    let mut bytes = preamble(CLUSTER, 1, 2);
+    bytes.extend(frame(&[]));
+    bytes.extend(frame(&encode(&app(1, 2, 51))));
+    bytes.extend(frame(&[]));
+    bytes.extend(frame(&encode(&app(1, 2, 52))));
+    raw.write_all(&bytes).await.expect("written");
+    assert_eq!(next_app(&mut two.inbox).await.index, 51);
+    assert_eq!(next_app(&mut two.inbox).await.index, 52);
+}
+
+fn quick_idle_config() -> TcpConfig {
+    TcpConfig {
+        keepalive_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        ..config()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_inbound_connection_is_closed_after_the_idle_timeout() {
+    let any = "127.0.0.1:0".parse().expect("address");
+    let two = start_on(2, any, quick_idle_config()).await;
+    two.transport.add_peer(1, "127.0.0.1:1");
+    let mut raw = TcpStream::connect(two.addr).await.expect("raw connect");
+    raw.write_all(&preamble(CLUSTER, 1, 2))
+        .await
+        .expect("preamble written");
+    let opened = Instant::now();
+    assert_closed(&mut raw).await;
+    // Closed between one and two idle timeouts after the last frame (the
+    // preamble counts as none); only the lower bound is certain.
+    assert!(opened.elapsed() >= Duration::from_millis(400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_with_nothing_to_send_sends_keepalive_frames() {
+    let any = "127.0.0.1:0".parse().expect("address");
+    let one = start_on(1, any, quick_idle_config()).await;
+    let listener = TcpListener::bind(any).await.expect("bind");
+    one.transport
+        .add_peer(2, &listener.local_addr().expect("address").to_string());
+    let (mut raw, _) = tokio::time::timeout(HANG, listener.accept())
+        .await
+        .expect("the writer connects")
+        .expect("accepted");
+    let mut got = [0u8; 32];
+    raw.read_exact(&mut got).await.expect("preamble");
+    assert_eq!(got.to_vec(), preamble(CLUSTER, 1, 2));
+    // Nothing is sent: what arrives must be empty frames, several of them
+    // (one per 100 ms keepalive interval).
+    for _ in 0..5 {
+        let mut header = [0u8; 4];
+        tokio::time::timeout(HANG, raw.read_exact(&mut header))
+            .await
+            .expect("a keepalive arrives")
+            .expect("read");
+        assert_eq!(header, [0; 4], "a quiet writer sent something else");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +119,8 @@ pub async fn start(
     for (&id, url) in &config.initial_cluster {
         transport.add_peer(id, url);
     }
-    let (inbox_sender, inbox) = mpsc::unbounded_channel();
+    let (inbox_sender, inbox) =
+        crate::transport::peer_inbox(crate::transport::DEFAULT_PEER_INBOX_CAPACITY);
     transport.listen(peer_listener, inbox_sender)?;
 
     let node_config = config.node_config();

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 #[derive(Debug, Default)]
 struct Registry {
-    inboxes: HashMap<u64, mpsc::UnboundedSender<Message>>,
+    inboxes: HashMap<u64, super::PeerInboxSender>,
     snapshot_sinks: HashMap<u64, SnapshotSink>,
     cut: BTreeSet<(u64, u64)>,
     /// Delayed links and the queue of their delivery task.
@@ -64,7 +64,7 @@ impl InProcessNetwork {
     /// restart) and returns its transport and inbox, to pass to
     /// `Node::start`.
     pub fn endpoint(&self, id: u64) -> (Arc<dyn Transport>, PeerInbox) {
-        let (sender, inbox) = mpsc::unbounded_channel();
+        let (sender, inbox) = super::peer_inbox(super::DEFAULT_PEER_INBOX_CAPACITY);
         let mut registry = self.lock();
         registry.inboxes.insert(id, sender);
         registry.snapshot_sinks.remove(&id);
@@ -165,9 +165,10 @@ impl InProcessNetwork {
             .inboxes
             .get(&to)
             .ok_or(TransportError::Unreachable(to))?;
-        inbox
-            .send(message)
-            .map_err(|_| TransportError::Unreachable(to))
+        inbox.try_send(message).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => TransportError::QueueFull(to),
+            mpsc::error::TrySendError::Closed(_) => TransportError::Unreachable(to),
+        })
     }
 }
 

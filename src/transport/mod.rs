@@ -162,5 +162,21 @@ pub enum SnapshotTransferError {
     },
 }
 
-/// The receiving end of a node's peer messages.
-pub type PeerInbox = mpsc::UnboundedReceiver<Message>;
+/// The receiving end of a node's peer messages. Bounded: when the node
+/// falls behind, the TCP transport stops reading its peers' connections
+/// (back-pressure down to their writers, whose queues then refuse) and the
+/// in-process transport refuses with [`TransportError::QueueFull`], instead
+/// of messages piling up in memory.
+pub type PeerInbox = mpsc::Receiver<Message>;
+
+/// The sending end of a [`PeerInbox`], given to a transport.
+pub type PeerInboxSender = mpsc::Sender<Message>;
+
+/// Messages a [`PeerInbox`] holds by default ([`peer_inbox`]). The raft
+/// actor takes up to 256 per loop pass; this is many passes of slack.
+pub const DEFAULT_PEER_INBOX_CAPACITY: usize = 8192;
+
+/// A new inbox of `capacity` messages (at least 1).
+pub fn peer_inbox(capacity: usize) -> (PeerInboxSender, PeerInbox) {
+    mpsc::channel(capacity.max(1))
+}
