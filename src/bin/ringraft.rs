@@ -16,7 +16,8 @@ use ringraft::server::client_listener::ClientLimits;
 use ringraft::server::{ServeConfig, parse_initial_cluster};
 use ringraft::snap::Snapshotter;
 use ringraft::storage::DataDir;
-use ringraft::tls::{ClientTls, TlsFiles};
+use ringraft::tls::dev_certs::{self, DevCerts};
+use ringraft::tls::{ClientTls, PeerTls, TlsFiles};
 use ringraft::wal::{self, SegmentName, TornTailReport};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,33 @@ enum Command {
     /// Load generator: throughput and latency of an in-process cluster,
     /// running servers (`--target http://…`) or etcd (`--target etcd://…`).
     Bench(Box<ringraft::bench::BenchArgs>),
+    /// Development certificates: a CA, node certificates (proving their
+    /// member id, for the peer and client ports) and client certificates
+    /// (common name = user) in one directory. Not a PKI: use your own CA
+    /// in production.
+    Certs(CertsArgs),
+}
+
+/// `ringraft certs`.
+#[derive(Args)]
+struct CertsArgs {
+    /// Where the files go (created 0700 if missing). An existing `ca.pem`
+    /// and `ca-key.pem` there sign the new certificates.
+    #[arg(long, default_value = "ringraft-certs")]
+    dir: PathBuf,
+    /// Member ids to make node certificates for (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    nodes: Vec<u64>,
+    /// User names to make client certificates for (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    clients: Vec<String>,
+    /// Extra DNS names or IP addresses for every node certificate
+    /// (localhost, 127.0.0.1 and ::1 are always in).
+    #[arg(long, value_delimiter = ',')]
+    hosts: Vec<String>,
+    /// Replace existing files, the CA included.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// Persistence backend on the command line.
@@ -163,6 +191,19 @@ struct ServeArgs {
     /// is an administrator.
     #[arg(long, value_delimiter = ',')]
     client_permission: Vec<String>,
+    /// PEM certificate of this member on the peer port, for both
+    /// directions; it must prove this member's id (a URI SAN
+    /// `ringraft://member/<id>`, as `ringraft certs` makes). With
+    /// --peer-key-file and --peer-trusted-ca-file: every peer connection is
+    /// mutual TLS, and plaintext peers are refused.
+    #[arg(long, requires_all = ["peer_key_file", "peer_trusted_ca_file"])]
+    peer_cert_file: Option<PathBuf>,
+    /// The PEM private key of --peer-cert-file.
+    #[arg(long, requires = "peer_cert_file")]
+    peer_key_file: Option<PathBuf>,
+    /// PEM CA certificates every peer's certificate must chain to.
+    #[arg(long, requires = "peer_cert_file")]
+    peer_trusted_ca_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -201,6 +242,7 @@ impl ServeArgs {
                 ..ClientLimits::default()
             },
             client_tls: self.client_tls(),
+            peer_tls: self.peer_tls(),
             client_permissions: AccessPolicy::parse(
                 self.client_permission.iter().map(String::as_str),
             )
@@ -210,6 +252,14 @@ impl ServeArgs {
 }
 
 impl ServeArgs {
+    fn peer_tls(&self) -> Option<PeerTls> {
+        Some(PeerTls {
+            cert_file: self.peer_cert_file.clone()?,
+            key_file: self.peer_key_file.clone()?,
+            trusted_ca_file: self.peer_trusted_ca_file.clone()?,
+        })
+    }
+
     fn client_tls(&self) -> Option<ClientTls> {
         let (cert_file, key_file) = (self.cert_file.clone()?, self.key_file.clone()?);
         Some(ClientTls {
@@ -253,6 +303,7 @@ fn main() -> ExitCode {
         Some(Command::Wal(WalCommand::Dump { path })) => dump(&path),
         Some(Command::Wal(WalCommand::Verify { data_dir })) => verify(&data_dir),
         Some(Command::Bench(args)) => ringraft::bench::main(&args).map_err(|e| e.to_string()),
+        Some(Command::Certs(args)) => certs(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -266,6 +317,10 @@ fn main() -> ExitCode {
 fn serve(args: &ServeArgs) -> Result<(), String> {
     init_logging();
     let config = args.config()?;
+    match ringraft::server::raise_descriptor_limit() {
+        Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the file descriptor limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -282,6 +337,25 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// `ringraft certs`: writes the files and lists them.
+fn certs(args: &CertsArgs) -> Result<(), String> {
+    if args.nodes.is_empty() && args.clients.is_empty() {
+        return Err("ringraft certs: give --nodes and/or --clients".into());
+    }
+    let written = dev_certs::generate(&DevCerts {
+        dir: args.dir.clone(),
+        nodes: args.nodes.clone(),
+        hosts: args.hosts.clone(),
+        clients: args.clients.clone(),
+        overwrite: args.overwrite,
+    })
+    .map_err(|e| e.to_string())?;
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 /// Completes on SIGINT or SIGTERM (or at once if they cannot be watched,

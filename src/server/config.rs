@@ -13,7 +13,7 @@ use crate::access::AccessPolicy;
 use crate::node::NodeConfig;
 use crate::node::bootstrap::NewMember;
 use crate::persist::BackendChoice;
-use crate::tls::ClientTls;
+use crate::tls::{ClientTls, PeerTls};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,6 +94,10 @@ pub struct ServeConfig {
     /// TLS on the client port (`--cert-file`, `--key-file`,
     /// `--trusted-ca-file`, `--client-cert-auth`); `None`: plaintext HTTP.
     pub client_tls: Option<ClientTls>,
+    /// TLS on the peer port (`--peer-cert-file`, `--peer-key-file`,
+    /// `--peer-trusted-ca-file`): mutual, with the member-id rule of
+    /// `crate::tls`; `None`: plain TCP.
+    pub peer_tls: Option<PeerTls>,
     /// Which client certificate identities may read, write or administer
     /// (`--client-permission`); only with client certificate
     /// authentication.
@@ -142,6 +146,7 @@ impl ServeConfig {
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
             client_limits: ClientLimits::default(),
             client_tls: None,
+            peer_tls: None,
             client_permissions: AccessPolicy::default(),
         }
     }

@@ -20,8 +20,10 @@
 
 pub mod client_listener;
 pub mod config;
+mod descriptors;
 
 pub use config::{ServeConfig, ServeConfigError, cluster_id_of, parse_initial_cluster};
+pub use descriptors::raise_descriptor_limit;
 
 use crate::http::{HttpState, router};
 use crate::kv::{KvStore, SpaceQuota};
@@ -102,6 +104,10 @@ pub async fn start(
         }),
         None => None,
     };
+    let peer_tls = match &config.peer_tls {
+        Some(tls) => Some(tls.load(config.node_id)?),
+        None => None,
+    };
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -114,7 +120,10 @@ pub async fn start(
     let transport = Arc::new(TcpTransport::new(
         config.node_id,
         config.cluster_id(),
-        TcpConfig::default(),
+        TcpConfig {
+            tls: peer_tls,
+            ..TcpConfig::default()
+        },
     )?);
     for (&id, url) in &config.initial_cluster {
         transport.add_peer(id, url);
