@@ -48,7 +48,7 @@ fn target() -> &'static Target {
             // at its address, its writer just keeps backing off.
             transport.add_peer(2, "127.0.0.1:9");
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let (inbox, mut received) = tokio::sync::mpsc::unbounded_channel();
+            let (inbox, mut received) = ringraft::transport::peer_inbox(1024);
             let addr = transport.listen(listener, inbox).expect("listen");
             tokio::spawn(async move { while received.recv().await.is_some() {} });
             (transport, addr)
@@ -64,7 +64,7 @@ fn target() -> &'static Target {
 fn preamble(cluster: u64, from: u64, to: u64) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(32);
     bytes.extend_from_slice(b"RRFT");
-    bytes.extend_from_slice(&1u16.to_be_bytes());
+    bytes.extend_from_slice(&ringraft::transport::tcp::PROTOCOL_VERSION.to_be_bytes());
     bytes.extend_from_slice(&[0, 0]);
     bytes.extend_from_slice(&cluster.to_be_bytes());
     bytes.extend_from_slice(&from.to_be_bytes());
