@@ -152,6 +152,9 @@ impl AccessPolicy {
 /// administration; changing keys is writing; everything else, unknown
 /// paths included (so that probing them needs an identity), is reading.
 pub fn required_permission(method: &Method, path: &str) -> Permission {
+    if let Some(rpc) = path.strip_prefix("/etcdserverpb.") {
+        return grpc_permission(rpc);
+    }
     let reads = method == Method::GET || method == Method::HEAD;
     let under = |prefix: &str| {
         path == prefix
@@ -172,12 +175,61 @@ pub fn required_permission(method: &Method, path: &str) -> Permission {
     }
 }
 
+/// The level an etcd gRPC method (`Service/Method`) needs: reading
+/// methods `read`; methods that change keys or leases `write` (a `Txn`
+/// needs it whatever it holds); membership, leadership, compaction,
+/// alarms and defragmentation `admin`. Unknown methods: `read`.
+fn grpc_permission(rpc: &str) -> Permission {
+    match rpc {
+        "KV/Put"
+        | "KV/DeleteRange"
+        | "KV/Txn"
+        | "Lease/LeaseGrant"
+        | "Lease/LeaseRevoke"
+        | "Lease/LeaseKeepAlive" => Permission::Write,
+        "KV/Compact"
+        | "Cluster/MemberAdd"
+        | "Cluster/MemberRemove"
+        | "Cluster/MemberUpdate"
+        | "Cluster/MemberPromote"
+        | "Maintenance/Alarm"
+        | "Maintenance/Defragment"
+        | "Maintenance/MoveLeader" => Permission::Admin,
+        _ => Permission::Read,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn identity(name: &str) -> ClientIdentity {
         ClientIdentity(name.to_string())
+    }
+
+    #[test]
+    fn grpc_methods_need_the_documented_levels() {
+        let needs = |path: &str| required_permission(&Method::POST, path);
+        assert_eq!(needs("/etcdserverpb.KV/Range"), Permission::Read);
+        assert_eq!(needs("/etcdserverpb.KV/Put"), Permission::Write);
+        assert_eq!(needs("/etcdserverpb.KV/Txn"), Permission::Write);
+        assert_eq!(needs("/etcdserverpb.KV/Compact"), Permission::Admin);
+        assert_eq!(needs("/etcdserverpb.Watch/Watch"), Permission::Read);
+        assert_eq!(
+            needs("/etcdserverpb.Lease/LeaseKeepAlive"),
+            Permission::Write
+        );
+        assert_eq!(
+            needs("/etcdserverpb.Lease/LeaseTimeToLive"),
+            Permission::Read
+        );
+        assert_eq!(needs("/etcdserverpb.Cluster/MemberList"), Permission::Read);
+        assert_eq!(needs("/etcdserverpb.Cluster/MemberAdd"), Permission::Admin);
+        assert_eq!(needs("/etcdserverpb.Maintenance/Status"), Permission::Read);
+        assert_eq!(
+            needs("/etcdserverpb.Maintenance/MoveLeader"),
+            Permission::Admin
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@
 #[doc(hidden)]
 pub mod access;
 pub mod bench;
+pub mod etcd;
 mod free_memory;
 pub mod http;
 pub mod kv;

@@ -34,14 +34,22 @@
 //!   flight and closes, and those still busy after [`DRAIN_TIMEOUT`] are
 //!   cut.
 //!
-//! May not touch: what a request means (the router's) or who may do what
+//! HTTP/1.1 and HTTP/2 (with TLS by ALPN `h2`, without by the client's
+//! preface, as gRPC clients speak it) share the port; a request whose
+//! content type is `application/grpc…` goes to the gRPC router (etcd's API,
+//! `crate::etcd`), every other one to the HTTP router. HTTP/2 connections
+//! are pinged every [`H2_KEEPALIVE_INTERVAL`] and closed when a ping goes
+//! unanswered for [`H2_KEEPALIVE_TIMEOUT`].
+//!
+//! May not touch: what a request means (the routers') or who may do what
 //! ([`crate::access`]; only the identity is attached here).
 
 use crate::access::ClientIdentity;
 use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,6 +73,10 @@ const MIN_CONNECTIONS: usize = 16;
 /// How long the accept loop rests when the process or system is out of
 /// descriptors or memory.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(200);
+/// How often an HTTP/2 connection is pinged.
+pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// An HTTP/2 connection whose ping is not answered within this is closed.
+pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a stop waits for connections to finish their requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -132,15 +144,18 @@ fn budget_for(max_connections: usize, descriptors: u64) -> usize {
 /// What every connection task shares.
 struct Shared {
     router: Router,
+    /// etcd's gRPC API, when served.
+    grpc: Option<Router>,
     tls: Option<(TlsAcceptor, bool)>,
     limits: ClientLimits,
 }
 
-/// Serves `router` on `listener` until `stop` turns true; the task ends
-/// once connections are drained.
+/// Serves `router` (and gRPC requests on `grpc`) on `listener` until
+/// `stop` turns true; the task ends once connections are drained.
 pub fn spawn(
     listener: TcpListener,
     router: Router,
+    grpc: Option<Router>,
     tls: Option<ClientTlsSetup>,
     limits: ClientLimits,
     stop: watch::Receiver<bool>,
@@ -155,6 +170,7 @@ pub fn spawn(
     }
     let shared = Arc::new(Shared {
         router,
+        grpc,
         tls: tls.map(|setup| (TlsAcceptor::from(setup.config), setup.client_cert_auth)),
         limits,
     });
@@ -240,7 +256,15 @@ async fn serve_connection(
     // Answers are small and latency matters more than packet count.
     let _ = stream.set_nodelay(true);
     let Some((acceptor, client_cert_auth)) = &shared.tls else {
-        return serve_http(stream, None, shared, stop).await;
+        let sniffed = tokio::time::timeout(
+            shared.limits.header_read_timeout,
+            plaintext_protocol(&stream),
+        );
+        let Ok(Some(protocol)) = sniffed.await else {
+            tracing::debug!(%peer, "no request within the header timeout");
+            return;
+        };
+        return serve_http(stream, protocol, None, shared, stop).await;
     };
     let handshake =
         tokio::time::timeout(shared.limits.tls_handshake_timeout, acceptor.accept(stream));
@@ -267,11 +291,50 @@ async fn serve_connection(
         tracing::warn!(%peer, "client certificate required but none seen");
         return;
     }
-    serve_http(tls, identity, shared, stop).await;
+    let protocol = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    };
+    serve_http(tls, protocol, identity, shared, stop).await;
+}
+
+/// The HTTP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// What an HTTP/2 client sends first (RFC 9113, 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Tells HTTP/2 with prior knowledge (gRPC without TLS) from HTTP/1.1 by
+/// the first bytes, without consuming them; `None` if the client closes
+/// first. An HTTP/1.1 method differs from the preface by its second byte
+/// at the latest, so only a client sending a partial preface is waited
+/// for (the caller bounds the wait by the header timeout).
+async fn plaintext_protocol(stream: &TcpStream) -> Option<Protocol> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    loop {
+        let seen = stream.peek(&mut first).await.ok()?;
+        if seen == 0 {
+            return None;
+        }
+        if first[..seen] != H2_PREFACE[..seen] {
+            return Some(Protocol::Http1);
+        }
+        if seen == H2_PREFACE.len() {
+            return Some(Protocol::Http2);
+        }
+        // `peek` returns at once while the partial preface sits there.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn serve_http<IO>(
     io: IO,
+    protocol: Protocol,
     identity: Option<ClientIdentity>,
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
@@ -279,31 +342,73 @@ async fn serve_http<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let router = shared.router.clone();
+    let grpc = shared.grpc.clone();
     let body_read_timeout = shared.limits.body_read_timeout;
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let mut request = request.map(|body| Body::new(TimeoutBody::new(body_read_timeout, body)));
+        let is_grpc = grpc.is_some() && is_grpc_request(&request);
+        let mut request = if is_grpc {
+            // A gRPC stream (a watch, a keep-alive) may rightly stay quiet.
+            request.map(Body::new)
+        } else {
+            request.map(|body| Body::new(TimeoutBody::new(body_read_timeout, body)))
+        };
         if let Some(identity) = &identity {
             request.extensions_mut().insert(identity.clone());
         }
-        let mut router = router.clone();
+        let mut router = match (&grpc, is_grpc) {
+            (Some(grpc), true) => grpc.clone(),
+            _ => router.clone(),
+        };
         async move { router.call(request).await }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_read_timeout);
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    let outcome = tokio::select! {
-        outcome = connection.as_mut() => outcome,
-        () = stopped(&mut stop) => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    let io = TokioIo::new(io);
+    let outcome = match protocol {
+        Protocol::Http1 => {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(shared.limits.header_read_timeout);
+            drive(builder.serve_connection(io, service), &mut stop).await
+        }
+        Protocol::Http2 => {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
+            drive(builder.serve_connection(io, service), &mut stop).await
         }
     };
     if let Err(error) = outcome {
         tracing::debug!(%error, "client connection ended with an error");
     }
+}
+
+/// Runs `connection` to its end; at stop, lets it finish what is in
+/// flight and close.
+async fn drive<C>(connection: C, stop: &mut watch::Receiver<bool>) -> Result<(), C::Error>
+where
+    C: GracefulConnection,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        outcome = connection.as_mut() => outcome,
+        () = stopped(stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
+
+/// Whether a request is gRPC: HTTP/2 with an `application/grpc` content
+/// type (plain, or `+proto` and the like).
+fn is_grpc_request<B>(request: &hyper::Request<B>) -> bool {
+    request.version() == hyper::Version::HTTP_2
+        && request
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/grpc"))
 }
 
 #[cfg(test)]

@@ -160,10 +160,22 @@ pub async fn start(
     state.metrics = metrics;
     state.quota = Some(Arc::new(SpaceQuota::new(config.quota_bytes(), state_size)));
     state.access = config.client_permissions.clone();
+    let scheme = if config.client_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let cluster = crate::etcd::ClusterService::new(
+        crate::etcd::HeaderSource::new(node.clone(), config.cluster_id()),
+        config.initial_cluster.clone(),
+        format!("{scheme}://{client_addr}"),
+    );
+    let grpc = crate::etcd::grpc_routes(cluster, config.client_permissions.clone());
     let (http_stop, stopped) = watch::channel(false);
     let http = client_listener::spawn(
         client_listener,
         router(state),
+        Some(grpc),
         client_tls,
         config.client_limits,
         stopped,

@@ -50,9 +50,9 @@ pub use peer::{PeerHandshakeError, PeerTlsConfig, peer_client_config, peer_serve
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// ALPN protocol ids the client port offers: HTTP/1.1 now; `h2` joins
-/// them when gRPC is served on the same port.
-pub const CLIENT_PORT_ALPN: &[&[u8]] = &[b"http/1.1"];
+/// ALPN protocol ids the client port offers: `h2` (gRPC clients insist on
+/// it) and HTTP/1.1.
+pub const CLIENT_PORT_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// Why certificates, keys or CAs could not be loaded into a TLS
 /// configuration. Each names the file.

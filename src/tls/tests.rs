@@ -281,8 +281,8 @@ async fn the_client_port_asks_for_client_certificates_only_when_told() {
     let served = serve_once(http_client(dir.path(), None), Arc::clone(&open)).await;
     assert_eq!(
         served.ok(),
-        Some((Some(b"http/1.1".to_vec()), None)),
-        "an anonymous client on HTTP/1.1"
+        Some((Some(b"h2".to_vec()), None)),
+        "an anonymous client offering h2 and HTTP/1.1 gets h2 (gRPC needs it)"
     );
     tls.client_cert_auth = true;
     assert!(matches!(
@@ -294,7 +294,7 @@ async fn the_client_port_asks_for_client_certificates_only_when_told() {
     let served = serve_once(http_client(dir.path(), Some("reader")), Arc::clone(&strict)).await;
     assert_eq!(
         served.ok(),
-        Some((Some(b"http/1.1".to_vec()), Some("reader".to_string())))
+        Some((Some(b"h2".to_vec()), Some("reader".to_string())))
     );
     let refused = serve_once(http_client(dir.path(), None), strict).await;
     assert!(

@@ -1,0 +1,172 @@
+//! etcd's own client, etcdctl 3.4 (Debian's etcd-client, installed by
+//! `scripts/install-etcd.sh`), against three `ringraft serve` processes
+//! over the etcd v3 gRPC API on the client port: `member list`, `member
+//! add --learner`, the new member started with the id etcdctl printed,
+//! `member promote`, `member remove`, and etcd's errors for a member that
+//! does not exist and for promoting a voter.
+
+mod server_common;
+
+use server_common::{DEADLINE, Proc, ProcCluster, put_retrying, wait_value};
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The output of one etcdctl command.
+struct Etcdctl {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Installs etcdctl through the project's script when it is missing, once.
+fn ensure_etcdctl() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let found = Command::new("etcdctl").arg("version").output().is_ok();
+        if !found {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-etcd.sh");
+            let status = Command::new(script).status().expect("install-etcd.sh runs");
+            assert!(status.success(), "scripts/install-etcd.sh failed");
+        }
+    });
+}
+
+fn etcdctl(endpoint: SocketAddr, args: &[&str]) -> Etcdctl {
+    ensure_etcdctl();
+    let output = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=http://{endpoint}"))
+        .args(["--dial-timeout=3s", "--command-timeout=10s"])
+        .args(args)
+        .output()
+        .expect("etcdctl runs (scripts/install-etcd.sh installs Debian's etcd-client)");
+    Etcdctl {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `etcdctl member list` as (id, status, name, peer URLs, client URLs,
+/// is learner) rows.
+fn member_list(endpoint: SocketAddr) -> Vec<[String; 6]> {
+    let listed = etcdctl(endpoint, &["member", "list"]);
+    assert!(listed.success, "member list failed: {}", listed.stderr);
+    listed
+        .stdout
+        .lines()
+        .map(|line| {
+            let fields: Vec<String> = line.split(", ").map(str::to_string).collect();
+            fields
+                .try_into()
+                .unwrap_or_else(|fields| panic!("not a member line: {fields:?}"))
+        })
+        .collect()
+}
+
+fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn etcdctl_lists_adds_promotes_and_removes_members() {
+    let mut cluster = ProcCluster::start(&[1, 2, 3]);
+    let leader = cluster.leader();
+    let endpoint = cluster.proc(leader).client;
+
+    let members = member_list(endpoint);
+    assert_eq!(members.len(), 3, "{members:?}");
+    for (row, id) in members.iter().zip(1u64..) {
+        let proc = cluster.proc(id);
+        assert_eq!(row[0], format!("{id:x}"));
+        assert_eq!(row[1], "started");
+        assert_eq!(row[2], format!("ringraft-{id}"));
+        assert_eq!(row[3], format!("http://{}", proc.peer));
+        assert_eq!(row[5], "false", "a voter");
+    }
+    let own = &members[usize::try_from(leader - 1).expect("small")];
+    assert_eq!(
+        own[4],
+        format!("http://{endpoint}"),
+        "the node's own client URL"
+    );
+
+    // A learner, with the id the server chose.
+    let mut fourth = Proc::new(4, cluster.root.path());
+    let peer_url = format!("--peer-urls=http://{}", fourth.peer);
+    let added = etcdctl(
+        endpoint,
+        &["member", "add", "fourth", &peer_url, "--learner"],
+    );
+    assert!(added.success, "member add failed: {}", added.stderr);
+    let hex_id = added
+        .stdout
+        .split_whitespace()
+        .nth(1)
+        .expect("Member <id> added ...")
+        .to_string();
+    assert!(
+        added.stdout.contains("added to cluster"),
+        "{}",
+        added.stdout
+    );
+    let new_id = u64::from_str_radix(&hex_id, 16).expect("hex member id");
+    let listed = member_list(endpoint);
+    let row = listed
+        .iter()
+        .find(|row| row[0] == hex_id)
+        .expect("the new member is listed");
+    assert_eq!(row[3], format!("http://{}", fourth.peer));
+    assert_eq!(row[5], "true", "added as a learner");
+
+    // Promoting a voter is refused as etcd refuses it.
+    let refused = etcdctl(endpoint, &["member", "promote", "1"]);
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains("can only promote a learner member"),
+        "{}",
+        refused.stderr
+    );
+
+    // The new member starts with the id etcdctl printed and catches up.
+    fourth.id = new_id;
+    let initial = format!("{},{new_id}={}", cluster.initial(), fourth.peer);
+    fourth.start(&initial, &["--join"]);
+    put_retrying(&[endpoint], "joined", b"yes");
+    wait_value(fourth.client, "joined", b"yes");
+    eventually("the learner is promoted", || {
+        let promoted = etcdctl(endpoint, &["member", "promote", &hex_id]);
+        promoted.success.then_some(())
+    });
+    let listed = member_list(endpoint);
+    let row = listed.iter().find(|row| row[0] == hex_id).expect("listed");
+    assert_eq!(row[5], "false", "a voter now");
+
+    // Removal, then etcd's error for a member that is not there.
+    let leader = cluster.leader();
+    let endpoint = cluster.proc(leader).client;
+    let removed = etcdctl(endpoint, &["member", "remove", &hex_id]);
+    assert!(removed.success, "member remove failed: {}", removed.stderr);
+    assert!(
+        removed.stdout.contains("removed from cluster"),
+        "{}",
+        removed.stdout
+    );
+    fourth.terminate();
+    assert_eq!(member_list(endpoint).len(), 3);
+    let again = etcdctl(endpoint, &["member", "remove", &hex_id]);
+    assert!(!again.success);
+    assert!(
+        again.stderr.contains("member not found"),
+        "{}",
+        again.stderr
+    );
+}
