@@ -80,7 +80,7 @@ impl Node {
         peers: PeerInbox,
     ) -> Result<NodeHandle<S>, NodeError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NodeError::NoRuntime)?;
-        let boot_config = config.boot_config();
+        let boot_config = config.boot_config()?;
         let snap_dir = boot_config.data_dir.snap_dir.clone();
         let booted = bootstrap::boot(&boot_config)?;
         let mut applier = Applier::new(state_machine);
@@ -94,11 +94,8 @@ impl Node {
         // Reading the WAL and the snapshot left freed buffers behind in this
         // thread's allocator arena; a large state would keep them resident.
         crate::free_memory::return_free_memory();
-        let mut raw = RawNode::new(&config.raft_config(booted.applied), booted.memory)?;
-        if let Some(voters) = &booted.bootstrap_voters {
-            raw.bootstrap(voters)?;
-        }
-        let (wal, snapshotter) = booted.storage.into_parts();
+        let raw = RawNode::new(&config.raft_config(booted.applied), booted.memory)?;
+        let (wal, snapshotter, data_dir_lock) = booted.storage.into_parts();
         // The raft actor must never block on the queue: it bounds the bytes
         // in flight itself (`max_inflight_bytes`).
         let mut persist_config = config.persist.clone();
@@ -155,6 +152,7 @@ impl Node {
             boot_snapshot_index: boot_report.snapshot_index,
             failure: Arc::clone(&failure),
             snap_dir,
+            data_dir_lock,
         };
         let actor = RaftActor::new(parts, &config);
         let task = runtime.spawn(actor.run());

@@ -61,6 +61,7 @@ use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist
 use crate::raft::{MemoryStorage, RawNode, StateRole};
 use crate::raftpb::{Entry, Message, MessageType};
 use crate::state_machine::StateMachine;
+use crate::storage::DataDirLock;
 use crate::transport::{IncomingSnapshot, PeerInbox, Transport};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -106,6 +107,10 @@ pub(crate) struct RaftActorParts<S: StateMachine> {
     /// The snapshot directory (state files are sent from and received
     /// into it).
     pub(crate) snap_dir: PathBuf,
+    /// The data directory's lock: released only once the persistence
+    /// actor has stopped, so a next node cannot open the directory while
+    /// this one may still write to it.
+    pub(crate) data_dir_lock: DataDirLock,
 }
 
 /// The raft actor's state.
@@ -144,6 +149,9 @@ pub(crate) struct RaftActor<S: StateMachine> {
     ready_handling: metrics::Histogram,
     committed_total: metrics::Counter,
     failed_total: metrics::Counter,
+    /// Last, so that it drops after `persist` (whose drop joins the
+    /// persistence thread) even when this actor unwinds from a panic.
+    data_dir_lock: DataDirLock,
 }
 
 /// A starting point for request sequence numbers that a previous life of
@@ -208,6 +216,7 @@ impl<S: StateMachine> RaftActor<S> {
             committed_total: metrics::counter!(names::PROPOSALS_COMMITTED_TOTAL, label => node_label.clone()),
             failed_total: metrics::counter!(names::PROPOSALS_FAILED_TOTAL, label => node_label.clone()),
             node_label,
+            data_dir_lock: parts.data_dir_lock,
         }
     }
 
@@ -233,6 +242,7 @@ impl<S: StateMachine> RaftActor<S> {
             apply,
             apply_task,
             failure,
+            data_dir_lock,
             ..
         } = self;
         drop(apply);
@@ -247,6 +257,7 @@ impl<S: StateMachine> RaftActor<S> {
                 .map_err(NodeError::Storage),
             None => Ok(()),
         };
+        drop(data_dir_lock);
         let outcome = outcome.and(apply_outcome).and(persist_outcome);
         if let Err(error) = &outcome {
             let _ = failure.set(error.clone());

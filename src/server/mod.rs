@@ -43,13 +43,8 @@ pub enum ServeError {
     #[error("configuration: {0}")]
     Config(#[from] ServeConfigError),
     /// The data directory cannot be created.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: std::path::PathBuf,
-        /// The IO error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    DataDir(#[from] crate::storage::DataDirError),
     /// A listener cannot bind.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -102,10 +97,8 @@ pub async fn start(
         }),
         None => None,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    // Durably (its parent fsynced); the node locks it when it boots.
+    crate::storage::create_data_dir(&config.data_dir)?;
     let peer_listener = bind("peers", config.listen_peer)?;
     let client_listener = bind("clients", config.listen_client)?;
     let peer_addr = local_addr("peers", &peer_listener, config.listen_peer)?;
