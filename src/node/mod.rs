@@ -40,6 +40,7 @@ mod membership;
 mod raft_actor;
 mod snapshot_files;
 mod snapshot_transfer;
+mod test_panic;
 
 pub use crate::transport::{InProcessNetwork, PeerInbox, Transport, TransportError};
 pub use bootstrap::{BootPath, NewMember};
@@ -132,7 +133,8 @@ impl Node {
                 ),
             },
         );
-        let apply_task = runtime.spawn(apply_actor.run());
+        let test_panic = test_panic::TestPanic::from_env();
+        let apply_task = runtime.spawn(apply_actor.with_test_panic(test_panic).run());
 
         let (request_sender, requests) = mpsc::channel(config.request_queue_capacity.max(1));
         let (control_sender, control) = mpsc::unbounded_channel();
@@ -153,9 +155,27 @@ impl Node {
             failure: Arc::clone(&failure),
             snap_dir,
             data_dir_lock,
+            test_panic,
         };
         let actor = RaftActor::new(parts, &config);
-        let task = runtime.spawn(actor.run());
+        let raft_task = runtime.spawn(actor.run());
+        // Watches the raft actor (which joins the apply actor and the
+        // persistence actor when it ends): however it ends, a panic
+        // included, the cause is published for the handle.
+        let (stopped_sender, stopped) = watch::channel(None);
+        let published = Arc::clone(&failure);
+        let node_id = config.node_id;
+        let task = runtime.spawn(async move {
+            let outcome = raft_task
+                .await
+                .unwrap_or_else(|join| Err(NodeError::task_ended("raft", join)));
+            if let Err(error) = &outcome {
+                tracing::error!(node = node_id, %error, "node stopped");
+                let _ = published.set(error.clone());
+            }
+            stopped_sender.send_replace(Some(outcome.clone()));
+            outcome
+        });
         Ok(NodeHandle::new(handle::HandleParts {
             id: config.node_id,
             requests: request_sender,
@@ -166,6 +186,7 @@ impl Node {
             task,
             boot_report,
             failure,
+            stopped,
         }))
     }
 }

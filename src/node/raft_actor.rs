@@ -56,6 +56,7 @@ use super::mailbox::{
 };
 use super::membership::Membership;
 use super::snapshot_transfer::{SnapshotTransfers, TransferEvent};
+use super::test_panic::TestPanic;
 use crate::metrics as names;
 use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist};
 use crate::raft::{MemoryStorage, RawNode, StateRole};
@@ -111,6 +112,8 @@ pub(crate) struct RaftActorParts<S: StateMachine> {
     /// actor has stopped, so a next node cannot open the directory while
     /// this one may still write to it.
     pub(crate) data_dir_lock: DataDirLock,
+    /// The test-only panic hook (`super::test_panic`).
+    pub(crate) test_panic: Option<TestPanic>,
 }
 
 /// The raft actor's state.
@@ -149,6 +152,7 @@ pub(crate) struct RaftActor<S: StateMachine> {
     ready_handling: metrics::Histogram,
     committed_total: metrics::Counter,
     failed_total: metrics::Counter,
+    test_panic: Option<TestPanic>,
     /// Last, so that it drops after `persist` (whose drop joins the
     /// persistence thread) even when this actor unwinds from a panic.
     data_dir_lock: DataDirLock,
@@ -217,6 +221,7 @@ impl<S: StateMachine> RaftActor<S> {
             failed_total: metrics::counter!(names::PROPOSALS_FAILED_TOTAL, label => node_label.clone()),
             node_label,
             data_dir_lock: parts.data_dir_lock,
+            test_panic: parts.test_panic,
         }
     }
 
@@ -228,6 +233,8 @@ impl<S: StateMachine> RaftActor<S> {
         match &outcome {
             Ok(Exit::Graceful) => self.drain().await,
             Ok(Exit::Crash) => tracing::warn!(node = self.id, "stopping without drain"),
+            // The apply actor ended: its task tells why, below.
+            Err(NodeError::Stopped) => {}
             Err(error) => {
                 tracing::error!(node = self.id, %error, "raft actor stops");
                 // Published before the apply actor drops its waiters, which
@@ -247,8 +254,16 @@ impl<S: StateMachine> RaftActor<S> {
         } = self;
         drop(apply);
         let apply_outcome = match apply_task {
-            Some(task) => task.await.unwrap_or(Err(NodeError::Stopped)),
+            Some(task) => task
+                .await
+                .unwrap_or_else(|join| Err(NodeError::task_ended("apply", join))),
             None => Ok(()),
+        };
+        // "Stopped" from the main loop means the apply actor ended first:
+        // its own outcome is the cause.
+        let outcome = match (outcome, &apply_outcome) {
+            (Err(NodeError::Stopped), Err(cause)) => Err(cause.clone()),
+            (outcome, _) => outcome,
         };
         let persist_outcome = match persist {
             Some(persist) => tokio::task::spawn_blocking(move || persist.shutdown())
@@ -389,6 +404,7 @@ impl<S: StateMachine> RaftActor<S> {
     fn handle_request(&mut self, request: ClientRequest<S>, proposals: &mut Proposals<S>) {
         match request {
             ClientRequest::Propose { data, id, reply } => {
+                TestPanic::fire(self.test_panic, TestPanic::Raft);
                 proposals.data.push(data);
                 proposals.waiters.push((id, reply));
             }

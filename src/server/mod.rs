@@ -11,11 +11,13 @@
 //! directory of another node or cluster is an error before anything
 //! listens for clients; a stop requested by the caller's `shutdown` future
 //! drains the node (everything acknowledged was durable before). A node
-//! stopped by a storage failure (a full disk, a failed fdatasync) leaves
-//! the HTTP API up, answering every request with 507 and the cause (and
-//! `/health` with 503), so clients and operators see why rather than a
-//! refused connection; stopping the process then reports the failure
-//! (`ringraft serve` exits 1). Restart it, with space freed, to serve again.
+//! that stops by itself — a storage failure (a full disk, a failed
+//! fdatasync), a panic in one of its actors, the state machine's error —
+//! ends [`run`] with that cause: the HTTP API and the transport stop and
+//! `ringraft serve` exits 1 with one log line naming it, as etcd exits,
+//! so that a supervisor restarts it (on a full disk, after space is
+//! freed) rather than a zombie answering errors. Until then, requests the
+//! HTTP API still takes are answered with the cause (507 for storage).
 //! May not touch: raft, storage or HTTP details (their modules' business).
 
 pub mod client_listener;
@@ -182,16 +184,30 @@ impl Server {
     }
 }
 
-/// Runs a server until `shutdown` completes, then stops it gracefully.
+/// Runs a server until `shutdown` completes, then stops it gracefully; or
+/// until the node stops by itself (a storage failure, a panic in one of
+/// its actors), then stops the rest and returns that cause, so that the
+/// process exits rather than serving errors.
 pub async fn run(
     config: &ServeConfig,
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let server = start(config, metrics).await?;
-    shutdown.await;
-    tracing::info!(node = config.node_id, "stopping");
-    server.stop().await
+    let node = server.node.clone();
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!(node = config.node_id, "stopping");
+            server.stop().await
+        }
+        stopped = node.stopped() => {
+            let cause = stopped.err().unwrap_or(NodeError::Stopped);
+            tracing::error!(node = config.node_id, %cause, "the node stopped by itself; exiting");
+            // The node's outcome is `cause`, already reported.
+            let _ = server.stop().await;
+            Err(ServeError::Node(cause))
+        }
+    }
 }
 
 /// Pending connections the kernel queues for a listener. std's 128 is
