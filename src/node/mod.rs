@@ -164,13 +164,11 @@ impl Node {
         // included, the cause is published for the handle.
         let (stopped_sender, stopped) = watch::channel(None);
         let published = Arc::clone(&failure);
-        let node_id = config.node_id;
         let task = runtime.spawn(async move {
             let outcome = raft_task
                 .await
                 .unwrap_or_else(|join| Err(NodeError::task_ended("raft", join)));
             if let Err(error) = &outcome {
-                tracing::error!(node = node_id, %error, "node stopped");
                 let _ = published.set(error.clone());
             }
             stopped_sender.send_replace(Some(outcome.clone()));
