@@ -110,8 +110,7 @@ fn a_full_disk_answers_507_loses_nothing_and_serves_again_after_space_is_freed()
     let mut full = false;
     let started = Instant::now();
     for i in 0..MAX_WRITES {
-        let Ok(response) = http(server.client, "PUT", &format!("/v1/kv/k{i:05}"), &value(i))
-        else {
+        let Ok(response) = http(server.client, "PUT", &format!("/v1/kv/k{i:05}"), &value(i)) else {
             eprintln!("write {i}: no answer, the server is gone");
             full = true;
             break;
@@ -159,8 +158,10 @@ fn a_full_disk_answers_507_loses_nothing_and_serves_again_after_space_is_freed()
         eprintln!("server: {line}");
     }
     assert!(
-        server.log().lines().any(|line| line.contains("exiting")
-            && line.contains("No space left on device")),
+        server
+            .log()
+            .lines()
+            .any(|line| line.contains("exiting") && line.contains("No space left on device")),
         "one line names the cause of the exit\n{}",
         server.log()
     );

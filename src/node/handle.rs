@@ -13,7 +13,10 @@
 //! this node's state machine as it is. Every call ends within the request
 //! timeout, with a typed error when it must; once the node stopped because
 //! of a failure (a full disk, a failed fdatasync, the state machine's
-//! error), every call fails with that failure, not with a bare `Stopped`.
+//! error, a panic in one of its actors), every call fails with that
+//! failure, not with a bare `Stopped`, [`NodeHandle::failure`] names it, and
+//! [`NodeHandle::stopped`] resolves with it (a program embedding the node
+//! waits on it to stop too, as `ringraft serve` does).
 //!
 //! Membership calls answer with the change's raft index once it applied
 //! here; a call made while an earlier change is still being applied on the
