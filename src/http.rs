@@ -378,7 +378,7 @@ impl From<NodeError> for ApiError {
                 unavailable(format!("{message}; a write may still apply")).retry_later()
             }
             NodeError::ProposalDropped { .. } => unavailable(message).retry_later(),
-            NodeError::Stopped => unavailable(message),
+            NodeError::Stopped | NodeError::Panicked { .. } => unavailable(message),
             NodeError::UnknownMember { .. } => ApiError::not_found(message),
             NodeError::InvalidMembership { .. } => ApiError::new(StatusCode::CONFLICT, message),
             NodeError::MembershipChangePending => unavailable(message).retry_later(),

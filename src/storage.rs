@@ -15,6 +15,9 @@
 //! save (`persist::snapshot_file`, on the std backend), which alone hands
 //! out the marker the WAL takes, and the release is the WAL's
 //! (`wal::release`), exactly as the persistence actor runs them.
+//! The data directory is locked (`LOCK`, [`DataDirLock`]) before anything
+//! in it is read or changed, and stays locked while the storage, or the
+//! lock handed out by [`DurableStorage::into_parts`], lives.
 //! May not touch: the raft core's in-memory `raft::storage::MemoryStorage`
 //! (a different thing: it is rebuilt from what [`DurableStorage::open`] returns),
 //! file formats (owned by `wal` and `snap`).
@@ -26,6 +29,10 @@ use crate::raftpb::{Entry, HardState, Metadata, Snapshot, walpb};
 use crate::snap::{SnapError, Snapshotter};
 use crate::wal::{RepairOutcome, Wal, WalContents, WalError, WalOptions, repair};
 use std::path::{Path, PathBuf};
+
+mod data_dir_lock;
+
+pub use data_dir_lock::{DataDirError, DataDirLock, LOCK_FILE_NAME, create_data_dir};
 
 /// Which directory layout a data directory uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,18 +79,37 @@ impl DataDir {
         }
     }
 
-    /// etcd's layout if `root/member/wal` exists, ours otherwise.
-    pub fn detect(root: &Path) -> DataDir {
-        if root.join("member").join("wal").is_dir() {
-            DataDir::etcd(root)
-        } else {
-            DataDir::ringraft(root)
+    /// etcd's layout if `root/member/wal` is a directory, ours if it does
+    /// not exist. Any other answer of the file system (a permission, an IO
+    /// error) is an error: guessing would open the wrong layout, or none.
+    pub fn detect(root: &Path) -> Result<DataDir, DataDirError> {
+        let etcd_wal = root.join("member").join("wal");
+        match std::fs::metadata(&etcd_wal) {
+            Ok(meta) if meta.is_dir() => Ok(DataDir::etcd(root)),
+            Ok(_) => Err(DataDirError::NotADirectory { path: etcd_wal }),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(DataDir::ringraft(root))
+            }
+            Err(e) => Err(DataDirError::io("stat", &etcd_wal, e)),
         }
     }
 
-    /// True when the WAL directory holds segments.
-    pub fn wal_exists(&self) -> bool {
-        crate::wal::segment_name::list_segments(&self.wal_dir).is_ok_and(|s| !s.is_empty())
+    /// True when the WAL directory holds segments; false when it is
+    /// missing. A directory that cannot be listed is an error naming it,
+    /// never "no WAL" (which would start a new member over old data).
+    pub fn wal_exists(&self) -> Result<bool, WalError> {
+        match crate::wal::segment_name::list_segments(&self.wal_dir) {
+            Ok(segments) => Ok(!segments.is_empty()),
+            Err(WalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -99,6 +125,9 @@ pub enum DurableStorageError {
     /// From saving a snapshot file.
     #[error(transparent)]
     SnapshotSave(#[from] PersistError),
+    /// The data directory is in use or unusable.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
 }
 
 /// What a node restarts from.
@@ -112,33 +141,57 @@ pub struct Recovered {
     pub repair: Option<RepairOutcome>,
 }
 
-/// A node's WAL and snapshotter, used together.
+/// A node's WAL and snapshotter, used together, with the lock of their
+/// data directory.
 #[derive(Debug)]
 pub struct DurableStorage {
     wal: Wal,
     snapshotter: Snapshotter,
+    lock: DataDirLock,
 }
 
 impl DurableStorage {
-    /// Creates the storage of a new member in `data_dir`.
+    /// Creates the storage of a new member in `data_dir` (locked first).
     pub fn create(
         data_dir: &DataDir,
         metadata: &Metadata,
         options: WalOptions,
     ) -> Result<DurableStorage, DurableStorageError> {
+        DurableStorage::create_with_log(data_dir, metadata, &HardState::default(), &[], options)
+    }
+
+    /// Creates the storage of a new member in `data_dir` (locked first)
+    /// whose WAL starts with `entries` and `hard_state` (a new cluster's
+    /// bootstrap entries): the WAL appears with them, synced, or not at
+    /// all, so a crash at any instant of a first boot leaves either no WAL
+    /// (the next boot starts over) or one a restart reads whole.
+    pub fn create_with_log(
+        data_dir: &DataDir,
+        metadata: &Metadata,
+        hard_state: &HardState,
+        entries: &[Entry],
+        options: WalOptions,
+    ) -> Result<DurableStorage, DurableStorageError> {
+        let lock = DataDirLock::acquire(&data_dir.root)?;
         let snapshotter = Snapshotter::new(&data_dir.snap_dir)?;
-        let wal = Wal::create(&data_dir.wal_dir, metadata, options)?;
-        Ok(DurableStorage { wal, snapshotter })
+        let wal = Wal::create_with_log(&data_dir.wal_dir, metadata, hard_state, entries, options)?;
+        Ok(DurableStorage {
+            wal,
+            snapshotter,
+            lock,
+        })
     }
 
     /// Opens existing storage: the newest snapshot the WAL vouches for (at or
     /// below its commit index), then the WAL from that snapshot on. A torn
     /// tail is repaired once (keeping a `.broken` copy); corruption is an
-    /// error.
+    /// error. The data directory is locked before anything in it is read
+    /// or changed.
     pub fn open(
         data_dir: &DataDir,
         options: WalOptions,
     ) -> Result<(DurableStorage, Recovered), DurableStorageError> {
+        let lock = DataDirLock::acquire(&data_dir.root)?;
         let snapshotter = Snapshotter::new(&data_dir.snap_dir)?;
         let markers = crate::wal::valid_snapshot_entries(&data_dir.wal_dir)?;
         let snapshot = snapshotter.load_newest_available(&markers)?;
@@ -155,7 +208,11 @@ impl DurableStorage {
             contents,
             repair,
         };
-        let storage = DurableStorage { wal, snapshotter };
+        let storage = DurableStorage {
+            wal,
+            snapshotter,
+            lock,
+        };
         Ok((storage, recovered))
     }
 
@@ -231,9 +288,10 @@ impl DurableStorage {
     }
 
     /// The WAL and the snapshotter, to hand to the persistence actor after
-    /// boot (which then runs the same save path on its own IO backend).
-    pub fn into_parts(self) -> (Wal, Snapshotter) {
-        (self.wal, self.snapshotter)
+    /// boot (which then runs the same save path on its own IO backend), and
+    /// the data directory's lock, to hold until the node has stopped.
+    pub fn into_parts(self) -> (Wal, Snapshotter, DataDirLock) {
+        (self.wal, self.snapshotter, self.lock)
     }
 }
 

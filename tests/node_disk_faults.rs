@@ -269,6 +269,21 @@ async fn assert_node_refuses_everything(node: &NodeHandle<KvStore>, failure: &Ar
         Arc::ptr_eq(&storage_failure(&refused), failure),
         "{refused}"
     );
+    // The handle says why, and an embedding program waiting for the node
+    // to stop learns it too.
+    let reported = node.failure().expect("the handle reports the failure");
+    assert!(
+        Arc::ptr_eq(&storage_failure(&reported), failure),
+        "{reported}"
+    );
+    let stopped = tokio::time::timeout(DEADLINE, node.stopped())
+        .await
+        .expect("stopped() resolves once the node has stopped")
+        .expect_err("with the failure");
+    assert!(
+        Arc::ptr_eq(&storage_failure(&stopped), failure),
+        "{stopped}"
+    );
 }
 
 /// Through HTTP: a write answers 507 with the cause, `/health` 503 with it.

@@ -116,6 +116,44 @@ impl Load {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_in_use_is_refused_and_a_requested_stop_is_no_failure() {
+    let mut cluster = Cluster::new(&[1]);
+    let node = cluster.node(1).clone();
+    put(&node, b"k", b"v").await;
+    // A second node on the same directory (same process: another open of
+    // the LOCK file) is refused before it touches anything.
+    let refused = cluster
+        .try_start_with(1, |_| {})
+        .expect_err("the directory is in use");
+    let message = refused.to_string();
+    let dir = cluster.dirs[&1].path().display().to_string();
+    assert!(
+        message.contains(&format!("data directory {dir} is in use")),
+        "{message}"
+    );
+    assert!(node.failure().is_none());
+    let waiter = tokio::spawn({
+        let node = node.clone();
+        async move { node.stopped().await }
+    });
+    cluster.stop(1).await;
+    let stopped = tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("stopped() resolves at shutdown")
+        .expect("waiter task");
+    assert!(
+        stopped.is_ok(),
+        "a requested stop is no failure: {stopped:?}"
+    );
+    assert!(node.failure().is_none());
+    // Stopped means unlocked: the directory boots again, with its data.
+    cluster.start(1);
+    let value = get(cluster.node(1), b"k", Consistency::Linearizable).await;
+    assert_eq!(value.as_deref(), Some(&b"v"[..]));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_after_snapshots_replays_only_the_wal_tail() {
     let mut cluster = Cluster::with_config(&[1, 2, 3], frequent_snapshots);
     let written = 3 * SNAPSHOT_COUNT as usize + 30;

@@ -353,6 +353,35 @@ fn storage_saves_in_order_and_recovers_the_newest_committed_snapshot() {
 }
 
 #[test]
+fn snapshot_files_are_private_like_the_wal() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = scratch_dir();
+    let data_dir = DataDir::ringraft(&scratch.path().join("data"));
+    let options = WalOptions::default();
+    let mut storage = DurableStorage::create(&data_dir, &metadata(), options).unwrap();
+    storage
+        .save(
+            &HardState {
+                term: 5,
+                vote: NODE_ID,
+                commit: 3,
+            },
+            &[entry(5, 1), entry(5, 2), entry(5, 3)],
+        )
+        .unwrap();
+    storage.save_snap(&snapshot(5, 3)).unwrap();
+    storage.close().unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data_dir.root), 0o700, "data directory");
+    assert_eq!(mode(&data_dir.snap_dir), 0o700, "snapshot directory");
+    assert_eq!(mode(&data_dir.wal_dir), 0o700, "WAL directory");
+    let snap_file = data_dir
+        .snap_dir
+        .join(SnapName { term: 5, index: 3 }.file_name());
+    assert_eq!(mode(&snap_file), 0o600, "snapshot file");
+}
+
+#[test]
 fn segments_are_released_only_once_the_snapshot_is_committed() {
     let scratch = scratch_dir();
     let data_dir = DataDir::ringraft(scratch.path());

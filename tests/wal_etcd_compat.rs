@@ -123,7 +123,7 @@ fn verify_starts_from_the_newest_snapshot() {
 
 #[test]
 fn library_reads_the_fixture() {
-    let data_dir = DataDir::detect(Path::new(FIXTURE));
+    let data_dir = DataDir::detect(Path::new(FIXTURE)).expect("layout");
     assert_eq!(data_dir.layout, DataDirLayout::Etcd);
     let markers = wal::valid_snapshot_entries(&data_dir.wal_dir).expect("markers");
     let marker_ids: Vec<_> = markers.iter().map(|m| (m.index, m.term)).collect();
@@ -243,7 +243,7 @@ fn appending_to_an_etcd_wal_continues_its_chain() {
         &Path::new(FIXTURE).join("member/snap"),
         &root.join("member/snap"),
     );
-    let data_dir = DataDir::detect(root);
+    let data_dir = DataDir::detect(root).expect("layout");
     let (mut storage, recovered) =
         DurableStorage::open(&data_dir, WalOptions::default()).expect("open etcd data dir");
     assert_eq!(

@@ -387,20 +387,22 @@ fn init_logging() {
 
 /// The WAL and snapshot directories for a path naming either a WAL directory
 /// or a data directory.
-fn resolve(path: &Path) -> DataDir {
+fn resolve(path: &Path) -> Result<DataDir, String> {
+    // Not a directory of segments (a data directory, or a missing path
+    // the reader then reports by name).
     let holds_segments = wal::segment_name::list_segments(path).is_ok_and(|s| !s.is_empty());
     if !holds_segments {
-        return DataDir::detect(path);
+        return DataDir::detect(path).map_err(|e| e.to_string());
     }
     let parent = path.parent().unwrap_or(Path::new("."));
-    let mut layout = DataDir::detect(parent);
+    let mut layout = DataDir::detect(parent).map_err(|e| e.to_string())?;
     layout.wal_dir = path.to_path_buf();
     layout.snap_dir = parent.join("snap");
-    layout
+    Ok(layout)
 }
 
 fn dump(path: &Path) -> Result<(), String> {
-    let wal_dir = resolve(path).wal_dir;
+    let wal_dir = resolve(path)?.wal_dir;
     let end = wal::dump(&wal_dir, |record| println!("{}", record.to_json()))
         .map_err(|e| e.to_string())?;
     if let Some(torn) = end.torn_tail {
@@ -427,7 +429,7 @@ fn verify_state_file(
 }
 
 fn verify(path: &Path) -> Result<(), String> {
-    let data_dir = resolve(path);
+    let data_dir = resolve(path)?;
     let markers = wal::valid_snapshot_entries(&data_dir.wal_dir).map_err(|e| e.to_string())?;
     let snapshotter = Snapshotter::read_only(&data_dir.snap_dir);
     let snapshot = snapshotter

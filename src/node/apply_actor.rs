@@ -33,6 +33,7 @@ use super::envelope::RequestId;
 use super::error::{ApplyError, NodeError};
 use super::mailbox::{ApplyMsg, ProposalReply, Read, SnapshotData};
 use super::snapshot_files;
+use super::test_panic::TestPanic;
 use crate::metrics as names;
 use crate::raftpb::{Entry, Snapshot};
 use crate::state_machine::StateMachine;
@@ -110,6 +111,8 @@ pub(crate) struct ApplyActor<S: StateMachine> {
     snapshot_soon: bool,
     /// How fast state files are written.
     pacing: crate::snap::state_file::WritePacing,
+    /// The test-only panic hook (`super::test_panic`).
+    test_panic: Option<TestPanic>,
 }
 
 /// Where the apply actor keeps snapshots, and whether it needs a fresh one.
@@ -152,7 +155,14 @@ impl<S: StateMachine> ApplyActor<S> {
             snap_dir: snapshots.dir,
             snapshot_soon: snapshots.soon,
             pacing: snapshots.pacing,
+            test_panic: None,
         }
+    }
+
+    /// Arms the test-only panic hook (`super::test_panic`).
+    pub(crate) fn with_test_panic(mut self, hook: Option<TestPanic>) -> ApplyActor<S> {
+        self.test_panic = hook;
+        self
     }
 
     /// Runs until the raft actor hangs up (shutdown) or applying fails.
@@ -246,6 +256,11 @@ impl<S: StateMachine> ApplyActor<S> {
     fn apply_batch(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
         let started = Instant::now();
         let applied_before = self.applier.applied_index();
+        if entries.iter().any(|e| {
+            e.entry_type == crate::raftpb::EntryType::EntryNormal as i32 && !e.data.is_empty()
+        }) {
+            TestPanic::fire(self.test_panic, TestPanic::Apply);
+        }
         let batch = self.applier.apply(entries)?;
         self.member_added |= batch.member_added;
         // Published before anyone is answered: a caller that got its answer

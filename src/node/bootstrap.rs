@@ -11,14 +11,17 @@
 //! entry the WAL holds; `force_new_cluster` keeps every entry of the WAL
 //! and makes this node the only voter with configuration changes written
 //! (and synced) to the WAL before raft starts; a data directory written for
-//! another node or cluster is refused before anything is changed.
+//! another node or cluster is refused before anything is changed; the data
+//! directory is locked before anything in it is read or changed; a new
+//! cluster's WAL appears only with its bootstrap entries and HardState
+//! synced in it, so a first boot killed at any instant restarts healthy.
 //!
 //! May not touch: the running actors. Boot happens before they start; the
 //! raft actor applies committed entries after the snapshot itself (the raft
 //! node starts with `applied` = the snapshot index, so they are replayed).
 
-use crate::raft::MemoryStorage;
 use crate::raft::raft::decode_conf_change;
+use crate::raft::{MemoryStorage, bootstrap_entries};
 use crate::raftpb::{
     ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Metadata, Snapshot,
 };
@@ -124,8 +127,6 @@ pub struct Booted {
     /// none; the snapshot is `memory.last_snapshot()`): raft replays
     /// committed entries after it.
     pub applied: u64,
-    /// Voters to pass to `RawNode::bootstrap` (a brand-new cluster only).
-    pub bootstrap_voters: Option<Vec<u64>>,
     /// Entries read from the WAL after the snapshot.
     pub wal_entries: usize,
     /// Which path boot took.
@@ -145,7 +146,8 @@ pub enum BootPath {
     ForceNewCluster,
 }
 
-/// Boots per `config`: creates or opens the storage and rebuilds state.
+/// Boots per `config`: creates or opens the storage (locking the data
+/// directory first: [`crate::storage::DataDirLock`]) and rebuilds state.
 pub fn boot(config: &BootConfig) -> Result<Booted, BootError> {
     if config.node_id == 0 || config.cluster_id == 0 {
         return Err(BootError::ZeroId {
@@ -153,7 +155,11 @@ pub fn boot(config: &BootConfig) -> Result<Booted, BootError> {
             cluster_id: config.cluster_id,
         });
     }
-    if !config.data_dir.wal_exists() {
+    if !config
+        .data_dir
+        .wal_exists()
+        .map_err(DurableStorageError::from)?
+    {
         if config.force_new_cluster {
             return Err(BootError::ForceNewClusterWithoutWal {
                 data_dir: config.data_dir.root.clone(),
@@ -170,8 +176,14 @@ pub fn boot(config: &BootConfig) -> Result<Booted, BootError> {
     Ok(booted)
 }
 
+/// A new member's storage. A new cluster's WAL is created holding the
+/// bootstrap entries (`raft::bootstrap_entries`) and their HardState
+/// (term 1, committed), and raft starts on that log as on any restart:
+/// had they been left to raft's first Ready, a crash between the WAL's
+/// creation and that Ready's fdatasync would leave a WAL without any
+/// member, from which the node restarts and never elects a leader.
 fn create(config: &BootConfig) -> Result<Booted, BootError> {
-    let (bootstrap_voters, path) = match &config.new_member {
+    let (entries, path) = match &config.new_member {
         NewMember::NewCluster { voters } => {
             if voters.is_empty() || !voters.contains(&config.node_id) {
                 return Err(BootError::BadInitialVoters {
@@ -179,20 +191,36 @@ fn create(config: &BootConfig) -> Result<Booted, BootError> {
                     voters: voters.clone(),
                 });
             }
-            (Some(voters.clone()), BootPath::NewCluster)
+            (bootstrap_entries(voters), BootPath::NewCluster)
         }
-        NewMember::Join => (None, BootPath::Join),
+        NewMember::Join => (Vec::new(), BootPath::Join),
+    };
+    let hard_state = match entries.last() {
+        Some(last) => HardState {
+            term: last.term,
+            vote: 0,
+            commit: last.index,
+        },
+        None => HardState::default(),
     };
     let metadata = Metadata {
         node_id: config.node_id,
         cluster_id: config.cluster_id,
     };
-    let storage = DurableStorage::create(&config.data_dir, &metadata, config.wal_options)?;
+    let storage = DurableStorage::create_with_log(
+        &config.data_dir,
+        &metadata,
+        &hard_state,
+        &entries,
+        config.wal_options,
+    )?;
+    let mut memory = MemoryStorage::new();
+    memory.set_hard_state(hard_state);
+    memory.append(&entries)?;
     Ok(Booted {
         storage,
-        memory: MemoryStorage::new(),
+        memory,
         applied: 0,
-        bootstrap_voters,
         wal_entries: 0,
         path,
     })
@@ -227,7 +255,6 @@ fn restart(storage: DurableStorage, recovered: Recovered) -> Result<Booted, Boot
         storage,
         memory,
         applied,
-        bootstrap_voters: None,
         wal_entries: contents.entries.len(),
         path: BootPath::Restart,
     })

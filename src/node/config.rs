@@ -7,10 +7,10 @@
 //! check-quorum on).
 //! May not touch: anything at run time.
 
-use super::bootstrap::{BootConfig, NewMember};
+use super::bootstrap::{BootConfig, BootError, NewMember};
 use crate::persist::PersistConfig;
 use crate::raft::Config;
-use crate::storage::DataDir;
+use crate::storage::{DataDir, DurableStorageError};
 use crate::wal::WalOptions;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -140,16 +140,18 @@ impl NodeConfig {
         }
     }
 
-    /// The boot settings.
-    pub fn boot_config(&self) -> BootConfig {
-        BootConfig {
+    /// The boot settings; fails when the data directory's layout cannot
+    /// be told (see [`DataDir::detect`]).
+    pub fn boot_config(&self) -> Result<BootConfig, BootError> {
+        let data_dir = DataDir::detect(&self.data_dir).map_err(DurableStorageError::from)?;
+        Ok(BootConfig {
             node_id: self.node_id,
             cluster_id: self.cluster_id,
-            data_dir: DataDir::detect(&self.data_dir),
+            data_dir,
             new_member: self.new_member.clone(),
             force_new_cluster: self.force_new_cluster,
             wal_options: self.wal_options,
-        }
+        })
     }
 
     /// The raft settings for a node whose state machine stands at

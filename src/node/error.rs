@@ -51,6 +51,15 @@ pub enum NodeError {
     /// The raft actor's in-memory log refused a persisted Ready (a bug).
     #[error("raft log: {0}")]
     RaftLog(String),
+    /// One of the node's actors panicked (a bug): the node stopped.
+    /// Restart it; the log and snapshots on disk are intact.
+    #[error("the {actor} actor panicked, the node has stopped: {message}")]
+    Panicked {
+        /// "raft" or "apply".
+        actor: &'static str,
+        /// The panic's message.
+        message: String,
+    },
     /// `Node::start` was called outside a tokio runtime.
     #[error("Node::start must be called within a tokio runtime")]
     NoRuntime,
@@ -168,6 +177,24 @@ impl NodeError {
             RaftError::ProposalDropped(reason) => NodeError::ProposalDropped { reason },
             other => NodeError::from(other),
         }
+    }
+}
+
+impl NodeError {
+    /// Why the task of `actor` ended without returning: a panic (with its
+    /// message), or the runtime shutting down (`Stopped`).
+    pub(crate) fn task_ended(actor: &'static str, join: tokio::task::JoinError) -> NodeError {
+        let Ok(panic) = join.try_into_panic() else {
+            return NodeError::Stopped;
+        };
+        let message = match panic.downcast_ref::<&str>() {
+            Some(message) => (*message).to_string(),
+            None => match panic.downcast_ref::<String>() {
+                Some(message) => message.clone(),
+                None => "(no message)".to_string(),
+            },
+        };
+        NodeError::Panicked { actor, message }
     }
 }
 

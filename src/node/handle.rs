@@ -13,7 +13,10 @@
 //! this node's state machine as it is. Every call ends within the request
 //! timeout, with a typed error when it must; once the node stopped because
 //! of a failure (a full disk, a failed fdatasync, the state machine's
-//! error), every call fails with that failure, not with a bare `Stopped`.
+//! error, a panic in one of its actors), every call fails with that
+//! failure, not with a bare `Stopped`, [`NodeHandle::failure`] names it, and
+//! [`NodeHandle::stopped`] resolves with it (a program embedding the node
+//! waits on it to stop too, as `ringraft serve` does).
 //!
 //! Membership calls answer with the change's raft index once it applied
 //! here; a call made while an earlier change is still being applied on the
@@ -68,6 +71,8 @@ pub(crate) struct HandleParts<S: StateMachine> {
     pub(crate) boot_report: BootReport,
     /// The failure that stopped the node, once one did.
     pub(crate) failure: Arc<OnceLock<NodeError>>,
+    /// How the node ended, once it did.
+    pub(crate) stopped: watch::Receiver<Option<Result<(), NodeError>>>,
 }
 
 struct Shared<S: StateMachine> {
@@ -82,6 +87,7 @@ struct Shared<S: StateMachine> {
     task: Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
     boot_report: BootReport,
     failure: Arc<OnceLock<NodeError>>,
+    stopped: watch::Receiver<Option<Result<(), NodeError>>>,
 }
 
 /// A handle on a running node over state machine `S`; cheap to clone,
@@ -134,6 +140,7 @@ impl<S: StateMachine> NodeHandle<S> {
                 task: Mutex::new(Some(parts.task)),
                 boot_report: parts.boot_report,
                 failure: parts.failure,
+                stopped: parts.stopped,
             }),
         }
     }
@@ -324,6 +331,28 @@ impl<S: StateMachine> NodeHandle<S> {
             answer.await.map_err(|_| NodeError::Stopped)
         })
         .await
+    }
+
+    /// The failure that stopped this node (a storage failure, a panic in
+    /// one of its actors, the state machine's error), once one did; `None`
+    /// while it runs and after a requested stop.
+    pub fn failure(&self) -> Option<NodeError> {
+        self.shared.failure.get().cloned()
+    }
+
+    /// Resolves once the node has stopped (its actors ended, the WAL
+    /// closed, the data directory unlocked), with why: `Ok` for a stop
+    /// asked for ([`shutdown`](Self::shutdown), [`crash`](Self::crash)),
+    /// the failure otherwise. A program embedding the node waits on it to
+    /// stop too, as `ringraft serve` does, rather than keep serving
+    /// errors. Any number of callers may wait.
+    pub async fn stopped(&self) -> Result<(), NodeError> {
+        let mut stopped = self.shared.stopped.clone();
+        match stopped.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or(Err(NodeError::Stopped)),
+            // The watching task was dropped with its runtime.
+            Err(_) => Err(self.failure().unwrap_or(NodeError::Stopped)),
+        }
     }
 
     /// The index this node's state machine stands at.

@@ -40,6 +40,7 @@ mod membership;
 mod raft_actor;
 mod snapshot_files;
 mod snapshot_transfer;
+mod test_panic;
 
 pub use crate::transport::{InProcessNetwork, PeerInbox, Transport, TransportError};
 pub use bootstrap::{BootPath, NewMember};
@@ -80,7 +81,7 @@ impl Node {
         peers: PeerInbox,
     ) -> Result<NodeHandle<S>, NodeError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NodeError::NoRuntime)?;
-        let boot_config = config.boot_config();
+        let boot_config = config.boot_config()?;
         let snap_dir = boot_config.data_dir.snap_dir.clone();
         let booted = bootstrap::boot(&boot_config)?;
         let mut applier = Applier::new(state_machine);
@@ -94,11 +95,8 @@ impl Node {
         // Reading the WAL and the snapshot left freed buffers behind in this
         // thread's allocator arena; a large state would keep them resident.
         crate::free_memory::return_free_memory();
-        let mut raw = RawNode::new(&config.raft_config(booted.applied), booted.memory)?;
-        if let Some(voters) = &booted.bootstrap_voters {
-            raw.bootstrap(voters)?;
-        }
-        let (wal, snapshotter) = booted.storage.into_parts();
+        let raw = RawNode::new(&config.raft_config(booted.applied), booted.memory)?;
+        let (wal, snapshotter, data_dir_lock) = booted.storage.into_parts();
         // The raft actor must never block on the queue: it bounds the bytes
         // in flight itself (`max_inflight_bytes`).
         let mut persist_config = config.persist.clone();
@@ -135,7 +133,8 @@ impl Node {
                 ),
             },
         );
-        let apply_task = runtime.spawn(apply_actor.run());
+        let test_panic = test_panic::TestPanic::from_env();
+        let apply_task = runtime.spawn(apply_actor.with_test_panic(test_panic).run());
 
         let (request_sender, requests) = mpsc::channel(config.request_queue_capacity.max(1));
         let (control_sender, control) = mpsc::unbounded_channel();
@@ -155,9 +154,26 @@ impl Node {
             boot_snapshot_index: boot_report.snapshot_index,
             failure: Arc::clone(&failure),
             snap_dir,
+            data_dir_lock,
+            test_panic,
         };
         let actor = RaftActor::new(parts, &config);
-        let task = runtime.spawn(actor.run());
+        let raft_task = runtime.spawn(actor.run());
+        // Watches the raft actor (which joins the apply actor and the
+        // persistence actor when it ends): however it ends, a panic
+        // included, the cause is published for the handle.
+        let (stopped_sender, stopped) = watch::channel(None);
+        let published = Arc::clone(&failure);
+        let task = runtime.spawn(async move {
+            let outcome = raft_task
+                .await
+                .unwrap_or_else(|join| Err(NodeError::task_ended("raft", join)));
+            if let Err(error) = &outcome {
+                let _ = published.set(error.clone());
+            }
+            stopped_sender.send_replace(Some(outcome.clone()));
+            outcome
+        });
         Ok(NodeHandle::new(handle::HandleParts {
             id: config.node_id,
             requests: request_sender,
@@ -168,6 +184,7 @@ impl Node {
             task,
             boot_report,
             failure,
+            stopped,
         }))
     }
 }

@@ -56,11 +56,13 @@ use super::mailbox::{
 };
 use super::membership::Membership;
 use super::snapshot_transfer::{SnapshotTransfers, TransferEvent};
+use super::test_panic::TestPanic;
 use crate::metrics as names;
 use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist};
 use crate::raft::{MemoryStorage, RawNode, StateRole};
 use crate::raftpb::{Entry, Message, MessageType};
 use crate::state_machine::StateMachine;
+use crate::storage::DataDirLock;
 use crate::transport::{IncomingSnapshot, PeerInbox, Transport};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -106,6 +108,12 @@ pub(crate) struct RaftActorParts<S: StateMachine> {
     /// The snapshot directory (state files are sent from and received
     /// into it).
     pub(crate) snap_dir: PathBuf,
+    /// The data directory's lock: released only once the persistence
+    /// actor has stopped, so a next node cannot open the directory while
+    /// this one may still write to it.
+    pub(crate) data_dir_lock: DataDirLock,
+    /// The test-only panic hook (`super::test_panic`).
+    pub(crate) test_panic: Option<TestPanic>,
 }
 
 /// The raft actor's state.
@@ -148,6 +156,10 @@ pub(crate) struct RaftActor<S: StateMachine> {
     ready_handling: metrics::Histogram,
     committed_total: metrics::Counter,
     failed_total: metrics::Counter,
+    test_panic: Option<TestPanic>,
+    /// Last, so that it drops after `persist` (whose drop joins the
+    /// persistence thread) even when this actor unwinds from a panic.
+    data_dir_lock: DataDirLock,
 }
 
 /// A starting point for request sequence numbers that a previous life of
@@ -213,6 +225,8 @@ impl<S: StateMachine> RaftActor<S> {
             committed_total: metrics::counter!(names::PROPOSALS_COMMITTED_TOTAL, label => node_label.clone()),
             failed_total: metrics::counter!(names::PROPOSALS_FAILED_TOTAL, label => node_label.clone()),
             node_label,
+            data_dir_lock: parts.data_dir_lock,
+            test_panic: parts.test_panic,
         }
     }
 
@@ -224,6 +238,8 @@ impl<S: StateMachine> RaftActor<S> {
         match &outcome {
             Ok(Exit::Graceful) => self.drain().await,
             Ok(Exit::Crash) => tracing::warn!(node = self.id, "stopping without drain"),
+            // The apply actor ended: its task tells why, below.
+            Err(NodeError::Stopped) => {}
             Err(error) => {
                 tracing::error!(node = self.id, %error, "raft actor stops");
                 // Published before the apply actor drops its waiters, which
@@ -238,12 +254,21 @@ impl<S: StateMachine> RaftActor<S> {
             apply,
             apply_task,
             failure,
+            data_dir_lock,
             ..
         } = self;
         drop(apply);
         let apply_outcome = match apply_task {
-            Some(task) => task.await.unwrap_or(Err(NodeError::Stopped)),
+            Some(task) => task
+                .await
+                .unwrap_or_else(|join| Err(NodeError::task_ended("apply", join))),
             None => Ok(()),
+        };
+        // "Stopped" from the main loop means the apply actor ended first:
+        // its own outcome is the cause.
+        let outcome = match (outcome, &apply_outcome) {
+            (Err(NodeError::Stopped), Err(cause)) => Err(cause.clone()),
+            (outcome, _) => outcome,
         };
         let persist_outcome = match persist {
             Some(persist) => tokio::task::spawn_blocking(move || persist.shutdown())
@@ -252,6 +277,7 @@ impl<S: StateMachine> RaftActor<S> {
                 .map_err(NodeError::Storage),
             None => Ok(()),
         };
+        drop(data_dir_lock);
         let outcome = outcome.and(apply_outcome).and(persist_outcome);
         if let Err(error) = &outcome {
             let _ = failure.set(error.clone());
@@ -383,6 +409,7 @@ impl<S: StateMachine> RaftActor<S> {
     fn handle_request(&mut self, request: ClientRequest<S>, proposals: &mut Proposals<S>) {
         match request {
             ClientRequest::Propose { data, id, reply } => {
+                TestPanic::fire(self.test_panic, TestPanic::Raft);
                 let data_bytes = data.len() as u64;
                 if proposals.payload_bytes.saturating_add(data_bytes) > self.max_batch_payload_bytes
                 {

@@ -130,7 +130,7 @@ impl IoBackend for StdIo {
     }
 
     fn create_file(&self, path: &Path) -> impl Future<Output = io::Result<Arc<File>>> + 'static {
-        ready(File::create(path).map(Arc::new))
+        ready(crate::wal::fs::create_private_file(path).map(Arc::new))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> impl Future<Output = io::Result<()>> + 'static {

@@ -19,6 +19,7 @@ use crate::wal::page_chunks::page_chunks;
 use std::fs::File;
 use std::future::Future;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::rc::Rc;
 use tokio_uring::buf::BoundedBuf as _;
@@ -114,12 +115,13 @@ impl IoBackend for UringIo {
                 .write(true)
                 .create(true)
                 .truncate(true)
+                .mode(crate::wal::fs::SEGMENT_FILE_MODE)
                 .open(&path)
                 .await;
             match opened {
                 Ok(file) => Ok(Rc::new(file)),
                 Err(e) if unknown_opcode(&e) => Ok(Rc::new(tokio_uring::fs::File::from_std(
-                    File::create(&path)?,
+                    crate::wal::fs::create_private_file(&path)?,
                 ))),
                 Err(e) => Err(e),
             }

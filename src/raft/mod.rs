@@ -26,7 +26,7 @@ pub mod unstable;
 pub use config::{Config, ConfigError, ReadOnlyOption};
 pub use log::RaftLog;
 pub use raft::{DropReason, Raft, RaftError, SoftState, StateRole};
-pub use raw_node::{RawNode, Ready, SnapshotStatus, Status};
+pub use raw_node::{RawNode, Ready, SnapshotStatus, Status, bootstrap_entries};
 pub use storage::{MemoryStorage, RaftState, Storage, StorageError};
 pub use unstable::Unstable;
 

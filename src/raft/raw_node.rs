@@ -108,6 +108,33 @@ pub enum SnapshotStatus {
     Failure,
 }
 
+/// The log every member of a brand-new cluster of `voters` starts with, as
+/// etcd bootstraps one: one ConfChangeAddNode entry per voter at term 1,
+/// indexes 1..=n, committed by construction (every member writes the same).
+/// [`RawNode::bootstrap`] appends them in memory; a node that wants them
+/// durable before raft starts writes them into its new WAL with HardState
+/// `{term: 1, commit: n}` and starts raft on that log instead.
+pub fn bootstrap_entries(voters: &[u64]) -> Vec<Entry> {
+    voters
+        .iter()
+        .zip(1u64..)
+        .map(|(&node_id, index)| Entry {
+            entry_type: EntryType::EntryConfChange as i32,
+            term: 1,
+            index,
+            data: add_node(node_id).encode_to_vec().into(),
+        })
+        .collect()
+}
+
+fn add_node(node_id: u64) -> ConfChange {
+    ConfChange {
+        change_type: crate::raftpb::ConfChangeType::ConfChangeAddNode as i32,
+        node_id,
+        ..Default::default()
+    }
+}
+
 /// The raft core with a Ready-based, asynchronously persisted interface.
 pub struct RawNode<S: Storage> {
     /// The state machine (public for tests and the node layer's reads).
@@ -150,30 +177,13 @@ impl<S: Storage> RawNode<S> {
             return Err(RaftError::BootstrapNonEmptyStorage { last_index });
         }
         self.raft.become_follower(1, 0);
-        let additions: Vec<ConfChange> = voters
-            .iter()
-            .map(|&node_id| ConfChange {
-                change_type: crate::raftpb::ConfChangeType::ConfChangeAddNode as i32,
-                node_id,
-                ..Default::default()
-            })
-            .collect();
-        let entries: Vec<Entry> = additions
-            .iter()
-            .zip(1u64..)
-            .map(|(cc, index)| Entry {
-                entry_type: EntryType::EntryConfChange as i32,
-                term: 1,
-                index,
-                data: cc.encode_to_vec().into(),
-            })
-            .collect();
+        let entries = bootstrap_entries(voters);
         self.raft.raft_log.append(&entries);
         // Committed by construction: every member bootstraps the same way.
         self.raft.raft_log.committed = entries.len() as u64;
-        for cc in &additions {
+        for &node_id in voters {
             self.raft
-                .apply_conf_change(&super::confchange::conf_change_as_v2(cc))?;
+                .apply_conf_change(&super::confchange::conf_change_as_v2(&add_node(node_id)))?;
         }
         // Nothing is persisted yet: the first Ready carries the HardState.
         self.prev_hard_state = HardState::default();

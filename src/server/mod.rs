@@ -11,11 +11,13 @@
 //! directory of another node or cluster is an error before anything
 //! listens for clients; a stop requested by the caller's `shutdown` future
 //! drains the node (everything acknowledged was durable before). A node
-//! stopped by a storage failure (a full disk, a failed fdatasync) leaves
-//! the HTTP API up, answering every request with 507 and the cause (and
-//! `/health` with 503), so clients and operators see why rather than a
-//! refused connection; stopping the process then reports the failure
-//! (`ringraft serve` exits 1). Restart it, with space freed, to serve again.
+//! that stops by itself — a storage failure (a full disk, a failed
+//! fdatasync), a panic in one of its actors, the state machine's error —
+//! ends [`run`] with that cause: the HTTP API and the transport stop and
+//! `ringraft serve` exits 1 with one log line naming it, as etcd exits,
+//! so that a supervisor restarts it (on a full disk, after space is
+//! freed) rather than a zombie answering errors. Until then, requests the
+//! HTTP API still takes are answered with the cause (507 for storage).
 //! May not touch: raft, storage or HTTP details (their modules' business).
 
 pub mod client_listener;
@@ -45,13 +47,8 @@ pub enum ServeError {
     #[error("configuration: {0}")]
     Config(#[from] ServeConfigError),
     /// The data directory cannot be created.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: std::path::PathBuf,
-        /// The IO error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    DataDir(#[from] crate::storage::DataDirError),
     /// A listener cannot bind.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -108,10 +105,8 @@ pub async fn start(
         Some(tls) => Some(tls.load(config.node_id)?),
         None => None,
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
-        path: config.data_dir.clone(),
-        source,
-    })?;
+    // Durably (its parent fsynced); the node locks it when it boots.
+    crate::storage::create_data_dir(&config.data_dir)?;
     let peer_listener = bind("peers", config.listen_peer)?;
     let client_listener = bind("clients", config.listen_client)?;
     let peer_addr = local_addr("peers", &peer_listener, config.listen_peer)?;
@@ -211,16 +206,30 @@ impl Server {
     }
 }
 
-/// Runs a server until `shutdown` completes, then stops it gracefully.
+/// Runs a server until `shutdown` completes, then stops it gracefully; or
+/// until the node stops by itself (a storage failure, a panic in one of
+/// its actors), then stops the rest and returns that cause, so that the
+/// process exits rather than serving errors.
 pub async fn run(
     config: &ServeConfig,
     metrics: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let server = start(config, metrics).await?;
-    shutdown.await;
-    tracing::info!(node = config.node_id, "stopping");
-    server.stop().await
+    let node = server.node.clone();
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!(node = config.node_id, "stopping");
+            server.stop().await
+        }
+        stopped = node.stopped() => {
+            let cause = stopped.err().unwrap_or(NodeError::Stopped);
+            tracing::error!(node = config.node_id, %cause, "the node stopped by itself; exiting");
+            // The node's outcome is `cause`, already reported.
+            let _ = server.stop().await;
+            Err(ServeError::Node(cause))
+        }
+    }
 }
 
 /// Pending connections the kernel queues for a listener. std's 128 is

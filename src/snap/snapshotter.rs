@@ -19,7 +19,7 @@ use super::error::SnapError;
 use super::snap_name::SnapName;
 use super::state_file::{TEMPORARY_SUFFIX, purge_state_files};
 use crate::raftpb::{Snapshot, walpb};
-use crate::wal::fs::sync_dir;
+use crate::wal::fs::{create_private_dir, sync_dir};
 use std::path::{Path, PathBuf};
 
 /// Suffix given to snapshot files that failed their checks.
@@ -33,10 +33,11 @@ pub struct Snapshotter {
 }
 
 impl Snapshotter {
-    /// A snapshotter over `dir`, created if missing; removes files left by a
+    /// A snapshotter over `dir`, created if missing (owner only, as the
+    /// WAL's; snapshot files are created 0600); removes files left by a
     /// save that did not finish.
     pub fn new(dir: &Path) -> Result<Snapshotter, SnapError> {
-        std::fs::create_dir_all(dir).map_err(|e| SnapError::io(dir, e))?;
+        create_private_dir(dir).map_err(|e| SnapError::io(dir, e))?;
         for entry in std::fs::read_dir(dir).map_err(|e| SnapError::io(dir, e))? {
             let entry = entry.map_err(|e| SnapError::io(dir, e))?;
             let name = entry.file_name();

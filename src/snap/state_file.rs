@@ -30,7 +30,7 @@
 
 use super::error::SnapError;
 use crate::raftpb::Snapshot;
-use crate::wal::fs::sync_dir;
+use crate::wal::fs::{create_private_file, sync_dir};
 use prost::Message as _;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -245,7 +245,7 @@ where
         let path = path.to_path_buf();
         move |e| E::from(SnapError::io(&path, e))
     };
-    let file = File::create(&writing).map_err(io(&writing))?;
+    let file = create_private_file(&writing).map_err(io(&writing))?;
     let paced = Paced {
         file,
         pacing,
@@ -302,7 +302,7 @@ impl StateFileReceiver {
         tag: &str,
     ) -> Result<StateFileReceiver, SnapError> {
         let temporary = dir.join(format!("{}.{tag}{TEMPORARY_SUFFIX}", expected.file_name()));
-        let file = File::create(&temporary).map_err(|e| SnapError::io(&temporary, e))?;
+        let file = create_private_file(&temporary).map_err(|e| SnapError::io(&temporary, e))?;
         Ok(StateFileReceiver {
             dir: dir.to_path_buf(),
             expected,

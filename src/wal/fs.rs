@@ -12,13 +12,13 @@ use rustix::fs::{FallocateFlags, FlockOperation};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, FileExt};
+use std::os::unix::fs::{DirBuilderExt as _, FileExt, OpenOptionsExt as _};
 use std::path::Path;
 
 /// Permissions of segment files: owner only, as etcd's.
 pub const SEGMENT_FILE_MODE: u32 = 0o600;
 
-/// Permissions of WAL directories: owner only, as etcd's.
+/// Permissions of WAL and snapshot directories: owner only, as etcd's.
 pub const WAL_DIR_MODE: u32 = 0o700;
 
 /// Creates `dir` (and missing parents) with [`WAL_DIR_MODE`].
@@ -27,6 +27,18 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(WAL_DIR_MODE)
         .create(dir)
+}
+
+/// Creates (or truncates) the file at `path` for writing, owner only
+/// ([`SEGMENT_FILE_MODE`]): snapshot and state files, like segments, hold
+/// the node's data.
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(SEGMENT_FILE_MODE)
+        .open(path)
 }
 
 /// Makes the directory entries of `dir` (creations, renames, removals)

@@ -102,6 +102,23 @@ impl Wal {
     /// its first segment holds a crc record (0), the metadata and an empty
     /// snapshot marker. The directory appears complete or not at all.
     pub fn create(dir: &Path, metadata: &Metadata, options: WalOptions) -> Result<Wal, WalError> {
+        Wal::create_with_log(dir, metadata, &HardState::default(), &[], options)
+    }
+
+    /// [`create`](Self::create), with `entries` (consecutive from index 1)
+    /// and then `hard_state` (skipped when empty) written after the header
+    /// of the first segment, and synced, before the directory is renamed
+    /// into place: a crash leaves no WAL or one holding all of them (a new
+    /// cluster's bootstrap entries must never be missing from a WAL that
+    /// exists). The records are the ones `save` writes (etcd's format).
+    pub fn create_with_log(
+        dir: &Path,
+        metadata: &Metadata,
+        hard_state: &HardState,
+        entries: &[Entry],
+        options: WalOptions,
+    ) -> Result<Wal, WalError> {
+        assert_appendable(entries, 0, 0);
         ensure_no_wal(dir)?;
         let tmp_dir = fresh_sibling_tmp_dir(dir)?;
         let name = SegmentName {
@@ -112,6 +129,8 @@ impl Wal {
         let (file, encoder, header_bytes) = write_first_segment(
             &segment_path(&tmp_dir, &name),
             &metadata_bytes,
+            hard_state,
+            entries,
             options.segment_size_bytes,
         )?;
         fs::sync_dir(&tmp_dir).map_err(|e| WalError::io(&tmp_dir, e))?;
@@ -123,8 +142,8 @@ impl Wal {
             dir: dir.to_path_buf(),
             options,
             metadata_bytes,
-            hard_state: HardState::default(),
-            last_entry_index: 0,
+            hard_state: *hard_state,
+            last_entry_index: entries.last().map_or(0, |e| e.index),
             encoder,
             scratch: Vec::new(),
             tail: TailSegment::new(name, path, tail_file, header_bytes),
@@ -569,16 +588,19 @@ fn assert_appendable(entries: &[Entry], last_entry_index: u64, commit: u64) {
 }
 
 /// Fails if `dir` holds segments; a directory holding anything else is
-/// refused too, since creating replaces it.
+/// refused too, since creating replaces it. A missing `dir` is fine; one
+/// that cannot be listed is an error naming it, not "empty".
 fn ensure_no_wal(dir: &Path) -> Result<(), WalError> {
-    let Ok(mut entries) = std::fs::read_dir(dir) else {
-        return Ok(());
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(WalError::io(dir, e)),
     };
     let Some(entry) = entries.next() else {
         return Ok(());
     };
     let name = entry.map_err(|e| WalError::io(dir, e))?.file_name();
-    if list_segments(dir).is_ok_and(|segments| !segments.is_empty()) {
+    if !list_segments(dir)?.is_empty() {
         return Err(WalError::AlreadyExists {
             dir: dir.to_path_buf(),
         });
@@ -612,11 +634,14 @@ fn fresh_sibling_tmp_dir(dir: &Path) -> Result<PathBuf, WalError> {
 }
 
 /// Creates the first segment at `path` with its synced header: crc (0),
-/// metadata, empty snapshot marker. Returns the locked file, the encoder
-/// after the header, and the header's length.
+/// metadata, empty snapshot marker, then `entries` and `hard_state` (when
+/// not empty). Returns the locked file, the encoder after them, and their
+/// length.
 fn write_first_segment(
     path: &Path,
     metadata_bytes: &[u8],
+    hard_state: &HardState,
+    entries: &[Entry],
     segment_size_bytes: u64,
 ) -> Result<(File, Encoder, u64), WalError> {
     let file = create_locked_segment(path, segment_size_bytes)?;
@@ -626,6 +651,12 @@ fn write_first_segment(
     encoder.encode(RecordType::Metadata, metadata_bytes, &mut header);
     let empty_snapshot = walpb::Snapshot::default().encode_to_vec();
     encoder.encode(RecordType::Snapshot, &empty_snapshot, &mut header);
+    for entry in entries {
+        encoder.encode(RecordType::Entry, &entry.encode_to_vec(), &mut header);
+    }
+    if !hard_state.is_empty() {
+        encoder.encode(RecordType::State, &hard_state.encode_to_vec(), &mut header);
+    }
     fs::write_all_at_in_pages(&file, 0, &header)
         .and_then(|()| file.sync_data())
         .map_err(|e| WalError::io(path, e))?;

@@ -140,6 +140,24 @@ impl Proc {
         }
     }
 
+    /// Waits (up to [`DEADLINE`]) for the process to exit by itself; its
+    /// exit status, or `None` if it was not running or had to be killed.
+    pub fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -52,16 +52,18 @@ fn written_data_dir(root: &std::path::Path, commit: u64) {
 }
 
 /// A data directory of node 1 in cluster 7 whose WAL holds `entries` and
-/// HardState term 2, vote 1, commit `commit`.
+/// HardState term 2, vote 1, commit `commit`. The first three entries are
+/// the bootstrap entries of voters 1, 2, 3, which boot wrote already.
 fn data_dir_with(root: &std::path::Path, entries: &[Entry], commit: u64) {
     let booted = boot(&config(root, 1, new_cluster(&[1, 2, 3]))).expect("create");
+    assert_eq!(entries_from(&booted.memory, 1), entries[..3]);
     let mut storage = booted.storage;
     let hard_state = HardState {
         term: 2,
         vote: 1,
         commit,
     };
-    storage.save(&hard_state, entries).expect("save");
+    storage.save(&hard_state, &entries[3..]).expect("save");
     storage.close().expect("close");
 }
 
@@ -81,17 +83,82 @@ fn entries_from(memory: &MemoryStorage, first: u64) -> Vec<Entry> {
 }
 
 #[test]
-fn new_cluster_creates_the_wal_and_asks_for_bootstrap() {
+fn new_cluster_creates_the_wal_with_the_bootstrap_entries_in_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let booted = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("boot");
     assert_eq!(booted.path, BootPath::NewCluster);
-    assert_eq!(booted.bootstrap_voters, Some(vec![1, 2, 3]));
     assert_eq!(booted.applied, 0);
-    assert!(DataDir::ringraft(dir.path()).wal_exists());
-    booted.storage.close().expect("close");
+    let expected: Vec<Entry> = (1..=3).map(|i| add_node_entry(i, i)).collect();
+    let committed = HardState {
+        term: 1,
+        vote: 0,
+        commit: 3,
+    };
+    assert_eq!(entries_from(&booted.memory, 1), expected);
+    assert_eq!(booted.memory.hard_state(), committed);
+    assert_eq!(DataDir::ringraft(dir.path()).wal_exists().ok(), Some(true));
+    // Dropped without closing, as a crash right after boot: the entries
+    // were in the WAL (synced) before it appeared.
+    drop(booted);
     let again = boot(&config(dir.path(), 1, new_cluster(&[1, 2, 3]))).expect("restart");
-    assert_eq!(again.path, BootPath::Restart);
-    assert_eq!(again.bootstrap_voters, None, "never bootstrap twice");
+    assert_eq!(again.path, BootPath::Restart, "never bootstrap twice");
+    assert_eq!(entries_from(&again.memory, 1), expected);
+    assert_eq!(again.memory.hard_state(), committed);
+}
+
+#[test]
+fn a_second_boot_on_a_data_directory_in_use_is_refused_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = boot(&config(dir.path(), 1, new_cluster(&[1]))).expect("boot");
+    let second = boot(&config(dir.path(), 1, new_cluster(&[1])));
+    let error = second.expect_err("the directory is locked by the first");
+    assert!(
+        matches!(
+            &error,
+            BootError::Storage(DurableStorageError::DataDir(
+                crate::storage::DataDirError::InUse { .. }
+            ))
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains(&dir.path().display().to_string()),
+        "{error}"
+    );
+    drop(first);
+    boot(&config(dir.path(), 1, new_cluster(&[1]))).expect("free once the first is gone");
+}
+
+#[test]
+fn a_wal_directory_that_cannot_be_listed_is_an_error_not_a_new_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A file where the WAL directory belongs: listing it fails (ENOTDIR),
+    // which must not read as "no WAL yet".
+    std::fs::write(dir.path().join("wal"), b"not a directory").expect("write");
+    let error = boot(&config(dir.path(), 1, new_cluster(&[1]))).expect_err("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains(&dir.path().join("wal").display().to_string()),
+        "{message}"
+    );
+    assert!(
+        !DataDir::ringraft(dir.path()).snap_dir.exists(),
+        "nothing created"
+    );
+}
+
+#[test]
+fn a_layout_that_cannot_be_told_is_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `member` a symlink to itself: stat of member/wal fails with ELOOP,
+    // neither "etcd's layout" nor "ours".
+    std::os::unix::fs::symlink("member", dir.path().join("member")).expect("symlink");
+    let error = DataDir::detect(dir.path()).expect_err("ELOOP is an error");
+    let message = error.to_string();
+    assert!(message.contains("member"), "{message}");
+    assert!(message.contains("stat"), "{message}");
 }
 
 #[test]
@@ -99,7 +166,10 @@ fn joining_member_starts_empty_without_bootstrap() {
     let dir = tempfile::tempdir().expect("tempdir");
     let booted = boot(&config(dir.path(), 4, NewMember::Join)).expect("boot");
     assert_eq!(booted.path, BootPath::Join);
-    assert_eq!(booted.bootstrap_voters, None);
+    assert!(
+        booted.memory.hard_state().is_empty(),
+        "a joining member starts empty"
+    );
     assert_eq!(booted.memory.last_index(), Ok(0));
 }
 
@@ -116,7 +186,7 @@ fn bad_initial_voters_and_zero_ids_are_refused_before_writing() {
     zero.node_id = 1;
     zero.cluster_id = 0;
     assert!(matches!(boot(&zero), Err(BootError::ZeroId { .. })));
-    assert!(!DataDir::ringraft(dir.path()).wal_exists());
+    assert_eq!(DataDir::ringraft(dir.path()).wal_exists().ok(), Some(false));
 }
 
 #[test]
