@@ -1,7 +1,7 @@
 //! An MVCC key-value store with etcd v3.4's semantics (its `mvcc` package
 //! and the KV part of its apply layer), as plain Rust types: the engine
 //! behind ringraft's etcd v3 API. The gRPC layer maps etcd's protobuf
-//! messages onto [`types`](self#types) one to one and wraps the store in a
+//! messages onto the types re-exported here one to one and wraps the store in a
 //! `StateMachine`.
 //!
 //! Owns: every key's stored versions (puts and tombstones, by revision
@@ -122,6 +122,7 @@ mod store;
 mod txn;
 mod types;
 mod validate;
+mod versions;
 mod watch;
 mod write;
 
@@ -145,3 +146,4 @@ pub use validate::{
     DEFAULT_MAX_TXN_OPS, delete_range as validate_delete_range, put as validate_put,
     range as validate_range, txn as validate_txn,
 };
+pub use versions::StoredVersion;

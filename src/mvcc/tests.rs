@@ -878,3 +878,37 @@ fn size_counts_every_stored_version() {
     s.compact(4).unwrap();
     assert_eq!(s.size_bytes(), 0);
 }
+
+#[test]
+fn stored_versions_come_in_revision_order() {
+    let mut s = MvccStore::new();
+    put(&mut s, "b", "1"); // 2
+    let t = TxnRequest {
+        success: vec![op_put("c", "1"), op_put("a", "1")],
+        ..TxnRequest::default()
+    };
+    txn(&mut s, t).unwrap(); // 3.0 c, 3.1 a
+    del(&mut s, "b"); // 4
+    let order: Vec<(i64, i64, bool, String)> = s
+        .stored_versions(4)
+        .into_iter()
+        .map(|v| (v.main, v.sub, v.tombstone, keys(&[v.kv])[0].clone()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (2, 0, false, "b".into()),
+            (3, 0, false, "c".into()),
+            (3, 1, false, "a".into()),
+            (4, 0, true, "b".into())
+        ]
+    );
+    assert_eq!(s.stored_versions(2).len(), 1);
+}
+
+#[test]
+fn a_snapshot_view_is_send_and_static() {
+    fn send_static<T: Send + 'static>(_: &T) {}
+    send_static(&MvccStore::new().snapshot());
+    send_static(&MvccStore::new());
+}
