@@ -546,13 +546,13 @@ fn txn_writes_share_one_revision_and_later_reads_see_them() {
     let r = &applied.response;
     assert!(r.succeeded);
     assert_eq!(r.revision, 3);
-    let revs: Vec<(i64, i64)> = s
+    let revs: Vec<i64> = s
         .events_since(3, b"\0", b"\0")
         .unwrap()
         .iter()
-        .map(|e| (e.kv.mod_revision, 0))
+        .map(|e| e.kv.mod_revision)
         .collect();
-    assert_eq!(revs, [(3, 0); 3]);
+    assert_eq!(revs, [3; 3]);
     let ResponseOp::Range(first) = &r.responses[0] else {
         panic!("{:?}", r.responses[0])
     };
