@@ -52,7 +52,13 @@
 //! compacted one (etcd accepts it but has dropped any deletion made at
 //! that revision, so the replay could miss it); the distinct-keys check
 //! of txns treats a deletion with `range_end = [0]` as covering every key
-//! from its start (etcd's interval check reads `[0]` literally).
+//! from its start (etcd's interval check reads `[0]` literally);
+//! compaction at 0 on a never-compacted store is `Compacted` (etcd starts
+//! its compacted revision at -1 and accepts it as a no-op); a nested txn's
+//! response carries the revision the enclosing txn sees after it (etcd
+//! leaves it 0). Kept from etcd although surprising: without a sort order
+//! the limit is pushed down before sorting by a non-key target (so
+//! `sort_target = Version, limit = 2` sorts the first 3 keys only).
 //!
 //! May not touch: raft, files, the network, clocks; protobuf types; lease
 //! expiry (the lessor decides it and calls [`MvccStore::revoke_lease`]).
