@@ -39,6 +39,7 @@ pub mod kv;
 #[doc(hidden)]
 pub mod linearizability;
 pub mod metrics;
+pub mod mvcc;
 pub mod node;
 #[doc(hidden)]
 pub mod persist;

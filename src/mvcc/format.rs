@@ -1,0 +1,37 @@
+//! The constants of the snapshot format (documented field by field in the
+//! module documentation of [`super`]) and the frame checksum both the
+//! writer and the reader compute.
+
+/// The first 8 bytes of a snapshot. CR LF catch a text-mode copy.
+pub const MAGIC: [u8; 8] = *b"RRMVCC\r\n";
+/// The format version written after the magic.
+pub const FORMAT_VERSION: u32 = 1;
+/// Frame tag of the header frame.
+pub const TAG_HEADER: u8 = 1;
+/// Frame tag of a version record.
+pub const TAG_VERSION: u8 = 2;
+/// Frame tag of the end frame.
+pub const TAG_END: u8 = 3;
+/// Bytes of a frame before its body: tag, body length, checksum.
+pub const FRAME_HEAD_BYTES: usize = 9;
+/// The largest frame body: a reader refuses a longer claim before reading
+/// it (so a corrupt length never makes it read or allocate more), and the
+/// writer refuses to write one. Keys and values are capped far below
+/// (etcd's request limit is 1.5 MiB).
+pub const MAX_BODY_BYTES: u32 = 64 * 1024 * 1024;
+/// Body bytes of a version record besides its key and value: key length,
+/// main, sub, flags, create revision, version, lease, value length.
+pub const VERSION_FIXED_BYTES: usize = 4 + 8 + 8 + 1 + 8 + 8 + 8 + 4;
+/// The flags bit of a tombstone.
+pub const FLAG_TOMBSTONE: u8 = 1;
+
+/// The CRC-32C of a frame: over the tag, the body length (little-endian)
+/// and the body, given in parts.
+pub fn frame_crc(tag: u8, body_len: u32, body_parts: &[&[u8]]) -> u32 {
+    let mut crc = crc32c::crc32c(&[tag]);
+    crc = crc32c::crc32c_append(crc, &body_len.to_le_bytes());
+    for part in body_parts {
+        crc = crc32c::crc32c_append(crc, part);
+    }
+    crc
+}
