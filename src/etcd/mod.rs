@@ -8,21 +8,25 @@
 //! HTTP `/v1` API (one port, told apart by HTTP version and content type,
 //! as etcd does).
 //!
-//! Served so far: the Cluster service ([`cluster_service`]). The key-value,
-//! watch, lease and maintenance services come with the MVCC store (issue
-//! 20); until then a client calling them gets `UNIMPLEMENTED`, which is
-//! gRPC's answer for a method the server does not serve.
+//! Served so far: the Cluster service ([`cluster_service`]) and the
+//! Maintenance service's Status, Alarm, Defragment and MoveLeader
+//! ([`maintenance_service`]). The key-value, watch and lease services and
+//! Hash, HashKV and Snapshot come with the MVCC store (issue 20); until
+//! then a client calling them gets `UNIMPLEMENTED`, which is gRPC's answer
+//! for a method the server does not serve.
 //!
 //! May not touch: raft, storage, TLS (the listener's), the `/v1` API.
 
 pub mod cluster_service;
 pub mod header;
+pub mod maintenance_service;
 
 pub use cluster_service::ClusterService;
 
 use crate::access::{AccessPolicy, ClientIdentity};
 use axum::extract::State;
 pub use header::HeaderSource;
+pub use maintenance_service::MaintenanceService;
 use std::sync::Arc;
 
 /// The generated wire types and service stubs: `mvccpb` (key-values and
@@ -44,11 +48,16 @@ pub mod pb {
 /// `access` with the identity of the client's certificate (the levels of
 /// `crate::access`); a refusal is `PERMISSION_DENIED` naming what is
 /// missing.
-pub fn grpc_routes(cluster: ClusterService, access: AccessPolicy) -> axum::Router {
+pub fn grpc_routes(
+    cluster: ClusterService,
+    maintenance: MaintenanceService,
+    access: AccessPolicy,
+) -> axum::Router {
+    use pb::etcdserverpb::cluster_server::ClusterServer;
+    use pb::etcdserverpb::maintenance_server::MaintenanceServer;
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(pb::etcdserverpb::cluster_server::ClusterServer::new(
-        cluster,
-    ));
+    routes.add_service(ClusterServer::new(cluster));
+    routes.add_service(MaintenanceServer::new(maintenance));
     routes
         .routes()
         .into_axum_router()

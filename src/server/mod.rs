@@ -153,19 +153,22 @@ pub async fn start(
     let mut state = HttpState::new(node.clone());
     state.initial_peer_urls = config.initial_cluster.clone();
     state.metrics = metrics;
-    state.quota = Some(Arc::new(SpaceQuota::new(config.quota_bytes(), state_size)));
+    let quota = Arc::new(SpaceQuota::new(config.quota_bytes(), state_size));
+    state.quota = Some(Arc::clone(&quota));
     state.access = config.client_permissions.clone();
     let scheme = if config.client_tls.is_some() {
         "https"
     } else {
         "http"
     };
+    let headers = crate::etcd::HeaderSource::new(node.clone(), config.cluster_id());
     let cluster = crate::etcd::ClusterService::new(
-        crate::etcd::HeaderSource::new(node.clone(), config.cluster_id()),
+        headers.clone(),
         config.initial_cluster.clone(),
         format!("{scheme}://{client_addr}"),
     );
-    let grpc = crate::etcd::grpc_routes(cluster, config.client_permissions.clone());
+    let maintenance = crate::etcd::MaintenanceService::new(headers, Some(quota));
+    let grpc = crate::etcd::grpc_routes(cluster, maintenance, config.client_permissions.clone());
     let (http_stop, stopped) = watch::channel(false);
     let http = client_listener::spawn(
         client_listener,
