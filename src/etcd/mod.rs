@@ -13,13 +13,17 @@
 //! ([`maintenance_service`]). The key-value, watch and lease services and
 //! Hash, HashKV and Snapshot come with the MVCC store (issue 20); until
 //! then a client calling them gets `UNIMPLEMENTED`, which is gRPC's answer
-//! for a method the server does not serve.
+//! for a method the server does not serve. [`store`] is that MVCC store as a
+//! state machine (etcd's requests as commands), and [`convert`] maps between
+//! the wire types and the store's; the server does not run it yet.
 //!
 //! May not touch: raft, storage, TLS (the listener's), the `/v1` API.
 
 pub mod cluster_service;
+pub mod convert;
 pub mod header;
 pub mod maintenance_service;
+pub mod store;
 
 pub use cluster_service::ClusterService;
 
