@@ -260,7 +260,10 @@ pub fn mvcc_status(error: &mvcc::MvccError) -> Status {
     use mvcc::MvccError;
     let message = error.to_string();
     match error {
-        MvccError::Compacted { .. } | MvccError::FutureRevision => Status::out_of_range(message),
+        // etcd's gRPC messages carry its server's prefix on these too.
+        MvccError::Compacted { .. } | MvccError::FutureRevision => {
+            Status::out_of_range(format!("etcdserver: {message}"))
+        }
         MvccError::LeaseNotFound => Status::not_found(message),
         MvccError::KeyNotFound
         | MvccError::ValueProvided
@@ -359,7 +362,7 @@ mod tests {
         assert_eq!(status.code(), Code::OutOfRange);
         assert_eq!(
             status.message(),
-            "mvcc: required revision has been compacted"
+            "etcdserver: mvcc: required revision has been compacted"
         );
         assert_eq!(
             mvcc_status(&mvcc::MvccError::LeaseNotFound).code(),

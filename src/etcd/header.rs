@@ -13,6 +13,7 @@
 use super::pb::etcdserverpb::ResponseHeader;
 use crate::kv::KvStore;
 use crate::node::{NodeError, NodeHandle};
+use crate::state_machine::StateMachine;
 use tonic::Status;
 
 /// What a header is made from: the node and the cluster id.
@@ -35,14 +36,25 @@ impl HeaderSource {
 
     /// The header of a response, read now.
     pub async fn header(&self) -> Result<ResponseHeader, Status> {
-        let status = self.node.status().await.map_err(|e| status_of(&e))?;
-        Ok(ResponseHeader {
-            cluster_id: self.cluster_id,
-            member_id: self.node.id(),
-            revision: i64::try_from(self.node.applied_index()).unwrap_or(i64::MAX),
-            raft_term: status.term,
-        })
+        let revision = i64::try_from(self.node.applied_index()).unwrap_or(i64::MAX);
+        header_of(&self.node, self.cluster_id, revision).await
     }
+}
+
+/// The header of a response of `node`, a member of cluster `cluster_id`,
+/// reporting `revision`; the raft term is read now.
+pub async fn header_of<S: StateMachine>(
+    node: &NodeHandle<S>,
+    cluster_id: u64,
+    revision: i64,
+) -> Result<ResponseHeader, Status> {
+    let status = node.status().await.map_err(|e| status_of(&e))?;
+    Ok(ResponseHeader {
+        cluster_id,
+        member_id: node.id(),
+        revision,
+        raft_term: status.term,
+    })
 }
 
 /// The gRPC status of a node error, with the code etcd uses for the same

@@ -22,6 +22,7 @@
 pub mod cluster_service;
 pub mod convert;
 pub mod header;
+pub mod kv_service;
 pub mod maintenance_service;
 pub mod store;
 

@@ -1,0 +1,168 @@
+//! etcdctl 3.4 against etcd's KV service over a node running the MVCC
+//! store (`ringraft::etcd::store::EtcdStore`), embedded: an in-process
+//! node, the client listener serving the KV service, etcdctl in a child
+//! process. put, get (with revisions, prefixes, keys-only, limits), del,
+//! txn, compaction and the error for a compacted revision, with the
+//! output etcd's etcdctl prints for them. `ringraft serve` does not run
+//! this store yet; this pins the service and the store before it does.
+
+use ringraft::etcd::kv_service::KvService;
+use ringraft::etcd::pb::etcdserverpb::kv_server::KvServer;
+use ringraft::etcd::store::EtcdStore;
+use ringraft::server::client_listener::{self, ClientLimits};
+use ringraft::{InProcessNetwork, Node, NodeConfig};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Runs etcdctl with `args` (and `stdin`), returning (success, stdout,
+/// stderr). Blocking: called through `spawn_blocking`.
+fn etcdctl(endpoint: SocketAddr, args: &[&str], stdin: &str) -> (bool, String, String) {
+    if Command::new("etcdctl").arg("version").output().is_err() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-etcd.sh");
+        let status = Command::new(script).status().expect("install-etcd.sh runs");
+        assert!(status.success(), "scripts/install-etcd.sh failed");
+    }
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(["--dial-timeout=3s", "--command-timeout=10s"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("etcdctl runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin written");
+    let output = child.wait_with_output().expect("etcdctl ends");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn run(endpoint: SocketAddr, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let stdin = stdin.to_string();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        etcdctl(endpoint, &args, &stdin)
+    })
+    .await
+    .expect("etcdctl task")
+}
+
+/// Runs etcdctl and expects success with exactly `expected` on stdout.
+async fn expect(endpoint: SocketAddr, args: &[&str], expected: &str) {
+    let (success, stdout, stderr) = run(endpoint, args, "").await;
+    assert!(success, "etcdctl {args:?} failed: {stderr}");
+    assert_eq!(stdout, expected, "etcdctl {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_puts_gets_deletes_txns_and_compacts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = NodeConfig::new(1, 0x77, dir.path().join("data"), &[1]);
+    let network = InProcessNetwork::new();
+    let (transport, inbox) = network.endpoint(1);
+    let node = Node::start(config, EtcdStore::new(), transport, inbox).expect("node starts");
+    while node.status().await.expect("status").leader.is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(KvServer::new(KvService::new(node.clone(), 0x77)));
+    let grpc = routes.routes().into_axum_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = client_listener::spawn(
+        listener,
+        axum::Router::new(),
+        Some(grpc),
+        None,
+        ClientLimits::default(),
+        stopped,
+    );
+
+    expect(endpoint, &["put", "foo", "bar"], "OK\n").await;
+    expect(endpoint, &["put", "foo", "baz"], "OK\n").await;
+    expect(endpoint, &["put", "fox", "1"], "OK\n").await;
+    expect(endpoint, &["get", "foo"], "foo\nbaz\n").await;
+    // Revision 2 is the first put (a fresh store is at revision 1).
+    expect(endpoint, &["get", "foo", "--rev=2"], "foo\nbar\n").await;
+    expect(
+        endpoint,
+        &["get", "fo", "--prefix", "--keys-only"],
+        "foo\n\nfox\n\n",
+    )
+    .await;
+    expect(
+        endpoint,
+        &["get", "fo", "--prefix", "--limit=1"],
+        "foo\nbaz\n",
+    )
+    .await;
+    expect(
+        endpoint,
+        &["put", "foo", "qux", "--prev-kv"],
+        "OK\nfoo\nbaz\n",
+    )
+    .await;
+    let (ok, json, _) = run(endpoint, &["get", "foo", "-w", "json"], "").await;
+    assert!(ok);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(value["header"]["revision"], 5, "{json}");
+    assert_eq!(value["kvs"][0]["version"], 3, "{json}");
+    assert_eq!(value["kvs"][0]["create_revision"], 2, "{json}");
+    assert_eq!(value["count"], 1, "{json}");
+
+    // A txn: the compare holds, so the success branch runs.
+    let (ok, stdout, stderr) = run(
+        endpoint,
+        &["txn"],
+        "value(\"foo\") = \"qux\"\n\nput foo txn\n\nget foo\n\n",
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "SUCCESS\n\nOK\n");
+    let (ok, stdout, _) = run(
+        endpoint,
+        &["txn"],
+        "value(\"foo\") = \"nope\"\n\nput foo never\n\nget foo\n\n",
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(stdout, "FAILURE\n\nfoo\ntxn\n");
+
+    expect(endpoint, &["del", "fo", "--prefix"], "2\n").await;
+    expect(endpoint, &["get", "foo"], "").await;
+    expect(endpoint, &["compaction", "4"], "compacted revision 4\n").await;
+    let (ok, _, stderr) = run(endpoint, &["get", "foo", "--rev=3"], "").await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("etcdserver: mvcc: required revision has been compacted"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(endpoint, &["get", "foo", "--rev=100"], "").await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("required revision is a future revision"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(endpoint, &["put", "k", "v", "--lease=7"], "").await;
+    assert!(!ok);
+    assert!(stderr.contains("requested lease not found"), "{stderr}");
+
+    let _ = stop.send(true);
+    let _ = server.await;
+    node.shutdown().await.expect("shutdown");
+}
