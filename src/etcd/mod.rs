@@ -14,8 +14,10 @@
 //! Hash, HashKV and Snapshot come with the MVCC store (issue 20); until
 //! then a client calling them gets `UNIMPLEMENTED`, which is gRPC's answer
 //! for a method the server does not serve. [`store`] is that MVCC store as a
-//! state machine (etcd's requests as commands), and [`convert`] maps between
-//! the wire types and the store's; the server does not run it yet.
+//! state machine (etcd's requests as commands), [`convert`] maps between the
+//! wire types and the store's, and [`kv_service`] serves KV over a node
+//! running it (tested embedded with etcdctl); `ringraft serve` does not run
+//! that store yet: the `/v1` API has to move onto it first.
 //!
 //! May not touch: raft, storage, TLS (the listener's), the `/v1` API.
 
