@@ -7,10 +7,9 @@
 
 mod server_common;
 
-use server_common::{DEADLINE, Proc, ProcCluster, put_retrying, wait_value};
+use server_common::{Proc, ProcCluster, eventually, put_retrying, wait_value};
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// The output of one etcdctl command.
 struct Etcdctl {
@@ -66,17 +65,6 @@ fn member_list(endpoint: SocketAddr) -> Vec<[String; 6]> {
                 .unwrap_or_else(|fields| panic!("not a member line: {fields:?}"))
         })
         .collect()
-}
-
-fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = attempt() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

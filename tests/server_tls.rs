@@ -14,13 +14,13 @@ mod server_common;
 use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use server_common::{BINARY, DEADLINE, Proc, initial_cluster};
+use server_common::{BINARY, Proc, eventually, initial_cluster};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `ringraft certs` into `dir`.
 fn certs(dir: &Path, nodes: &str, clients: &str) {
@@ -142,18 +142,6 @@ fn https(
         .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, body)| body.to_string());
     Ok((status, body))
-}
-
-/// Retries `attempt` until it returns `Some`, or panics after the deadline.
-fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = attempt() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A write through any node that succeeds (followers forward).

@@ -400,6 +400,19 @@ pub fn put_retrying(addrs: &[SocketAddr], key: &str, value: &[u8]) -> u64 {
     }
 }
 
+/// Retries `attempt` every 100 ms until it returns `Some`; panics naming
+/// `what` after [`DEADLINE`].
+pub fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = attempt() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {DEADLINE:?}");
+        sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits until node `addr` answers `GET path` with a 200 whose body is
 /// `expected` (serializable reads: the node's own state).
 pub fn wait_value(addr: SocketAddr, key: &str, expected: &[u8]) {
