@@ -8,7 +8,9 @@
 
 use ringraft::etcd::kv_service::KvService;
 use ringraft::etcd::pb::etcdserverpb::kv_server::KvServer;
+use ringraft::etcd::pb::etcdserverpb::watch_server::WatchServer;
 use ringraft::etcd::store::EtcdStore;
+use ringraft::etcd::watch_service::WatchService;
 use ringraft::server::client_listener::{self, ClientLimits};
 use ringraft::{InProcessNetwork, Node, NodeConfig};
 use std::io::Write;
@@ -66,18 +68,46 @@ async fn expect(endpoint: SocketAddr, args: &[&str], expected: &str) {
     assert_eq!(stdout, expected, "etcdctl {args:?}");
 }
 
+/// Starts `etcdctl watch …` in the background.
+fn start_watch(endpoint: SocketAddr, args: &[&str]) -> std::process::Child {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcdctl watch runs")
+}
+
+/// Stops a background watch (after a moment for the last events) and
+/// returns what it printed.
+async fn stop_watch(mut child: std::process::Child) -> String {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("watch output");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_puts_gets_deletes_txns_and_compacts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = NodeConfig::new(1, 0x77, dir.path().join("data"), &[1]);
     let network = InProcessNetwork::new();
     let (transport, inbox) = network.endpoint(1);
-    let node = Node::start(config, EtcdStore::new(), transport, inbox).expect("node starts");
+    let store = EtcdStore::new();
+    let feed = store.watch_feed();
+    let node = Node::start(config, store, transport, inbox).expect("node starts");
     while node.status().await.expect("status").leader.is_none() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(KvServer::new(KvService::new(node.clone(), 0x77)));
+    routes.add_service(WatchServer::new(WatchService::new(
+        node.clone(),
+        feed,
+        0x77,
+    )));
     let grpc = routes.routes().into_axum_router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -93,6 +123,9 @@ async fn etcdctl_puts_gets_deletes_txns_and_compacts() {
         stopped,
     );
 
+    // A watch started before the writes sees them live, in order.
+    let live_watch = start_watch(endpoint, &["watch", "fo", "--prefix"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     expect(endpoint, &["put", "foo", "bar"], "OK\n").await;
     expect(endpoint, &["put", "foo", "baz"], "OK\n").await;
     expect(endpoint, &["put", "fox", "1"], "OK\n").await;
@@ -117,6 +150,20 @@ async fn etcdctl_puts_gets_deletes_txns_and_compacts() {
         "OK\nfoo\nbaz\n",
     )
     .await;
+    let live = stop_watch(live_watch).await;
+    assert_eq!(
+        live, "PUT\nfoo\nbar\nPUT\nfoo\nbaz\nPUT\nfox\n1\nPUT\nfoo\nqux\n",
+        "the live watch"
+    );
+    // A watch from revision 3 replays the history of foo, with the
+    // previous values it asked for.
+    let history = start_watch(endpoint, &["watch", "foo", "--rev=3", "--prev-kv"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let replayed = stop_watch(history).await;
+    assert_eq!(
+        replayed, "PUT\nfoo\nbar\nfoo\nbaz\nPUT\nfoo\nbaz\nfoo\nqux\n",
+        "the replayed history"
+    );
     let (ok, json, _) = run(endpoint, &["get", "foo", "-w", "json"], "").await;
     assert!(ok);
     let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");

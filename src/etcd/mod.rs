@@ -15,8 +15,9 @@
 //! then a client calling them gets `UNIMPLEMENTED`, which is gRPC's answer
 //! for a method the server does not serve. [`store`] is that MVCC store as a
 //! state machine (etcd's requests as commands), [`convert`] maps between the
-//! wire types and the store's, and [`kv_service`] serves KV over a node
-//! running it (tested embedded with etcdctl); `ringraft serve` does not run
+//! wire types and the store's, and [`kv_service`] and [`watch_service`]
+//! serve KV and Watch over a node running it (tested embedded with
+//! etcdctl); `ringraft serve` does not run
 //! that store yet: the `/v1` API has to move onto it first.
 //!
 //! May not touch: raft, storage, TLS (the listener's), the `/v1` API.
@@ -27,6 +28,7 @@ pub mod header;
 pub mod kv_service;
 pub mod maintenance_service;
 pub mod store;
+pub mod watch_service;
 
 pub use cluster_service::ClusterService;
 

@@ -5,7 +5,8 @@
 //! DeleteRange, Txn or Compaction request, so a command is the bytes a
 //! client sent, re-encoded once), applying commands to the
 //! [`MvccStore`], reads ([`EtcdQuery`]), and snapshots (the MVCC
-//! snapshot format of `crate::mvcc`). Guarantees: every member applies a
+//! snapshot format of `crate::mvcc`), and publishing every applied
+//! write's events on the [`WatchFeed`]. Guarantees: every member applies a
 //! command alike, its failure included (a command's failure is its
 //! response); a command that does not convert (an enum value etcd does
 //! not define, which the services refuse before proposing) fails the same
@@ -19,6 +20,8 @@ use crate::mvcc::{self, MvccError, MvccSnapshot, MvccStore, SnapshotError};
 use crate::state_machine::{Committed, DecodeError, StateMachine, WriteSnapshot};
 use prost::Message as _;
 use std::io::{Read, Write};
+use std::sync::Arc;
+use tokio::sync::broadcast;
 
 /// A write, as proposed through raft.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -83,6 +86,16 @@ pub enum EtcdQuery {
     Range(mvcc::RangeRequest),
     /// The current revision.
     Revision,
+    /// The history of `[key, range_end)` from `start_revision` on (a
+    /// watch's catch-up).
+    EventsSince {
+        /// The first revision wanted.
+        start_revision: i64,
+        /// The watched key.
+        key: bytes::Bytes,
+        /// The end of the watched range (etcd's conventions).
+        range_end: bytes::Bytes,
+    },
 }
 
 /// A read's answer.
@@ -92,7 +105,30 @@ pub enum EtcdQueryResult {
     Range(Result<mvcc::RangeResponse, MvccError>),
     /// The current revision.
     Revision(i64),
+    /// The events, and the revision they run up to.
+    Events(Result<(Vec<mvcc::Event>, i64), MvccError>),
 }
+
+/// The events of one applied write, in revision order, as watchers get
+/// them; an empty batch means the store was replaced by a snapshot (the
+/// history jumped, so a watch cannot go on).
+pub type EventBatch = Arc<Vec<mvcc::Event>>;
+
+/// Where watchers subscribe to the events the store applies from now on
+/// ([`EtcdStore::watch_feed`]); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WatchFeed(broadcast::Sender<EventBatch>);
+
+impl WatchFeed {
+    /// A receiver of every batch applied after this call.
+    pub fn subscribe(&self) -> broadcast::Receiver<EventBatch> {
+        self.0.subscribe()
+    }
+}
+
+/// Batches a watcher may fall behind by before it is cancelled (it then
+/// re-creates its watch from the revision it reached).
+pub const WATCH_FEED_CAPACITY: usize = 4096;
 
 /// Why the store cannot follow the log any more.
 #[derive(Debug, thiserror::Error)]
@@ -103,15 +139,39 @@ pub enum EtcdStoreError {
 }
 
 /// The MVCC store behind etcd's API.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EtcdStore {
     store: MvccStore,
+    /// Every applied write's events go here (nobody listening is fine:
+    /// publishing never blocks and never changes what is applied).
+    feed: WatchFeed,
+}
+
+impl Default for EtcdStore {
+    fn default() -> EtcdStore {
+        EtcdStore {
+            store: MvccStore::new(),
+            feed: WatchFeed(broadcast::channel(WATCH_FEED_CAPACITY).0),
+        }
+    }
 }
 
 impl EtcdStore {
     /// An empty store at revision 1, as a fresh etcd.
     pub fn new() -> EtcdStore {
         EtcdStore::default()
+    }
+
+    /// The feed of applied events, for the watch service; take it before
+    /// the store moves into the node.
+    pub fn watch_feed(&self) -> WatchFeed {
+        self.feed.clone()
+    }
+
+    fn publish(&self, events: Vec<mvcc::Event>) {
+        if !events.is_empty() {
+            let _ = self.feed.0.send(Arc::new(events));
+        }
     }
 
     /// The store itself, for reads in tests and tools.
@@ -129,15 +189,18 @@ impl EtcdStore {
             )),
             Some(Operation::Put(put)) => {
                 let applied = self.store.put(&convert::put_request(put), &no_lease)?;
+                self.publish(applied.events);
                 Ok(EtcdResponse::Put(applied.response))
             }
             Some(Operation::DeleteRange(delete)) => {
                 let applied = self.store.delete_range(&convert::delete_request(delete))?;
+                self.publish(applied.events);
                 Ok(EtcdResponse::DeleteRange(applied.response))
             }
             Some(Operation::Txn(txn)) => {
                 let txn = convert::txn_request(txn).map_err(invalid)?;
                 let applied = self.store.txn(&txn, &no_lease)?;
+                self.publish(applied.events);
                 Ok(EtcdResponse::Txn(applied.response))
             }
             Some(Operation::Compaction(compaction)) => {
@@ -185,6 +248,15 @@ impl StateMachine for EtcdStore {
         match query {
             EtcdQuery::Range(range) => EtcdQueryResult::Range(self.store.range(&range)),
             EtcdQuery::Revision => EtcdQueryResult::Revision(self.store.current_revision()),
+            EtcdQuery::EventsSince {
+                start_revision,
+                key,
+                range_end,
+            } => EtcdQueryResult::Events(
+                self.store
+                    .events_since(start_revision, &key, &range_end)
+                    .map(|events| (events, self.store.current_revision())),
+            ),
         }
     }
 
@@ -196,6 +268,8 @@ impl StateMachine for EtcdStore {
         // The old state goes first: a large store must not be held twice.
         self.store = MvccStore::new();
         self.store = MvccStore::restore(snapshot)?;
+        // The history jumped: an empty batch tells watchers theirs broke.
+        let _ = self.feed.0.send(Arc::new(Vec::new()));
         Ok(())
     }
 }
