@@ -144,6 +144,7 @@ impl EmbeddedCluster {
                 return Err(error);
             }
         };
+        settle(&leader).await;
         let upkeep_handle = metrics.clone();
         let upkeep = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -224,6 +225,18 @@ async fn wait_for_leader(nodes: &[NodeHandle<KvStore>]) -> Result<NodeHandle<KvS
             return Err(BenchError::NoLeader(LEADER_DEADLINE));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the new leader's own entry of its term is applied, so the
+/// counters taken at the start see nothing the clients did not write. A
+/// linearizable read is the barrier: raft serves one only once the leader
+/// committed an entry of its term. Failures only mean the bench counts an
+/// entry more; they do not stop it.
+async fn settle(leader: &NodeHandle<KvStore>) {
+    let _ = leader.get(b"", Consistency::Linearizable).await;
+    if let Ok(status) = leader.status().await {
+        let _ = leader.wait_applied(status.commit).await;
     }
 }
 
