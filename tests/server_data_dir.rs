@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// First boots killed in the crash test.
 const FIRST_BOOTS: u64 = 100;
@@ -91,17 +91,8 @@ fn kill(child: &mut Child) {
 
 /// The exit status once `child` exits by itself (killed at the deadline).
 fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            kill(child);
-            panic!("the process did not exit within {DEADLINE:?}");
-        }
-        sleep(Duration::from_millis(20));
-    }
+    server_common::exit_within_deadline(child)
+        .unwrap_or_else(|| panic!("the process did not exit within {DEADLINE:?}"))
 }
 
 /// splitmix64: a seeded, reproducible sequence without a dependency.

@@ -11,8 +11,6 @@ use server_common::{BINARY, DEADLINE, free_port, http, put_retrying, wait_health
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
 struct Ports {
     peer: SocketAddr,
@@ -45,20 +43,10 @@ fn spawn(dir: &Path, log: &Path, ports: &Ports, panic_hook: Option<&str>) -> Chi
     command.spawn().expect("spawn ringraft serve")
 }
 
-/// The exit status once `child` exits by itself.
+/// The exit status once `child` exits by itself (killed at the deadline).
 fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the process did not exit within {DEADLINE:?}");
-        }
-        sleep(Duration::from_millis(20));
-    }
+    server_common::exit_within_deadline(child)
+        .unwrap_or_else(|| panic!("the process did not exit within {DEADLINE:?}"))
 }
 
 fn panicking_actor_ends_the_process(actor: &str) {

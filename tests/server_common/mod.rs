@@ -127,35 +127,15 @@ impl Proc {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return child.wait().ok();
-            }
-            sleep(Duration::from_millis(20));
-        }
+        // Killed at the deadline: the status of that kill.
+        exit_within_deadline(&mut child).or_else(|| child.wait().ok())
     }
 
     /// Waits (up to [`DEADLINE`]) for the process to exit by itself; its
     /// exit status, or `None` if it was not running or had to be killed.
     pub fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            sleep(Duration::from_millis(20));
-        }
+        exit_within_deadline(&mut child)
     }
 
     /// The process id while it runs.
@@ -397,6 +377,24 @@ pub fn put_retrying(addrs: &[SocketAddr], key: &str, value: &[u8]) -> u64 {
         assert!(Instant::now() < deadline, "PUT {key} never succeeded");
         turn += 1;
         sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits up to [`DEADLINE`] for `child` to exit by itself: its exit
+/// status, or `None` if it was still running then (it is killed and
+/// reaped).
+pub fn exit_within_deadline(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        sleep(Duration::from_millis(20));
     }
 }
 
