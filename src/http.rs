@@ -151,6 +151,8 @@
 use crate::access::{AccessPolicy, ClientIdentity, Denied, Permission};
 use crate::kv::{KvStore, QuotaError, SpaceQuota};
 use crate::node::{Consistency, NodeError, NodeHandle, NodeStatus};
+use crate::state_machine::StateMachine;
+pub use crate::v1_store::{V1Error, V1Store};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
@@ -218,10 +220,9 @@ impl Default for HttpLimits {
 }
 
 /// Everything the API serves from.
-#[derive(Debug, Clone)]
-pub struct HttpState {
+pub struct HttpState<S: StateMachine = KvStore> {
     /// The node.
-    pub node: NodeHandle<KvStore>,
+    pub node: NodeHandle<S>,
     /// Peer URLs of the initial cluster (node id → URL), shown for members
     /// the member directory has no address for (initial members were not
     /// added by a change that carried one).
@@ -238,10 +239,32 @@ pub struct HttpState {
     pub access: AccessPolicy,
 }
 
-impl HttpState {
+impl<S: StateMachine> Clone for HttpState<S> {
+    fn clone(&self) -> HttpState<S> {
+        HttpState {
+            node: self.node.clone(),
+            initial_peer_urls: self.initial_peer_urls.clone(),
+            metrics: self.metrics.clone(),
+            limits: self.limits,
+            quota: self.quota.clone(),
+            access: self.access.clone(),
+        }
+    }
+}
+
+impl<S: StateMachine> std::fmt::Debug for HttpState<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("node", &self.node)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: V1Store> HttpState<S> {
     /// A state for `node` with no initial peer URLs, no metrics, the
     /// default limits and no quota.
-    pub fn new(node: NodeHandle<KvStore>) -> HttpState {
+    pub fn new(node: NodeHandle<S>) -> HttpState<S> {
         HttpState {
             node,
             initial_peer_urls: BTreeMap::new(),
@@ -253,25 +276,28 @@ impl HttpState {
     }
 }
 
-type Shared = State<Arc<HttpState>>;
+type Shared<S> = State<Arc<HttpState<S>>>;
 
 /// The API's routes (see the module doc), ready for `axum::serve`.
-pub fn router(state: HttpState) -> Router {
+pub fn router<S: V1Store>(state: HttpState<S>) -> Router {
     let json_limit = state.limits.max_json_body_bytes;
     let state = Arc::new(state);
     Router::new()
-        .route("/v1/kv", get(scan))
+        .route("/v1/kv", get(scan::<S>))
         // The `{key}` route needs a non-empty segment; without this an
         // empty key would be "no such endpoint" rather than a bad key.
         .route("/v1/kv/", any(empty_key))
-        .route("/v1/kv/{key}", get(get_key).put(put_key).delete(delete_key))
-        .route("/v1/members", get(list_members).post(add_member))
-        .route("/v1/members/{id}", delete(remove_member))
-        .route("/v1/members/{id}/promote", post(promote_member))
-        .route("/v1/leader/transfer", post(transfer_leader))
-        .route("/v1/status", get(status))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
+        .route(
+            "/v1/kv/{key}",
+            get(get_key::<S>).put(put_key::<S>).delete(delete_key::<S>),
+        )
+        .route("/v1/members", get(list_members::<S>).post(add_member::<S>))
+        .route("/v1/members/{id}", delete(remove_member::<S>))
+        .route("/v1/members/{id}/promote", post(promote_member::<S>))
+        .route("/v1/leader/transfer", post(transfer_leader::<S>))
+        .route("/v1/status", get(status::<S>))
+        .route("/health", get(health::<S>))
+        .route("/metrics", get(metrics::<S>))
         .fallback(no_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         // Bounds the JSON extractors; values are read by `read_value` with
@@ -280,15 +306,15 @@ pub fn router(state: HttpState) -> Router {
         // Outermost: a refused request reads no body and reaches no handler.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            check_access,
+            check_access::<S>,
         ))
         .with_state(state)
 }
 
 /// Refuses, with 403, a request its client's identity is not allowed
 /// (see [`crate::access`]).
-async fn check_access(
-    State(state): Shared,
+async fn check_access<S: V1Store>(
+    State(state): Shared<S>,
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -392,6 +418,17 @@ impl From<NodeError> for ApiError {
             | NodeError::CommandDecode(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
             }
+        }
+    }
+}
+
+impl From<V1Error> for ApiError {
+    fn from(error: V1Error) -> ApiError {
+        match error {
+            V1Error::Node(error) => ApiError::from(error),
+            // A plain put or delete is never refused by a store; if one
+            // is, it is a bug to report, not the client's fault.
+            V1Error::Refused(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message),
         }
     }
 }
@@ -621,7 +658,10 @@ struct IndexBody {
     index: u64,
 }
 
-async fn put_key(State(state): Shared, request: Request) -> Result<Json<IndexBody>, ApiError> {
+async fn put_key<S: V1Store>(
+    State(state): Shared<S>,
+    request: Request,
+) -> Result<Json<IndexBody>, ApiError> {
     let key = key_of(request.uri(), &state.limits)?;
     let value = read_value(request, state.limits.max_value_bytes).await?;
     // Admitted here, not in apply (as etcd does): the quota is this node's
@@ -632,29 +672,32 @@ async fn put_key(State(state): Shared, request: Request) -> Result<Json<IndexBod
         Some(quota) => Some(quota.admit_put(key.len(), value.len())?),
         None => None,
     };
-    let index = state.node.put(&key, &value).await?;
+    let index = S::put(&state.node, &key, Bytes::from(value)).await?;
     Ok(Json(IndexBody { index }))
 }
 
-async fn get_key(State(state): Shared, uri: Uri) -> Result<Response, ApiError> {
+async fn get_key<S: V1Store>(State(state): Shared<S>, uri: Uri) -> Result<Response, ApiError> {
     let key = key_of(&uri, &state.limits)?;
     let consistency = consistency_of(&query_params(&uri)?)?;
-    match state.node.get(&key, consistency).await? {
+    match S::get(&state.node, &key, consistency).await? {
         Some(value) => Ok((
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             )],
-            Bytes::from(value),
+            value,
         )
             .into_response()),
         None => Err(ApiError::not_found("key not found")),
     }
 }
 
-async fn delete_key(State(state): Shared, uri: Uri) -> Result<Json<IndexBody>, ApiError> {
+async fn delete_key<S: V1Store>(
+    State(state): Shared<S>,
+    uri: Uri,
+) -> Result<Json<IndexBody>, ApiError> {
     let key = key_of(&uri, &state.limits)?;
-    let index = state.node.delete(&key).await?;
+    let index = S::delete(&state.node, &key).await?;
     // The delete applied here: the alarm may clear now rather than at the
     // next put.
     if let Some(quota) = &state.quota {
@@ -673,7 +716,7 @@ struct PairBody {
     value: String,
 }
 
-async fn scan(State(state): Shared, uri: Uri) -> Result<Response, ApiError> {
+async fn scan<S: V1Store>(State(state): Shared<S>, uri: Uri) -> Result<Response, ApiError> {
     let params = query_params(&uri)?;
     let consistency = consistency_of(&params)?;
     let prefix = params
@@ -694,16 +737,15 @@ async fn scan(State(state): Shared, uri: Uri) -> Result<Response, ApiError> {
                 ApiError::bad_request(format!("limit must be a number from 1 to {max}"))
             })?,
     };
-    let page = state
-        .node
-        .scan_page(
-            &prefix,
-            &start,
-            limit,
-            state.limits.max_scan_bytes,
-            consistency,
-        )
-        .await?;
+    let page = S::scan_page(
+        &state.node,
+        &prefix,
+        &start,
+        limit,
+        state.limits.max_scan_bytes,
+        consistency,
+    )
+    .await?;
     let pairs: Vec<PairBody> = page
         .pairs
         .into_iter()
@@ -736,7 +778,7 @@ struct MembersBody {
     leader: Option<u64>,
 }
 
-async fn list_members(State(state): Shared) -> Result<Json<MembersBody>, ApiError> {
+async fn list_members<S: V1Store>(State(state): Shared<S>) -> Result<Json<MembersBody>, ApiError> {
     let status = state.node.status().await?;
     let addresses = state
         .node
@@ -778,8 +820,8 @@ struct AddMemberRequest {
     learner: bool,
 }
 
-async fn add_member(
-    State(state): Shared,
+async fn add_member<S: V1Store>(
+    State(state): Shared<S>,
     request: Result<Json<AddMemberRequest>, JsonRejection>,
 ) -> Result<Json<IndexBody>, ApiError> {
     let Json(request) = request?;
@@ -810,8 +852,8 @@ fn member_id(path: Result<Path<String>, PathRejection>) -> Result<u64, ApiError>
         .ok_or_else(|| ApiError::bad_request(format!("{raw:?} is not a node id")))
 }
 
-async fn remove_member(
-    State(state): Shared,
+async fn remove_member<S: V1Store>(
+    State(state): Shared<S>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<IndexBody>, ApiError> {
     let id = member_id(path)?;
@@ -819,8 +861,8 @@ async fn remove_member(
     Ok(Json(IndexBody { index }))
 }
 
-async fn promote_member(
-    State(state): Shared,
+async fn promote_member<S: V1Store>(
+    State(state): Shared<S>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<IndexBody>, ApiError> {
     let id = member_id(path)?;
@@ -839,8 +881,8 @@ struct TransferBody {
     leader: u64,
 }
 
-async fn transfer_leader(
-    State(state): Shared,
+async fn transfer_leader<S: V1Store>(
+    State(state): Shared<S>,
     request: Result<Json<TransferRequest>, JsonRejection>,
 ) -> Result<Json<TransferBody>, ApiError> {
     let Json(TransferRequest { to }) = request?;
@@ -896,7 +938,7 @@ impl StatusBody {
 /// The name of the alarm a full quota raises, etcd's.
 const NOSPACE_ALARM: &str = "NOSPACE";
 
-async fn status(State(state): Shared) -> Result<Json<StatusBody>, ApiError> {
+async fn status<S: V1Store>(State(state): Shared<S>) -> Result<Json<StatusBody>, ApiError> {
     let status = state.node.status().await?;
     Ok(Json(StatusBody::new(status, state.quota.as_deref())))
 }
@@ -908,7 +950,7 @@ struct HealthBody {
     error: Option<String>,
 }
 
-async fn health(State(state): Shared) -> Response {
+async fn health<S: V1Store>(State(state): Shared<S>) -> Response {
     // Without a leader the node can serve neither writes nor linearizable
     // reads, so a load balancer should send clients elsewhere.
     let problem = match state.node.status().await {
@@ -936,7 +978,7 @@ async fn health(State(state): Shared) -> Response {
     }
 }
 
-async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
+async fn metrics<S: V1Store>(State(state): Shared<S>) -> Result<Response, ApiError> {
     let handle = state
         .metrics
         .as_ref()

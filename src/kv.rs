@@ -276,6 +276,11 @@ pub fn pair_bytes(key_len: usize, value_len: usize) -> u64 {
 pub struct StateSize(Arc<AtomicU64>);
 
 impl StateSize {
+    /// Publishes `bytes` as the size (by the store that owns this).
+    pub(crate) fn set(&self, bytes: u64) {
+        self.0.store(bytes, Ordering::Relaxed);
+    }
+
     /// The store's size in bytes (key and value bytes plus
     /// [`PAIR_OVERHEAD_BYTES`] per pair) after the last command applied.
     pub fn bytes(&self) -> u64 {

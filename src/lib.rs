@@ -52,6 +52,7 @@ mod state_machine;
 pub mod storage;
 pub mod tls;
 pub mod transport;
+mod v1_store;
 pub mod wal;
 
 pub use kv::KvStore;

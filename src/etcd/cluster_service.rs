@@ -154,7 +154,7 @@ impl Cluster for ClusterService {
                 "etcdserver: Peer URLs already exists",
             ));
         }
-        let header = self.headers.header().await?;
+        let header = self.headers.header();
         let id = new_member_id(address, header.cluster_id, &members);
         let node = self.headers.node();
         let added = if request.is_learner {
@@ -164,7 +164,7 @@ impl Cluster for ClusterService {
         };
         added.map_err(|e| status_of(&e))?;
         Ok(Response::new(MemberAddResponse {
-            header: Some(self.headers.header().await?),
+            header: Some(self.headers.header()),
             member: Some(self.member(id, Some(address.to_string()), request.is_learner)),
             members: self.members().await?,
         }))
@@ -186,7 +186,7 @@ impl Cluster for ClusterService {
                 other => status_of(&other),
             })?;
         Ok(Response::new(MemberRemoveResponse {
-            header: Some(self.headers.header().await?),
+            header: Some(self.headers.header()),
             members: self.members().await?,
         }))
     }
@@ -206,7 +206,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberListResponse>, Status> {
         let members = self.members().await?;
         Ok(Response::new(MemberListResponse {
-            header: Some(self.headers.header().await?),
+            header: Some(self.headers.header()),
             members,
         }))
     }
@@ -232,7 +232,7 @@ impl Cluster for ClusterService {
             .await
             .map_err(|e| status_of(&e))?;
         Ok(Response::new(MemberPromoteResponse {
-            header: Some(self.headers.header().await?),
+            header: Some(self.headers.header()),
             members: self.members().await?,
         }))
     }

@@ -1,60 +1,74 @@
 //! The `ResponseHeader` every etcd response carries: cluster id, member
 //! id, revision and raft term.
 //!
-//! Owns: building headers ([`HeaderSource`]) and turning node errors into
-//! gRPC statuses with etcd's codes ([`status_of`]). Guarantees: a header
-//! is read after the operation it reports on completed, so its term is at
-//! least the one the operation ran in. May not touch: what the services do.
-//!
-//! The revision is, until the MVCC store serves the key-value API, the
-//! node's applied raft index: it rises with every write as etcd's revision
-//! does, but is not etcd's count of key-value transactions.
+//! Owns: building headers ([`HeaderSource`], [`header_of`]) and turning
+//! node errors into gRPC statuses with etcd's codes ([`status_of`]).
+//! Guarantees: building a header asks nobody (the term is the node's
+//! published one, the revision the store's published one or the one the
+//! operation produced), so a header costs no round trip through the raft
+//! actor on the hot path; a header is built after the operation it
+//! reports on completed, so its term is at least the one the operation
+//! was persisted in. May not touch: what the services do.
 
 use super::pb::etcdserverpb::ResponseHeader;
-use crate::kv::KvStore;
+use super::store::{AppliedRevision, EtcdStore};
 use crate::node::{NodeError, NodeHandle};
 use crate::state_machine::StateMachine;
 use tonic::Status;
 
-/// What a header is made from: the node and the cluster id.
+/// What a header is made from: the node, the cluster id and the store's
+/// applied revision.
 #[derive(Debug, Clone)]
 pub struct HeaderSource {
-    node: NodeHandle<KvStore>,
+    node: NodeHandle<EtcdStore>,
     cluster_id: u64,
+    revision: AppliedRevision,
 }
 
 impl HeaderSource {
-    /// Headers of `node`, a member of cluster `cluster_id`.
-    pub fn new(node: NodeHandle<KvStore>, cluster_id: u64) -> HeaderSource {
-        HeaderSource { node, cluster_id }
+    /// Headers of `node`, a member of cluster `cluster_id`, whose store
+    /// publishes its revision on `revision`.
+    pub fn new(
+        node: NodeHandle<EtcdStore>,
+        cluster_id: u64,
+        revision: AppliedRevision,
+    ) -> HeaderSource {
+        HeaderSource {
+            node,
+            cluster_id,
+            revision,
+        }
     }
 
     /// The node the services act on.
-    pub fn node(&self) -> &NodeHandle<KvStore> {
+    pub fn node(&self) -> &NodeHandle<EtcdStore> {
         &self.node
     }
 
-    /// The header of a response, read now.
-    pub async fn header(&self) -> Result<ResponseHeader, Status> {
-        let revision = i64::try_from(self.node.applied_index()).unwrap_or(i64::MAX);
-        header_of(&self.node, self.cluster_id, revision).await
+    /// The cluster id.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// The header of a response, as of now (the store's applied revision).
+    pub fn header(&self) -> ResponseHeader {
+        header_of(&self.node, self.cluster_id, self.revision.get())
     }
 }
 
 /// The header of a response of `node`, a member of cluster `cluster_id`,
-/// reporting `revision`; the raft term is read now.
-pub async fn header_of<S: StateMachine>(
+/// reporting `revision` and the node's persisted term.
+pub fn header_of<S: StateMachine>(
     node: &NodeHandle<S>,
     cluster_id: u64,
     revision: i64,
-) -> Result<ResponseHeader, Status> {
-    let status = node.status().await.map_err(|e| status_of(&e))?;
-    Ok(ResponseHeader {
+) -> ResponseHeader {
+    ResponseHeader {
         cluster_id,
         member_id: node.id(),
         revision,
-        raft_term: status.term,
-    })
+        raft_term: node.term(),
+    }
 }
 
 /// The gRPC status of a node error, with the code etcd uses for the same

@@ -17,8 +17,10 @@ use super::pb::etcdserverpb::kv_server::Kv;
 use super::store::{
     EtcdCommand, EtcdCommandError, EtcdQuery, EtcdQueryResult, EtcdResponse, EtcdStore, Operation,
 };
+use crate::kv::{QuotaReservation, SpaceQuota};
 use crate::mvcc;
 use crate::node::{Consistency, NodeHandle};
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 /// The KV service of one node.
@@ -26,30 +28,88 @@ use tonic::{Request, Response, Status};
 pub struct KvService {
     node: NodeHandle<EtcdStore>,
     cluster_id: u64,
+    quota: Option<Arc<SpaceQuota>>,
 }
 
 impl KvService {
-    /// The service of `node`, a member of cluster `cluster_id`.
+    /// The service of `node`, a member of cluster `cluster_id`, admitting
+    /// every write.
     pub fn new(node: NodeHandle<EtcdStore>, cluster_id: u64) -> KvService {
-        KvService { node, cluster_id }
+        KvService {
+            node,
+            cluster_id,
+            quota: None,
+        }
     }
 
-    async fn header(&self, revision: i64) -> Result<Option<pb::ResponseHeader>, Status> {
-        Ok(Some(
-            header_of(&self.node, self.cluster_id, revision).await?,
-        ))
+    /// The same service admitting puts (and txns that put) against
+    /// `quota`, as etcd's `--quota-backend-bytes` does: refused with
+    /// `RESOURCE_EXHAUSTED` "etcdserver: mvcc: database space exceeded"
+    /// while the NOSPACE alarm is raised or when the write would raise it.
+    pub fn with_quota(mut self, quota: Arc<SpaceQuota>) -> KvService {
+        self.quota = Some(quota);
+        self
+    }
+
+    /// Admits a write of `key_bytes` of keys and `value_bytes` of values;
+    /// hold the reservation until the write is answered.
+    fn admit(
+        &self,
+        key_bytes: usize,
+        value_bytes: usize,
+    ) -> Result<Option<QuotaReservation<'_>>, Status> {
+        match &self.quota {
+            None => Ok(None),
+            Some(quota) => quota
+                .admit_put(key_bytes, value_bytes)
+                .map(Some)
+                .map_err(|_| {
+                    Status::resource_exhausted("etcdserver: mvcc: database space exceeded")
+                }),
+        }
+    }
+
+    fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        Some(header_of(&self.node, self.cluster_id, revision))
     }
 
     async fn propose(&self, operation: Operation) -> Result<EtcdResponse, Status> {
         let command = EtcdCommand {
             operation: Some(operation),
         };
-        match self.node.propose(command).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(EtcdCommandError::Mvcc(error))) => Err(convert::mvcc_status(&error)),
-            Ok(Err(EtcdCommandError::Invalid(message))) => Err(Status::invalid_argument(message)),
-            Err(error) => Err(status_of(&error)),
+        let applied = self
+            .node
+            .propose(command)
+            .await
+            .map_err(|e| status_of(&e))?;
+        match applied.outcome {
+            Ok(response) => Ok(response),
+            Err(EtcdCommandError::Mvcc(error)) => Err(convert::mvcc_status(&error)),
+            Err(EtcdCommandError::Invalid(message)) => Err(Status::invalid_argument(message)),
         }
+    }
+}
+
+/// The key and value bytes a txn's puts may write: the larger branch,
+/// nested txns included (only one branch runs).
+fn txn_put_bytes(txn: &pb::TxnRequest) -> (usize, usize) {
+    let branch = |ops: &[pb::RequestOp]| {
+        ops.iter().fold((0usize, 0usize), |(keys, values), op| {
+            use pb::request_op::Request;
+            let (k, v) = match &op.request {
+                Some(Request::RequestPut(put)) => (put.key.len(), put.value.len()),
+                Some(Request::RequestTxn(nested)) => txn_put_bytes(nested),
+                _ => (0, 0),
+            };
+            (keys.saturating_add(k), values.saturating_add(v))
+        })
+    };
+    let success = branch(&txn.success);
+    let failure = branch(&txn.failure);
+    if success.0 + success.1 >= failure.0 + failure.1 {
+        success
+    } else {
+        failure
     }
 }
 
@@ -82,7 +142,7 @@ impl Kv for KvService {
             return Err(unexpected("range"));
         };
         let answer = answer.map_err(|e| convert::mvcc_status(&e))?;
-        let header = self.header(answer.revision).await?;
+        let header = self.header(answer.revision);
         Ok(Response::new(convert::range_response(answer, header)))
     }
 
@@ -93,10 +153,11 @@ impl Kv for KvService {
         let request = request.into_inner();
         mvcc::validate_put(&convert::put_request(request.clone()))
             .map_err(|e| convert::mvcc_status(&e))?;
+        let _admitted = self.admit(request.key.len(), request.value.len())?;
         let EtcdResponse::Put(answer) = self.propose(Operation::Put(request)).await? else {
             return Err(unexpected("put"));
         };
-        let header = self.header(answer.revision).await?;
+        let header = self.header(answer.revision);
         Ok(Response::new(convert::put_response(answer, header)))
     }
 
@@ -112,7 +173,7 @@ impl Kv for KvService {
         else {
             return Err(unexpected("delete"));
         };
-        let header = self.header(answer.revision).await?;
+        let header = self.header(answer.revision);
         Ok(Response::new(convert::delete_response(answer, header)))
     }
 
@@ -124,10 +185,16 @@ impl Kv for KvService {
         let txn = convert::txn_request(request.clone())?;
         mvcc::validate_txn(&txn, mvcc::DEFAULT_MAX_TXN_OPS)
             .map_err(|e| convert::mvcc_status(&e))?;
+        let (key_bytes, value_bytes) = txn_put_bytes(&request);
+        let _admitted = if key_bytes + value_bytes > 0 {
+            self.admit(key_bytes, value_bytes)?
+        } else {
+            None
+        };
         let EtcdResponse::Txn(answer) = self.propose(Operation::Txn(request)).await? else {
             return Err(unexpected("txn"));
         };
-        let header = self.header(answer.revision).await?;
+        let header = self.header(answer.revision);
         Ok(Response::new(convert::txn_response(answer, header)))
     }
 
@@ -142,7 +209,7 @@ impl Kv for KvService {
             return Err(unexpected("compaction"));
         };
         Ok(Response::new(pb::CompactionResponse {
-            header: self.header(revision).await?,
+            header: self.header(revision),
         }))
     }
 }

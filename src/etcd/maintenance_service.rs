@@ -71,7 +71,7 @@ impl Maintenance for MaintenanceService {
             ));
         }
         Ok(Response::new(AlarmResponse {
-            header: Some(self.headers.header().await?),
+            header: Some(self.headers.header()),
             alarms: self.alarms(),
         }))
     }
@@ -90,7 +90,7 @@ impl Maintenance for MaintenanceService {
             .map(|_| "NOSPACE: the space quota is exhausted".to_string())
             .collect();
         Ok(Response::new(StatusResponse {
-            header: Some(self.headers.header().await?),
+            header: Some(self.headers.header()),
             version: reported_version(),
             db_size: state_bytes,
             leader: status.leader.unwrap_or(0),
@@ -110,7 +110,7 @@ impl Maintenance for MaintenanceService {
         // The state lives in memory and in snapshot files written whole:
         // there is no database file to defragment.
         Ok(Response::new(DefragmentResponse {
-            header: Some(self.headers.header().await?),
+            header: Some(self.headers.header()),
         }))
     }
 
@@ -156,7 +156,7 @@ impl Maintenance for MaintenanceService {
             .await
             .map_err(|e| status_of(&e))?;
         Ok(Response::new(MoveLeaderResponse {
-            header: Some(self.headers.header().await?),
+            header: Some(self.headers.header()),
         }))
     }
 }

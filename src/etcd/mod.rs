@@ -8,17 +8,16 @@
 //! HTTP `/v1` API (one port, told apart by HTTP version and content type,
 //! as etcd does).
 //!
-//! Served so far: the Cluster service ([`cluster_service`]) and the
-//! Maintenance service's Status, Alarm, Defragment and MoveLeader
-//! ([`maintenance_service`]). The key-value, watch and lease services and
-//! Hash, HashKV and Snapshot come with the MVCC store (issue 20); until
-//! then a client calling them gets `UNIMPLEMENTED`, which is gRPC's answer
-//! for a method the server does not serve. [`store`] is that MVCC store as a
-//! state machine (etcd's requests as commands), [`convert`] maps between the
-//! wire types and the store's, and [`kv_service`] and [`watch_service`]
-//! serve KV and Watch over a node running it (tested embedded with
-//! etcdctl); `ringraft serve` does not run
-//! that store yet: the `/v1` API has to move onto it first.
+//! [`store`] is the MVCC store as a state machine (etcd's requests as
+//! commands) that `ringraft serve` runs; [`v1_store`] serves the HTTP
+//! `/v1` API over the same store, so both APIs see one key space.
+//! Served: KV ([`kv_service`]), Watch ([`watch_service`]), the Cluster
+//! service ([`cluster_service`]) and the Maintenance service's Status,
+//! Alarm, Defragment and MoveLeader ([`maintenance_service`]);
+//! [`convert`] maps between the wire types and the store's. Not yet (a
+//! client calling them gets `UNIMPLEMENTED`, gRPC's answer for a method
+//! the server does not serve): the Lease service, Hash, HashKV, Snapshot
+//! and MemberUpdate.
 //!
 //! May not touch: raft, storage, TLS (the listener's), the `/v1` API.
 
@@ -28,9 +27,13 @@ pub mod header;
 pub mod kv_service;
 pub mod maintenance_service;
 pub mod store;
+pub mod v1_store;
 pub mod watch_service;
 
 pub use cluster_service::ClusterService;
+pub use kv_service::KvService;
+pub use store::{AppliedRevision, EtcdStore, WatchFeed};
+pub use watch_service::WatchService;
 
 use crate::access::{AccessPolicy, ClientIdentity};
 use axum::extract::State;
@@ -52,21 +55,34 @@ pub mod pb {
     }
 }
 
+/// The services of one node running the [`EtcdStore`].
+#[derive(Debug, Clone)]
+pub struct EtcdServices {
+    /// Range, Put, DeleteRange, Txn, Compact.
+    pub kv: KvService,
+    /// Watch.
+    pub watch: WatchService,
+    /// Membership.
+    pub cluster: ClusterService,
+    /// Status, alarms, defragment, leader moves.
+    pub maintenance: MaintenanceService,
+}
+
 /// The gRPC services of the client port, as the router the client
 /// listener hands gRPC requests to. Every call is first checked against
 /// `access` with the identity of the client's certificate (the levels of
 /// `crate::access`); a refusal is `PERMISSION_DENIED` naming what is
 /// missing.
-pub fn grpc_routes(
-    cluster: ClusterService,
-    maintenance: MaintenanceService,
-    access: AccessPolicy,
-) -> axum::Router {
+pub fn grpc_routes(services: EtcdServices, access: AccessPolicy) -> axum::Router {
     use pb::etcdserverpb::cluster_server::ClusterServer;
+    use pb::etcdserverpb::kv_server::KvServer;
     use pb::etcdserverpb::maintenance_server::MaintenanceServer;
+    use pb::etcdserverpb::watch_server::WatchServer;
     let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(ClusterServer::new(cluster));
-    routes.add_service(MaintenanceServer::new(maintenance));
+    routes.add_service(KvServer::new(services.kv));
+    routes.add_service(WatchServer::new(services.watch));
+    routes.add_service(ClusterServer::new(services.cluster));
+    routes.add_service(MaintenanceServer::new(services.maintenance));
     routes
         .routes()
         .into_axum_router()

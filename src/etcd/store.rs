@@ -16,11 +16,13 @@
 
 use super::convert;
 use super::pb::etcdserverpb as pb;
+use crate::kv::StateSize;
 use crate::mvcc::{self, MvccError, MvccSnapshot, MvccStore, SnapshotError};
 use crate::state_machine::{Committed, DecodeError, StateMachine, WriteSnapshot};
 use prost::Message as _;
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::broadcast;
 
 /// A write, as proposed through raft.
@@ -78,6 +80,30 @@ pub enum EtcdCommandError {
 
 /// A command's outcome.
 pub type EtcdOutcome = Result<EtcdResponse, EtcdCommandError>;
+
+/// What the node answers a proposer: the raft index the command applied
+/// at, and its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EtcdApplied {
+    /// The command's raft index.
+    pub index: u64,
+    /// What it did.
+    pub outcome: EtcdOutcome,
+}
+
+/// A read-only handle on the store's current revision as of the last
+/// command applied, readable from any thread without asking the node
+/// (taken with [`EtcdStore::applied_revision`] before the store moves
+/// into the node): what response headers that report "now" carry.
+#[derive(Debug, Clone)]
+pub struct AppliedRevision(Arc<AtomicI64>);
+
+impl AppliedRevision {
+    /// The revision.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// A read.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +168,10 @@ pub enum EtcdStoreError {
 #[derive(Debug)]
 pub struct EtcdStore {
     store: MvccStore,
+    /// The store's size and revision, published after every batch for
+    /// the quota and for headers.
+    size: StateSize,
+    revision: AppliedRevision,
     /// Every applied write's events go here (nobody listening is fine:
     /// publishing never blocks and never changes what is applied).
     feed: WatchFeed,
@@ -149,8 +179,11 @@ pub struct EtcdStore {
 
 impl Default for EtcdStore {
     fn default() -> EtcdStore {
+        let store = MvccStore::new();
         EtcdStore {
-            store: MvccStore::new(),
+            size: StateSize::default(),
+            revision: AppliedRevision(Arc::new(AtomicI64::new(store.current_revision()))),
+            store,
             feed: WatchFeed(broadcast::channel(WATCH_FEED_CAPACITY).0),
         }
     }
@@ -166,6 +199,26 @@ impl EtcdStore {
     /// the store moves into the node.
     pub fn watch_feed(&self) -> WatchFeed {
         self.feed.clone()
+    }
+
+    /// The store's size as the quota counts it ([`MvccStore::size_bytes`]),
+    /// for a [`crate::kv::SpaceQuota`]; take it before the store moves
+    /// into the node.
+    pub fn state_size(&self) -> StateSize {
+        self.size.clone()
+    }
+
+    /// The store's current revision, published; take it before the store
+    /// moves into the node.
+    pub fn applied_revision(&self) -> AppliedRevision {
+        self.revision.clone()
+    }
+
+    fn publish_state(&self) {
+        self.size.set(self.store.size_bytes());
+        self.revision
+            .0
+            .store(self.store.current_revision(), Ordering::Relaxed);
     }
 
     fn publish(&self, events: Vec<mvcc::Event>) {
@@ -219,7 +272,7 @@ impl WriteSnapshot for MvccSnapshot {
 
 impl StateMachine for EtcdStore {
     type Command = EtcdCommand;
-    type Response = EtcdOutcome;
+    type Response = EtcdApplied;
     type Query = EtcdQuery;
     type QueryResult = EtcdQueryResult;
     type Snapshot = MvccSnapshot;
@@ -237,11 +290,16 @@ impl StateMachine for EtcdStore {
     fn apply(
         &mut self,
         commands: Vec<Committed<EtcdCommand>>,
-    ) -> Result<Vec<EtcdOutcome>, EtcdStoreError> {
-        Ok(commands
+    ) -> Result<Vec<EtcdApplied>, EtcdStoreError> {
+        let applied = commands
             .into_iter()
-            .map(|committed| self.execute(committed.command))
-            .collect())
+            .map(|committed| EtcdApplied {
+                index: committed.index,
+                outcome: self.execute(committed.command),
+            })
+            .collect();
+        self.publish_state();
+        Ok(applied)
     }
 
     fn query(&self, query: EtcdQuery) -> EtcdQueryResult {
@@ -268,6 +326,7 @@ impl StateMachine for EtcdStore {
         // The old state goes first: a large store must not be held twice.
         self.store = MvccStore::new();
         self.store = MvccStore::restore(snapshot)?;
+        self.publish_state();
         // The history jumped: an empty batch tells watchers theirs broke.
         let _ = self.feed.0.send(Arc::new(Vec::new()));
         Ok(())
@@ -300,7 +359,12 @@ mod tests {
                 Committed { index, command }
             })
             .collect();
-        store.apply(committed).expect("applies")
+        store
+            .apply(committed)
+            .expect("applies")
+            .into_iter()
+            .map(|applied| applied.outcome)
+            .collect()
     }
 
     fn get(store: &EtcdStore, key: &str) -> Option<mvcc::KeyValue> {

@@ -105,10 +105,12 @@ struct StreamState {
 }
 
 impl StreamState {
-    async fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
-        header_of(&self.service.node, self.service.cluster_id, revision)
-            .await
-            .ok()
+    fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        Some(header_of(
+            &self.service.node,
+            self.service.cluster_id,
+            revision,
+        ))
     }
 
     async fn create(&mut self, request: pb::WatchCreateRequest) {
@@ -133,7 +135,7 @@ impl StreamState {
         let (history, through) = match catch_up {
             Ok(found) => found,
             Err(MvccError::Compacted { compact_revision }) => {
-                let header = self.header(compact_revision).await;
+                let header = self.header(compact_revision);
                 let _ = self
                     .outbound
                     .send(Ok(pb::WatchResponse {
@@ -154,7 +156,7 @@ impl StreamState {
             }
         };
         let created = pb::WatchResponse {
-            header: self.header(through).await,
+            header: self.header(through),
             watch_id: id,
             created: true,
             ..pb::WatchResponse::default()
@@ -165,7 +167,7 @@ impl StreamState {
         let history: Vec<_> = history.iter().filter(|e| watcher.wants(e)).collect();
         if !history.is_empty() {
             let events = history.iter().map(|e| watcher.wire(e)).collect();
-            let header = self.header(through).await;
+            let header = self.header(through);
             let _ = self
                 .outbound
                 .send(Ok(event_response(header, id, events)))
@@ -269,9 +271,7 @@ async fn forward(
                 if events.is_empty() {
                     continue;
                 }
-                let header = header_of(&service.node, service.cluster_id, through)
-                    .await
-                    .ok();
+                let header = Some(header_of(&service.node, service.cluster_id, through));
                 if outbound
                     .send(Ok(event_response(header, watcher.id, events)))
                     .await

@@ -53,6 +53,9 @@ impl MvccStore {
     }
 }
 
+/// The most a frame body is allocated before its bytes arrive.
+const PREALLOCATE_LIMIT_BYTES: usize = 1024 * 1024;
+
 /// One frame whose checksum matched.
 struct Frame {
     offset: u64,
@@ -135,8 +138,11 @@ impl Frames<'_> {
                 reason: format!("frame body of {len} bytes exceeds the limit {MAX_BODY_BYTES}"),
             });
         }
-        // Grows with the bytes that actually arrive, not with the claim.
-        let mut body = Vec::new();
+        // Exactly the claim up to a bound, so that a value's allocation is
+        // its size (growing by doubling would hold up to twice the state
+        // in memory); beyond the bound it grows with the bytes that
+        // actually arrive, so a lying length costs at most the bound.
+        let mut body = Vec::with_capacity((len as usize).min(PREALLOCATE_LIMIT_BYTES));
         let read = (&mut self.input)
             .take(u64::from(len))
             .read_to_end(&mut body)

@@ -76,7 +76,10 @@ impl Builder {
     }
 
     fn flush(&mut self) {
-        if let Some((key, versions)) = self.last.take() {
+        if let Some((key, mut versions)) = self.last.take() {
+            // Most keys have one version: without this each list would
+            // keep the capacity of four that a push gives.
+            versions.shrink_to_fit();
             self.keys.insert(key, versions);
         }
     }

@@ -66,6 +66,8 @@ pub(crate) struct HandleParts<S: StateMachine> {
     /// Weak, so that the apply actor ends when the raft actor does.
     pub(crate) apply: mpsc::WeakUnboundedSender<ApplyMsg<S>>,
     pub(crate) applied: watch::Receiver<u64>,
+    /// The raft term as of the last persisted HardState.
+    pub(crate) term: Arc<AtomicU64>,
     pub(crate) timeout: Duration,
     pub(crate) task: JoinHandle<Result<(), NodeError>>,
     pub(crate) boot_report: BootReport,
@@ -83,6 +85,7 @@ struct Shared<S: StateMachine> {
     /// The sequence of this node's next proposal.
     next_seq: AtomicU64,
     applied: watch::Receiver<u64>,
+    term: Arc<AtomicU64>,
     timeout: Duration,
     task: Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
     boot_report: BootReport,
@@ -136,6 +139,7 @@ impl<S: StateMachine> NodeHandle<S> {
                 apply: parts.apply,
                 next_seq: AtomicU64::new(super::raft_actor::boot_sequence()),
                 applied: parts.applied,
+                term: parts.term,
                 timeout: parts.timeout,
                 task: Mutex::new(Some(parts.task)),
                 boot_report: parts.boot_report,
@@ -318,6 +322,13 @@ impl<S: StateMachine> NodeHandle<S> {
             answer.await.unwrap_or(Err(NodeError::Stopped))
         })
         .await
+    }
+
+    /// The raft term this node last persisted (its HardState's), read
+    /// without asking the raft actor: what a response header reports, on
+    /// every request, without a round trip.
+    pub fn term(&self) -> u64 {
+        self.shared.term.load(Ordering::Relaxed)
     }
 
     /// The node's status.

@@ -140,6 +140,7 @@ impl Node {
         let (control_sender, control) = mpsc::unbounded_channel();
         let weak_apply = apply_sender.downgrade();
         let failure = Arc::new(std::sync::OnceLock::new());
+        let term = Arc::new(std::sync::atomic::AtomicU64::new(raw.raft.term));
         let parts = RaftActorParts {
             raw,
             persist,
@@ -153,6 +154,7 @@ impl Node {
             snapshots,
             boot_snapshot_index: boot_report.snapshot_index,
             failure: Arc::clone(&failure),
+            term: Arc::clone(&term),
             snap_dir,
             data_dir_lock,
             test_panic,
@@ -180,6 +182,7 @@ impl Node {
             control: control_sender,
             apply: weak_apply,
             applied,
+            term,
             timeout: config.request_timeout,
             task,
             boot_report,

@@ -66,6 +66,7 @@ use crate::storage::DataDirLock;
 use crate::transport::{IncomingSnapshot, PeerInbox, Transport};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -105,6 +106,8 @@ pub(crate) struct RaftActorParts<S: StateMachine> {
     /// Where the failure that stops the node is published, before anything
     /// is dropped, so that callers learn the cause (not just `Stopped`).
     pub(crate) failure: Arc<OnceLock<NodeError>>,
+    /// Where the persisted term is published for the handle.
+    pub(crate) term: Arc<AtomicU64>,
     /// The snapshot directory (state files are sent from and received
     /// into it).
     pub(crate) snap_dir: PathBuf,
@@ -149,6 +152,7 @@ pub(crate) struct RaftActor<S: StateMachine> {
     transfer_events: mpsc::UnboundedReceiver<TransferEvent>,
     incoming_snapshots: mpsc::UnboundedReceiver<IncomingSnapshot>,
     failure: Arc<OnceLock<NodeError>>,
+    term: Arc<AtomicU64>,
     leader: u64,
     node_label: String,
     /// Handles of the per-Ready metrics, looked up once (a lookup by name
@@ -220,6 +224,7 @@ impl<S: StateMachine> RaftActor<S> {
             transfer_events,
             incoming_snapshots,
             failure: parts.failure,
+            term: parts.term,
             leader,
             ready_handling: metrics::histogram!(names::READY_HANDLING_DURATION_SECONDS, label => node_label.clone()),
             committed_total: metrics::counter!(names::PROPOSALS_COMMITTED_TOTAL, label => node_label.clone()),
@@ -650,6 +655,7 @@ impl<S: StateMachine> RaftActor<S> {
                 .map_err(|e| NodeError::RaftLog(e.to_string()))?;
             if let Some(hard_state) = ready.hard_state {
                 store.set_hard_state(hard_state);
+                self.term.store(hard_state.term, Ordering::Relaxed);
             }
         }
         self.raw.on_persisted(last_number);

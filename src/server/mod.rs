@@ -27,8 +27,9 @@ mod descriptors;
 pub use config::{ServeConfig, ServeConfigError, cluster_id_of, parse_initial_cluster};
 pub use descriptors::raise_descriptor_limit;
 
+use crate::etcd::{EtcdServices, EtcdStore};
 use crate::http::{HttpState, router};
-use crate::kv::{KvStore, SpaceQuota};
+use crate::kv::SpaceQuota;
 use crate::node::{Consistency, Node, NodeError, NodeHandle, Transport};
 use crate::transport::{TcpConfig, TcpTransport, TcpTransportError};
 use client_listener::ClientTlsSetup;
@@ -77,7 +78,7 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Server {
     /// The node.
-    pub node: NodeHandle<KvStore>,
+    pub node: NodeHandle<EtcdStore>,
     /// Where peers connect (the bound address, useful with port 0).
     pub peer_addr: SocketAddr,
     /// Where clients connect.
@@ -129,10 +130,14 @@ pub async fn start(
 
     let node_config = config.node_config();
     let node_transport: Arc<dyn Transport> = transport.clone();
-    let store = KvStore::new();
+    let store = EtcdStore::new();
     // Taken before the store moves into the node: the HTTP layer admits
-    // puts against the size without a round trip through the node.
+    // puts against the size without a round trip through the node, the
+    // watch service follows the applied events, and headers report the
+    // applied revision.
     let state_size = store.state_size();
+    let feed = store.watch_feed();
+    let revision = store.applied_revision();
     // Boot replays the WAL: off the runtime's worker threads.
     let node =
         tokio::task::spawn_blocking(move || Node::start(node_config, store, node_transport, inbox))
@@ -161,14 +166,19 @@ pub async fn start(
     } else {
         "http"
     };
-    let headers = crate::etcd::HeaderSource::new(node.clone(), config.cluster_id());
-    let cluster = crate::etcd::ClusterService::new(
-        headers.clone(),
-        config.initial_cluster.clone(),
-        format!("{scheme}://{client_addr}"),
-    );
-    let maintenance = crate::etcd::MaintenanceService::new(headers, Some(quota));
-    let grpc = crate::etcd::grpc_routes(cluster, maintenance, config.client_permissions.clone());
+    let cluster_id = config.cluster_id();
+    let headers = crate::etcd::HeaderSource::new(node.clone(), cluster_id, revision);
+    let services = EtcdServices {
+        kv: crate::etcd::KvService::new(node.clone(), cluster_id).with_quota(Arc::clone(&quota)),
+        watch: crate::etcd::WatchService::new(node.clone(), feed, cluster_id),
+        cluster: crate::etcd::ClusterService::new(
+            headers.clone(),
+            config.initial_cluster.clone(),
+            format!("{scheme}://{client_addr}"),
+        ),
+        maintenance: crate::etcd::MaintenanceService::new(headers, Some(quota)),
+    };
+    let grpc = crate::etcd::grpc_routes(services, config.client_permissions.clone());
     let (http_stop, stopped) = watch::channel(false);
     let http = client_listener::spawn(
         client_listener,
@@ -267,7 +277,7 @@ fn local_addr(
 /// Members added after the initial cluster are known by the replicated
 /// member directory (restored from the snapshot at boot; changes after it
 /// reach the transport as raft re-applies them).
-async fn learn_member_directory(node: &NodeHandle<KvStore>, transport: &TcpTransport) {
+async fn learn_member_directory(node: &NodeHandle<EtcdStore>, transport: &TcpTransport) {
     match node.member_addresses(Consistency::Serializable).await {
         Ok(directory) => {
             for (id, url) in directory {
