@@ -10,6 +10,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ringraft::access::AccessPolicy;
+use ringraft::etcd::compactor::AutoCompaction;
 use ringraft::persist::BackendChoice;
 use ringraft::raftpb::walpb;
 use ringraft::server::client_listener::ClientLimits;
@@ -161,10 +162,21 @@ struct ServeArgs {
     wal_segment_size_bytes: u64,
     /// Space quota of the key-value state, in bytes (keys, values and 64
     /// bytes per pair): a put that would pass it is refused with 507 and
-    /// raises the NOSPACE alarm until deletes bring the state to 90% of it.
+    /// raises the NOSPACE alarm until deletes and a compaction bring the
+    /// state to 90% of it (old versions count until compacted).
     /// 0 means the default (2 GiB, etcd's).
     #[arg(long, default_value_t = ringraft::server::config::DEFAULT_QUOTA_BACKEND_BYTES)]
     quota_backend_bytes: u64,
+    /// How old versions of keys are compacted away: `revision` keeps the
+    /// last --auto-compaction-retention revisions (checked every 5 s),
+    /// `periodic` about --auto-compaction-retention of history.
+    #[arg(long, default_value = "revision", value_parser = ["revision", "periodic"])]
+    auto_compaction_mode: String,
+    /// Revisions to keep (revision mode), or a duration such as 90s, 30m,
+    /// 1h or a number of hours (periodic mode); 0 turns automatic
+    /// compaction off (etcd's default).
+    #[arg(long, default_value = "10000")]
+    auto_compaction_retention: String,
     /// Client connections open at once, at most; the descriptor limit
     /// (`ulimit -n`, less 128 kept for the node itself) may lower it.
     /// Beyond it, new connections wait in the kernel's queue.
@@ -237,6 +249,11 @@ impl ServeArgs {
             slow_fsync_warning: Duration::from_millis(self.slow_fsync_warning_ms),
             wal_segment_size_bytes: self.wal_segment_size_bytes,
             quota_backend_bytes: self.quota_backend_bytes,
+            auto_compaction: AutoCompaction::parse(
+                &self.auto_compaction_mode,
+                &self.auto_compaction_retention,
+            )
+            .map_err(|reason| format!("--auto-compaction-retention: {reason}"))?,
             client_limits: ClientLimits {
                 max_connections: self.max_client_connections,
                 ..ClientLimits::default()

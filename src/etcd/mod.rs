@@ -22,6 +22,7 @@
 //! May not touch: raft, storage, TLS (the listener's), the `/v1` API.
 
 pub mod cluster_service;
+pub mod compactor;
 pub mod convert;
 pub mod header;
 pub mod kv_service;

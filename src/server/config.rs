@@ -10,6 +10,7 @@
 
 use super::client_listener::ClientLimits;
 use crate::access::AccessPolicy;
+use crate::etcd::compactor::AutoCompaction;
 use crate::node::NodeConfig;
 use crate::node::bootstrap::NewMember;
 use crate::persist::BackendChoice;
@@ -89,6 +90,9 @@ pub struct ServeConfig {
     /// The space quota of the key-value state, in bytes (etcd's
     /// `--quota-backend-bytes`); 0 means [`DEFAULT_QUOTA_BACKEND_BYTES`].
     pub quota_backend_bytes: u64,
+    /// When old versions of the key-value store are compacted away
+    /// (`--auto-compaction-mode`, `--auto-compaction-retention`).
+    pub auto_compaction: AutoCompaction,
     /// The client listener's connection cap and timeouts.
     pub client_limits: ClientLimits,
     /// TLS on the client port (`--cert-file`, `--key-file`,
@@ -144,6 +148,7 @@ impl ServeConfig {
             slow_fsync_warning: Duration::from_millis(100),
             wal_segment_size_bytes: crate::wal::DEFAULT_SEGMENT_SIZE_BYTES,
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+            auto_compaction: crate::etcd::compactor::DEFAULT_AUTO_COMPACTION,
             client_limits: ClientLimits::default(),
             client_tls: None,
             peer_tls: None,

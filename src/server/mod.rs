@@ -138,6 +138,7 @@ pub async fn start(
     let state_size = store.state_size();
     let feed = store.watch_feed();
     let revision = store.applied_revision();
+    let store_revision = revision.clone();
     // Boot replays the WAL: off the runtime's worker threads.
     let node =
         tokio::task::spawn_blocking(move || Node::start(node_config, store, node_transport, inbox))
@@ -179,6 +180,9 @@ pub async fn start(
         maintenance: crate::etcd::MaintenanceService::new(headers, Some(quota)),
     };
     let grpc = crate::etcd::grpc_routes(services, config.client_permissions.clone());
+    // Ends by itself when the node stops.
+    let _compactor =
+        crate::etcd::compactor::spawn(node.clone(), store_revision, config.auto_compaction);
     let (http_stop, stopped) = watch::channel(false);
     let http = client_listener::spawn(
         client_listener,
