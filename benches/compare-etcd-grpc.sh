@@ -113,6 +113,10 @@ wait_ready() {
     if error=$("$RINGRAFT" bench --target "$url" --ops 1 --clients 1 --quiet --json 2>&1 >/dev/null); then
       return 0
     fi
+    # Up, but without the KV service: waiting will not change that.
+    case $error in
+      *Unimplemented*) die "$name does not serve etcd's KV over gRPC ($error); --only-etcd runs etcd alone" ;;
+    esac
     sleep 0.2
   done
   tail -n 20 "$log" >&2

@@ -63,14 +63,7 @@ impl Etcd {
         // Ready = one put acknowledged over gRPC.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let probe = run_bench(&[
-                "--target",
-                &etcd.target(),
-                "--ops",
-                "1",
-                "--clients",
-                "1",
-            ]);
+            let probe = run_bench(&["--target", &etcd.target(), "--ops", "1", "--clients", "1"]);
             if probe.status.success() {
                 break etcd;
             }
@@ -138,7 +131,11 @@ fn check_consistent(report: &Value) {
     assert_eq!(u(report, "errors"), 0, "{report}");
     assert!(report["first_error"].is_null(), "{report}");
     assert_eq!(report["target"], "grpc");
-    let (p50, p99, max) = (f(report, "p50_ms"), f(report, "p99_ms"), f(report, "max_ms"));
+    let (p50, p99, max) = (
+        f(report, "p50_ms"),
+        f(report, "p99_ms"),
+        f(report, "max_ms"),
+    );
     assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{report}");
 }
 
@@ -198,7 +195,11 @@ fn grpc_target_drives_etcd() {
     check_consistent(&reads);
     assert!(u(&reads, "reads") > 0, "{reads}");
     assert_eq!(u(&reads, "writes"), 0, "{reads}");
-    assert_eq!(u(&reads, "log_entries"), 0, "reads add no revision: {reads}");
+    assert_eq!(
+        u(&reads, "log_entries"),
+        0,
+        "reads add no revision: {reads}"
+    );
     assert_eq!(reads["read_consistency"], "serializable");
 
     // Linearizable reads among writes, an exact number of operations.
@@ -214,10 +215,7 @@ fn grpc_target_drives_etcd() {
     ]);
     check_consistent(&mixed);
     assert_eq!(u(&mixed, "ops"), 400, "{mixed}");
-    assert!(
-        u(&mixed, "reads") > 0 && u(&mixed, "writes") > 0,
-        "{mixed}"
-    );
+    assert!(u(&mixed, "reads") > 0 && u(&mixed, "writes") > 0, "{mixed}");
     assert_eq!(u(&mixed, "log_entries"), u(&mixed, "writes"), "{mixed}");
     assert_eq!(mixed["read_consistency"], "linearizable");
 }
@@ -266,6 +264,10 @@ fn a_server_that_is_not_grpc_is_refused_before_the_run() {
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
-    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}"))
+            && stderr.contains("not an etcd v3 gRPC endpoint"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

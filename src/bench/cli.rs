@@ -267,8 +267,8 @@ mod tests {
         assert!(parse(&["--target", "grpc://a:1", "--data-dir", "/x"]).is_err());
         let refused = parse(&["--target", "grpc://a:1", "--backend", "std"]).expect_err("refused");
         assert!(refused.contains("--backend"), "{refused}");
-        let options = parse(&["--target", "grpc://127.0.0.1:2379", "--read-ratio", "1"])
-            .expect("valid");
+        let options =
+            parse(&["--target", "grpc://127.0.0.1:2379", "--read-ratio", "1"]).expect("valid");
         assert!(matches!(options.target, Target::Grpc(_)));
         assert_eq!(options.workload.read_ratio, 1.0);
         assert!(parse(&["--raw-fsync", "--rate", "10"]).is_err());

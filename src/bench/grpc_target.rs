@@ -83,14 +83,28 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// A failed call as the runner records it.
+/// A failed call as the runner records it: the call, the code, the
+/// server's message (at most 200 characters) and, for a failure on this
+/// side (a broken connection), its causes.
 fn status_failure(call: &str, status: &tonic::Status) -> String {
     let message = status.message();
     let message = match message.char_indices().nth(200) {
         Some((cut, _)) => &message[..cut],
         None => message,
     };
-    format!("{call}: {:?}: {message}", status.code())
+    let mut text = format!("{call}: {:?}", status.code());
+    if !message.is_empty() {
+        text.push_str(": ");
+        text.push_str(message);
+    }
+    if let Some(cause) = std::error::Error::source(status) {
+        let causes = error_chain(cause);
+        if !text.ends_with(&causes) {
+            text.push_str(": ");
+            text.push_str(&causes);
+        }
+    }
+    text
 }
 
 /// Opens one HTTP/2 connection to `endpoint` (plaintext).
@@ -281,6 +295,10 @@ mod tests {
         assert_eq!(
             status_failure("Put", &status),
             "Put: ResourceExhausted: etcdserver: mvcc: database space exceeded"
+        );
+        assert_eq!(
+            status_failure("Range", &tonic::Status::unimplemented("")),
+            "Range: Unimplemented"
         );
         let long = tonic::Status::internal("é".repeat(500));
         assert_eq!(

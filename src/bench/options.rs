@@ -56,11 +56,9 @@ impl Target {
             target: text.to_string(),
             reason: reason.to_string(),
         };
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| {
-                refuse("expected http://host:port, etcd://host:port or grpc://host:port")
-            })?;
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            refuse("expected http://host:port, etcd://host:port or grpc://host:port")
+        })?;
         if !["http", "etcd", "grpc"].contains(&scheme) {
             return Err(refuse(
                 "the scheme must be http (ringraft's /v1), etcd (etcd's v3 JSON gateway) \
