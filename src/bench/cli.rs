@@ -37,7 +37,8 @@ pub enum ConsistencyFlag {
 }
 
 /// Load generator: writes (and reads) against an in-process cluster, running
-/// ringraft servers, or etcd; prints throughput and latency.
+/// ringraft servers, or etcd (JSON gateway or gRPC); prints throughput and
+/// latency.
 #[derive(Args, Debug, Clone)]
 #[command(group(
     clap::ArgGroup::new("mode")
@@ -50,7 +51,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub embedded: bool,
     /// Drive running servers: `http://host:port[,host:port…]` (ringraft's
-    /// HTTP API) or `etcd://host:port[,…]` (etcd's v3 JSON gateway).
+    /// HTTP API), `etcd://host:port[,…]` (etcd's v3 JSON gateway) or
+    /// `grpc://host:port[,…]` (etcd's v3 gRPC KV API, plaintext HTTP/2:
+    /// etcd or ringraft, the same client code).
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
     /// No server: pwrite + fdatasync of one value at a time on a
@@ -60,8 +63,8 @@ pub struct BenchArgs {
     /// Voters of the embedded cluster.
     #[arg(long, default_value_t = 1)]
     pub nodes: u64,
-    /// Concurrent clients (each one operation at a time; over HTTP one
-    /// keep-alive connection each).
+    /// Concurrent clients (each one operation at a time; over HTTP and gRPC
+    /// one keep-alive connection each).
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
     /// Bytes per written value.
@@ -171,7 +174,9 @@ impl BenchArgs {
                 ),
             ));
         }
-        if matches!(target, Target::Http(_) | Target::Etcd(_)) && self.data_dir.is_some() {
+        if matches!(target, Target::Http(_) | Target::Etcd(_) | Target::Grpc(_))
+            && self.data_dir.is_some()
+        {
             return Err(BenchError::option(
                 "--data-dir",
                 "only applies to --embedded and --raw-fsync",
@@ -259,6 +264,13 @@ mod tests {
         let refused = parse(&["--target", "etcd://a:1", "--nodes", "3"]).expect_err("refused");
         assert!(refused.contains("--nodes"), "{refused}");
         assert!(parse(&["--target", "http://a:1", "--data-dir", "/x"]).is_err());
+        assert!(parse(&["--target", "grpc://a:1", "--data-dir", "/x"]).is_err());
+        let refused = parse(&["--target", "grpc://a:1", "--backend", "std"]).expect_err("refused");
+        assert!(refused.contains("--backend"), "{refused}");
+        let options =
+            parse(&["--target", "grpc://127.0.0.1:2379", "--read-ratio", "1"]).expect("valid");
+        assert!(matches!(options.target, Target::Grpc(_)));
+        assert_eq!(options.workload.read_ratio, 1.0);
         assert!(parse(&["--raw-fsync", "--rate", "10"]).is_err());
         assert!(parse(&["--embedded", "--json", "--csv"]).is_err());
         assert!(parse(&["--embedded", "--duration", "soon"]).is_err());

@@ -1,12 +1,12 @@
-//! `ringraft bench`: a load generator for ringraft (in process or over
-//! HTTP) and for etcd, measured the same way.
+//! `ringraft bench`: a load generator for ringraft (in process, over
+//! HTTP or over etcd's v3 gRPC API) and for etcd, measured the same way.
 //!
 //! - [`cli`]: the command line ([`BenchArgs`]);
 //! - [`options`]: what a run is asked to do ([`BenchOptions`]);
 //! - [`workload`]: which keys, reads or writes;
 //! - [`driver`]: what a target provides ([`Driver`], [`Client`]);
-//! - [`embedded`], [`http_target`], [`etcd_target`], [`raw_fsync`]: the
-//!   targets; [`http_conn`]: their keep-alive HTTP connections;
+//! - [`embedded`], [`http_target`], [`etcd_target`], [`grpc_target`],
+//!   [`raw_fsync`]: the targets; [`http_conn`]: their keep-alive HTTP connections;
 //! - [`runner`]: client tasks, closed or open loop, progress, the
 //!   measurement window;
 //! - [`histogram`], [`summary`]: latencies and the [`Report`];
@@ -28,6 +28,7 @@ pub mod driver;
 pub mod embedded;
 pub mod error;
 pub mod etcd_target;
+pub mod grpc_target;
 pub mod histogram;
 pub mod http_conn;
 pub mod http_target;
@@ -46,6 +47,7 @@ pub use summary::{CSV_HEADER, Report};
 
 use embedded::{EmbeddedCluster, backend_name};
 use etcd_target::EtcdDriver;
+use grpc_target::GrpcDriver;
 use http_target::HttpDriver;
 use runner::Measured;
 use std::sync::Arc;
@@ -87,6 +89,10 @@ pub fn run(options: &BenchOptions) -> Result<Report, BenchError> {
                 let driver = EtcdDriver::new(endpoints.clone(), &options.workload).await?;
                 runner::run(Arc::new(driver), options).await?
             }
+            Target::Grpc(endpoints) => {
+                let driver = GrpcDriver::new(endpoints.clone(), &options.workload).await?;
+                runner::run(Arc::new(driver), options).await?
+            }
             Target::RawFsync { .. } => {
                 return Err(BenchError::Task(
                     "raw fsync runs without a runtime".to_string(),
@@ -112,7 +118,7 @@ pub fn report(options: &BenchOptions, measured: &Measured) -> Report {
         _ => (None, None, None),
     };
     let endpoints = match &options.target {
-        Target::Http(endpoints) | Target::Etcd(endpoints) => {
+        Target::Http(endpoints) | Target::Etcd(endpoints) | Target::Grpc(endpoints) => {
             endpoints.iter().map(ToString::to_string).collect()
         }
         _ => Vec::new(),

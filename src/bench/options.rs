@@ -24,6 +24,9 @@ pub enum Target {
     Http(Vec<Endpoint>),
     /// Running etcd servers through their v3 JSON gateway.
     Etcd(Vec<Endpoint>),
+    /// Any etcd v3 gRPC endpoint (etcd, or ringraft's client port) through
+    /// the KV service, plaintext HTTP/2.
+    Grpc(Vec<Endpoint>),
     /// No server: `write` + `fdatasync` of one value at a time on a file
     /// (`--raw-fsync`), the floor a durable write can reach on this disk.
     RawFsync {
@@ -33,30 +36,33 @@ pub enum Target {
 }
 
 impl Target {
-    /// A short name: `embedded`, `http`, `etcd`, `raw-fsync`.
+    /// A short name: `embedded`, `http`, `etcd`, `grpc`, `raw-fsync`.
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Embedded(_) => "embedded",
             Target::Http(_) => "http",
             Target::Etcd(_) => "etcd",
+            Target::Grpc(_) => "grpc",
             Target::RawFsync { .. } => "raw-fsync",
         }
     }
 
-    /// Parses `--target`: `http://host:port[,host:port…]` or
-    /// `etcd://host:port[,…]`; each comma-separated element may repeat the
-    /// scheme, and may end with a `/`.
+    /// Parses `--target`: `http://host:port[,host:port…]`,
+    /// `etcd://host:port[,…]` or `grpc://host:port[,…]`; each
+    /// comma-separated element may repeat the scheme, and may end with a
+    /// `/`.
     pub fn parse_url(text: &str) -> Result<Target, BenchError> {
         let refuse = |reason: &str| BenchError::Target {
             target: text.to_string(),
             reason: reason.to_string(),
         };
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| refuse("expected http://host:port or etcd://host:port"))?;
-        if scheme != "http" && scheme != "etcd" {
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+            refuse("expected http://host:port, etcd://host:port or grpc://host:port")
+        })?;
+        if !["http", "etcd", "grpc"].contains(&scheme) {
             return Err(refuse(
-                "the scheme must be http (ringraft) or etcd (etcd's v3 JSON gateway)",
+                "the scheme must be http (ringraft's /v1), etcd (etcd's v3 JSON gateway) \
+                 or grpc (any etcd v3 gRPC endpoint, plaintext)",
             ));
         }
         let mut endpoints = Vec::new();
@@ -69,7 +75,8 @@ impl Target {
         }
         Ok(match scheme {
             "http" => Target::Http(endpoints),
-            _ => Target::Etcd(endpoints),
+            "etcd" => Target::Etcd(endpoints),
+            _ => Target::Grpc(endpoints),
         })
     }
 }
@@ -203,7 +210,7 @@ pub struct BenchOptions {
     pub target: Target,
     /// What the clients do.
     pub workload: Workload,
-    /// Concurrent clients (each one operation at a time; over HTTP each
+    /// Concurrent clients (each one operation at a time; over HTTP or gRPC each
     /// has its own keep-alive connection).
     pub clients: usize,
     /// When to stop.
@@ -289,7 +296,7 @@ impl BenchOptions {
                     ));
                 }
             }
-            Target::Http(endpoints) | Target::Etcd(endpoints) => {
+            Target::Http(endpoints) | Target::Etcd(endpoints) | Target::Grpc(endpoints) => {
                 if endpoints.is_empty() {
                     return Err(BenchError::option("--target", "no endpoint"));
                 }
@@ -351,10 +358,25 @@ mod tests {
         };
         assert_eq!(etcd[0].host, "::1");
         assert_eq!(etcd[0].authority(), "[::1]:2379");
+        let Ok(Target::Grpc(grpc)) =
+            Target::parse_url("grpc://127.0.0.1:2379,grpc://b:2380/,c:2381")
+        else {
+            panic!("grpc endpoints");
+        };
+        assert_eq!(
+            grpc.iter().map(Endpoint::authority).collect::<Vec<_>>(),
+            ["127.0.0.1:2379", "b:2380", "c:2381"]
+        );
+        assert_eq!(Target::Grpc(grpc).kind(), "grpc");
         for bad in [
             "",
             "127.0.0.1:1",
             "https://a:1",
+            "grpcs://a:1",
+            "grpc://",
+            "grpc://a",
+            "grpc://a:1/etcdserverpb.KV",
+            "grpc://a:1,http://b:2",
             "http://",
             "http://a",
             "http://a:0",

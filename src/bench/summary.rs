@@ -142,12 +142,13 @@ pub struct Report {
     /// sum over its count; for etcd from
     /// `etcd_disk_wal_fsync_duration_seconds`).
     pub fsync_mean_ms: Option<f64>,
-    /// Raft entries made durable per fdatasync (for etcd: entries
-    /// committed per fsync, from `etcd_server_proposals_committed_total`).
+    /// Raft entries made durable per fdatasync (for etcd, and grpc against
+    /// etcd: entries committed per fsync, from
+    /// `etcd_server_proposals_committed_total`).
     pub entries_per_fsync: Option<f64>,
     /// Log entries the target's state machine applied during the
     /// measurement (embedded and http: the measured node's applied index;
-    /// etcd: its revision); with no other client, equal to `writes` plus
+    /// etcd and grpc: the first endpoint's revision); with no other client, equal to `writes` plus
     /// any entries raft added itself (an election's empty entry).
     pub log_entries: Option<u64>,
     /// CPU time (user + system) of this process during the measurement,

@@ -49,7 +49,8 @@ enum Command {
     #[command(subcommand)]
     Wal(WalCommand),
     /// Load generator: throughput and latency of an in-process cluster,
-    /// running servers (`--target http://…`) or etcd (`--target etcd://…`).
+    /// running servers (`--target http://…`), etcd (`--target etcd://…`)
+    /// or any etcd v3 gRPC endpoint (`--target grpc://…`).
     Bench(Box<ringraft::bench::BenchArgs>),
     /// Development certificates: a CA, node certificates (proving their
     /// member id, for the peer and client ports) and client certificates
