@@ -144,7 +144,11 @@ impl StreamState {
                         created: true,
                         canceled: true,
                         compact_revision,
-                        cancel_reason: MvccError::Compacted { compact_revision }.to_string(),
+                        // etcd's words, prefix included (etcdctl prints them).
+                        cancel_reason: format!(
+                            "etcdserver: {}",
+                            MvccError::Compacted { compact_revision }
+                        ),
                         ..pb::WatchResponse::default()
                     }))
                     .await;
