@@ -22,8 +22,12 @@ use std::time::{Duration, Instant};
 const VALUE_BYTES: usize = 4096;
 const WRITERS: u64 = 8;
 const MIB: u64 = 1024 * 1024;
-/// How far RSS may rise above the leader's before the transfer.
-const RSS_ALLOWANCE_BYTES: u64 = 128 * MIB;
+/// How far RSS may rise above the leader's before the transfer. With the
+/// MVCC store the leader's own RSS at the same state varied from 515 to
+/// 624 MiB between runs (allocator arenas), while the follower peaked at
+/// 640–647 MiB; 192 MiB is still far below the 317 MiB a transfer held in
+/// memory would add.
+const RSS_ALLOWANCE_BYTES: u64 = 192 * MIB;
 const CATCH_UP_DEADLINE: Duration = Duration::from_secs(240);
 
 /// 4 KiB derived from `key` (xorshift), different for every key.
