@@ -742,4 +742,211 @@ mod tests {
         corrupt[middle] ^= 0x40;
         assert!(EtcdStore::new().restore(&mut corrupt.as_slice()).is_err());
     }
+
+    fn lease_command(operation: Operation) -> EtcdCommand {
+        EtcdCommand {
+            operation: Some(operation),
+        }
+    }
+
+    fn grant(id: i64, ttl: i64) -> EtcdCommand {
+        lease_command(Operation::LeaseGrant(LeaseGrant { id, ttl }))
+    }
+
+    fn put_leased(key: &str, lease: i64) -> EtcdCommand {
+        EtcdCommand {
+            operation: Some(Operation::Put(pb::PutRequest {
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                value: Bytes::from_static(b"v"),
+                lease,
+                ..pb::PutRequest::default()
+            })),
+        }
+    }
+
+    /// Applies `commands` at raft indexes `first..`.
+    fn apply_at(store: &mut EtcdStore, first: u64, commands: Vec<EtcdCommand>) -> Vec<EtcdOutcome> {
+        let committed = commands
+            .into_iter()
+            .zip(first..)
+            .map(|(command, index)| Committed { index, command })
+            .collect();
+        store
+            .apply(committed)
+            .expect("applies")
+            .into_iter()
+            .map(|applied| applied.outcome)
+            .collect()
+    }
+
+    #[test]
+    fn leases_are_granted_attached_and_revoked_with_their_keys() {
+        let mut store = EtcdStore::new();
+        let deadlines = store.lease_deadlines();
+        let mut events = store.watch_feed().subscribe();
+        let outcomes = apply_at(
+            &mut store,
+            1,
+            vec![
+                grant(7, 1),
+                grant(7, 60),
+                put_leased("a", 7),
+                put_leased("b", 7),
+                put("c", "x"),
+                put_leased("d", 8),
+            ],
+        );
+        assert_eq!(
+            outcomes[0],
+            Ok(EtcdResponse::LeaseGranted {
+                id: 7,
+                ttl: super::super::leases::MIN_TTL_SECONDS,
+                revision: 1
+            }),
+            "a TTL below the minimum is raised to it"
+        );
+        assert_eq!(outcomes[1], Err(MvccError::LeaseExists.into()));
+        assert_eq!(outcomes[5], Err(MvccError::LeaseNotFound.into()));
+        assert_eq!(deadlines.get(7).map(|d| d.renewed_at_index), Some(1));
+        assert_eq!(
+            store.query(EtcdQuery::Lease { id: 7, keys: true }),
+            EtcdQueryResult::Lease(
+                Some(LeaseInfo {
+                    granted_ttl: 2,
+                    keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+                }),
+                4
+            )
+        );
+        assert_eq!(
+            store.query(EtcdQuery::Leases),
+            EtcdQueryResult::Leases(vec![7], 4)
+        );
+        while events.try_recv().is_ok() {}
+        let revoke = lease_command(Operation::LeaseRevoke(LeaseRevoke { id: 7 }));
+        let outcomes = apply_at(&mut store, 7, vec![revoke.clone(), revoke]);
+        let Ok(EtcdResponse::LeaseRevoked(revoked)) = &outcomes[0] else {
+            panic!("unexpected {outcomes:?}");
+        };
+        assert_eq!((revoked.deleted, revoked.revision), (2, 5), "one revision");
+        assert_eq!(outcomes[1], Err(MvccError::LeaseNotFound.into()));
+        let batch = events.try_recv().expect("the deletions are published");
+        assert_eq!(batch.len(), 2);
+        assert!(batch.iter().all(|e| e.kind == mvcc::EventKind::Delete));
+        assert_eq!(get(&store, "a"), None);
+        assert!(get(&store, "c").is_some(), "keys without the lease stay");
+        assert_eq!(deadlines.get(7), None);
+        assert_eq!(
+            store.query(EtcdQuery::Lease { id: 7, keys: true }),
+            EtcdQueryResult::Lease(None, 5)
+        );
+    }
+
+    #[test]
+    fn an_expiry_that_raced_a_renewal_does_nothing() {
+        let mut store = EtcdStore::new();
+        let deadlines = store.lease_deadlines();
+        apply_at(&mut store, 10, vec![grant(5, 30), put_leased("k", 5)]);
+        let renew = lease_command(Operation::LeaseRenew(LeaseRenew { id: 5 }));
+        let outcomes = apply_at(&mut store, 12, vec![renew]);
+        assert_eq!(
+            outcomes[0],
+            Ok(EtcdResponse::LeaseRenewed {
+                ttl: 30,
+                revision: 2
+            })
+        );
+        assert_eq!(deadlines.get(5).map(|d| d.renewed_at_index), Some(12));
+        // The leader saw the grant's deadline (index 10) pass, but the
+        // renewal at 12 applied first: the lease stays.
+        let stale = lease_command(Operation::LeaseExpire(LeaseExpire {
+            id: 5,
+            renewed_at_index: 10,
+        }));
+        let outcomes = apply_at(&mut store, 13, vec![stale]);
+        assert_eq!(outcomes[0], Ok(EtcdResponse::LeaseKept { revision: 2 }));
+        assert!(get(&store, "k").is_some());
+        assert!(store.leases().contains_key(&5));
+        let due = lease_command(Operation::LeaseExpire(LeaseExpire {
+            id: 5,
+            renewed_at_index: 12,
+        }));
+        let outcomes = apply_at(&mut store, 14, vec![due.clone(), due]);
+        assert!(
+            matches!(&outcomes[0], Ok(EtcdResponse::LeaseRevoked(r)) if r.deleted == 1 && r.revision == 3),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[1], Ok(EtcdResponse::LeaseKept { revision: 3 }));
+        assert_eq!(get(&store, "k"), None);
+        assert!(store.leases().is_empty());
+        assert_eq!(deadlines.get(5), None);
+        let renew_gone = lease_command(Operation::LeaseRenew(LeaseRenew { id: 5 }));
+        assert_eq!(
+            apply_at(&mut store, 16, vec![renew_gone])[0],
+            Err(MvccError::LeaseNotFound.into())
+        );
+    }
+
+    #[test]
+    fn leases_survive_a_snapshot_and_a_bad_lease_section_is_an_error() {
+        let mut store = EtcdStore::new();
+        apply_at(
+            &mut store,
+            1,
+            vec![grant(3, 10), grant(-9, 100), put_leased("a", 3), put("b", "x")],
+        );
+        let mut bytes = Vec::new();
+        store
+            .snapshot()
+            .write_snapshot(&mut bytes)
+            .expect("written");
+        let mut restored = EtcdStore::new();
+        let deadlines = restored.lease_deadlines();
+        apply_at(&mut restored, 1, vec![grant(44, 10)]);
+        restored.restore(&mut bytes.as_slice()).expect("restores");
+        assert_eq!(restored.mvcc(), store.mvcc());
+        assert_eq!(restored.leases(), store.leases());
+        assert_eq!(deadlines.get(44), None, "the old state's lease is gone");
+        assert_eq!(deadlines.get(3).map(|d| d.renewed_at_index), Some(1));
+        let remaining = deadlines
+            .remaining_seconds(-9, std::time::Instant::now())
+            .expect("known");
+        assert!((99..=100).contains(&remaining), "full TTL: {remaining}");
+
+        // Without its lease section, the snapshot's leased key has no lease.
+        let mut mvcc_only = Vec::new();
+        store.mvcc().snapshot().write_to(&mut mvcc_only).expect("written");
+        assert!(matches!(
+            EtcdStore::new().restore(&mut mvcc_only.as_slice()),
+            Err(EtcdStoreError::UnknownLease { lease: 3, .. })
+        ));
+        let section = mvcc_only.len();
+        for cut in [section + 1, section + 12, bytes.len() - 1] {
+            let result = EtcdStore::new().restore(&mut &bytes[..cut]);
+            assert!(
+                matches!(result, Err(EtcdStoreError::Leases(_))),
+                "cut at {cut}: {result:?}"
+            );
+        }
+        let mut corrupt = bytes.clone();
+        corrupt[section + 20] ^= 1;
+        assert!(matches!(
+            EtcdStore::new().restore(&mut corrupt.as_slice()),
+            Err(EtcdStoreError::Leases(_))
+        ));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(EtcdStore::new().restore(&mut longer.as_slice()).is_err());
+
+        // A store with no lease restores from a snapshot written before
+        // leases existed (no section).
+        let mut plain = EtcdStore::new();
+        apply_at(&mut plain, 1, vec![put("x", "1")]);
+        let mut old = Vec::new();
+        plain.mvcc().snapshot().write_to(&mut old).expect("written");
+        let mut restored = EtcdStore::new();
+        restored.restore(&mut old.as_slice()).expect("restores");
+        assert_eq!(restored.mvcc(), plain.mvcc());
+        assert!(restored.leases().is_empty());
+    }
 }
