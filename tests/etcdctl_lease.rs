@@ -123,7 +123,10 @@ fn etcdctl_grants_attaches_keeps_alive_lists_and_revokes_leases() {
 
     let ttl = ok(&endpoints, &["lease", "timetolive", &id, "--keys"]);
     // "lease … granted with TTL(60s), remaining(59s), attached keys([k])"
-    assert!(ttl.contains(&format!("lease {id} granted with TTL(60s)")), "{ttl}");
+    assert!(
+        ttl.contains(&format!("lease {id} granted with TTL(60s)")),
+        "{ttl}"
+    );
     assert!(ttl.contains("attached keys([k])"), "{ttl}");
     let remaining: i64 = ttl
         .split("remaining(")
@@ -144,7 +147,10 @@ fn etcdctl_grants_attaches_keeps_alive_lists_and_revokes_leases() {
     assert!(listed.lines().any(|line| line.trim() == id), "{listed}");
 
     let revoked = ok(&endpoints, &["lease", "revoke", &id]);
-    assert!(revoked.contains(&format!("lease {id} revoked")), "{revoked}");
+    assert!(
+        revoked.contains(&format!("lease {id} revoked")),
+        "{revoked}"
+    );
     assert_eq!(get(&endpoints, "k"), None, "the key went with its lease");
     assert_eq!(get(&endpoints, "other").as_deref(), Some("x"));
 
@@ -160,7 +166,11 @@ fn etcdctl_grants_attaches_keeps_alive_lists_and_revokes_leases() {
     assert!(ttl.contains("already expired"), "{ttl}");
     let put = etcdctl(&endpoints, &["put", "--lease", &id, "k", "v"]);
     assert!(!put.success);
-    assert!(put.stderr.contains("requested lease not found"), "{}", put.stderr);
+    assert!(
+        put.stderr.contains("requested lease not found"),
+        "{}",
+        put.stderr
+    );
     let listed = ok(&endpoints, &["lease", "list"]);
     assert!(listed.contains("found 0 leases"), "{listed}");
 }

@@ -26,8 +26,8 @@ use super::leases::{LeaseDeadlines, granted_ttl};
 use super::pb::etcdserverpb as pb;
 use super::pb::etcdserverpb::lease_server::Lease;
 use super::store::{
-    EtcdCommand, EtcdCommandError, EtcdQuery, EtcdQueryResult, EtcdResponse, EtcdStore,
-    LeaseGrant, LeaseRenew, LeaseRevoke, Operation,
+    EtcdCommand, EtcdCommandError, EtcdQuery, EtcdQueryResult, EtcdResponse, EtcdStore, LeaseGrant,
+    LeaseRenew, LeaseRevoke, Operation,
 };
 use crate::mvcc::MvccError;
 use crate::node::{Consistency, NodeHandle};
@@ -83,7 +83,10 @@ impl LeaseService {
 }
 
 /// Proposes `operation` on `node`; a refusal is etcd's status.
-async fn propose(node: &NodeHandle<EtcdStore>, operation: Operation) -> Result<EtcdResponse, Status> {
+async fn propose(
+    node: &NodeHandle<EtcdStore>,
+    operation: Operation,
+) -> Result<EtcdResponse, Status> {
     let command = EtcdCommand {
         operation: Some(operation),
     };

@@ -29,7 +29,10 @@ pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Starts the lessor of `node`, whose store sets `deadlines`; it ends when
 /// the node stops.
-pub fn spawn(node: NodeHandle<EtcdStore>, deadlines: LeaseDeadlines) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    node: NodeHandle<EtcdStore>,
+    deadlines: LeaseDeadlines,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(CHECK_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -71,7 +74,11 @@ async fn expire(node: &NodeHandle<EtcdStore>, id: i64, renewed_at_index: u64) {
                 );
             }
             Ok(_) => {
-                tracing::debug!(node = node.id(), lease = id, "lease renewed before its expiry");
+                tracing::debug!(
+                    node = node.id(),
+                    lease = id,
+                    "lease renewed before its expiry"
+                );
             }
             Err(reason) => {
                 tracing::warn!(node = node.id(), lease = id, %reason, "lease expiry refused");

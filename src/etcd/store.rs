@@ -278,7 +278,9 @@ pub enum EtcdStoreError {
     #[error("restoring the leases: {0}")]
     Leases(#[from] LeaseSectionError),
     /// A snapshot's key carries a lease its lease section does not hold.
-    #[error("restoring the leases: key {key:?} carries lease {lease}, which the snapshot does not hold")]
+    #[error(
+        "restoring the leases: key {key:?} carries lease {lease}, which the snapshot does not hold"
+    )]
     UnknownLease {
         /// The lease id.
         lease: i64,
@@ -893,7 +895,12 @@ mod tests {
         apply_at(
             &mut store,
             1,
-            vec![grant(3, 10), grant(-9, 100), put_leased("a", 3), put("b", "x")],
+            vec![
+                grant(3, 10),
+                grant(-9, 100),
+                put_leased("a", 3),
+                put("b", "x"),
+            ],
         );
         let mut bytes = Vec::new();
         store
@@ -915,7 +922,11 @@ mod tests {
 
         // Without its lease section, the snapshot's leased key has no lease.
         let mut mvcc_only = Vec::new();
-        store.mvcc().snapshot().write_to(&mut mvcc_only).expect("written");
+        store
+            .mvcc()
+            .snapshot()
+            .write_to(&mut mvcc_only)
+            .expect("written");
         assert!(matches!(
             EtcdStore::new().restore(&mut mvcc_only.as_slice()),
             Err(EtcdStoreError::UnknownLease { lease: 3, .. })
