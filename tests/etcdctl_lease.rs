@@ -259,3 +259,43 @@ fn a_kept_lease_outlives_its_leader_and_expires_on_the_next_one() {
     let listed = ok(&others, &["lease", "list"]);
     assert!(listed.contains("found 0 leases"), "{listed}");
 }
+
+#[test]
+fn leases_survive_a_restart_from_a_snapshot() {
+    let mut cluster = ProcCluster::start_with(
+        &[1],
+        &["--snapshot-count", "5", "--snapshot-catchup-entries", "2"],
+    );
+    cluster.leader();
+    let endpoints = [cluster.proc(1).client];
+    let id = grant(&endpoints, 600);
+    ok(&endpoints, &["put", "--lease", &id, "leased", "v"]);
+    // Enough entries after the grant for snapshots to hold the lease.
+    for n in 0..20 {
+        ok(&endpoints, &["put", &format!("filler{n}"), "x"]);
+    }
+    let snap_dir = cluster.proc(1).dir.join("snap");
+    let snapshots = || {
+        std::fs::read_dir(&snap_dir)
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while snapshots() == 0 {
+        assert!(Instant::now() < deadline, "no snapshot in {snap_dir:?}");
+        sleep(Duration::from_millis(100));
+    }
+
+    cluster.procs.get_mut(&1).expect("node 1").kill();
+    cluster.restart(1);
+    cluster.leader();
+    assert_eq!(get(&endpoints, "leased").as_deref(), Some("v"));
+    let ttl = ok(&endpoints, &["lease", "timetolive", &id, "--keys"]);
+    assert!(ttl.contains("granted with TTL(600s)"), "{ttl}");
+    assert!(ttl.contains("attached keys([leased])"), "{ttl}");
+    let listed = ok(&endpoints, &["lease", "list"]);
+    assert!(listed.lines().any(|line| line.trim() == id), "{listed}");
+    ok(&endpoints, &["lease", "revoke", &id]);
+    assert_eq!(get(&endpoints, "leased"), None);
+    assert_eq!(get(&endpoints, "filler7").as_deref(), Some("x"));
+}
