@@ -265,6 +265,7 @@ pub fn mvcc_status(error: &mvcc::MvccError) -> Status {
             Status::out_of_range(format!("etcdserver: {message}"))
         }
         MvccError::LeaseNotFound => Status::not_found(message),
+        MvccError::LeaseExists => Status::failed_precondition(message),
         MvccError::KeyNotFound
         | MvccError::ValueProvided
         | MvccError::LeaseProvided

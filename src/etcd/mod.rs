@@ -11,13 +11,14 @@
 //! [`store`] is the MVCC store as a state machine (etcd's requests as
 //! commands) that `ringraft serve` runs; [`v1_store`] serves the HTTP
 //! `/v1` API over the same store, so both APIs see one key space.
-//! Served: KV ([`kv_service`]), Watch ([`watch_service`]), the Cluster
+//! Served: KV ([`kv_service`]), Watch ([`watch_service`]), Lease
+//! ([`lease_service`]; leases are replicated in the store, see
+//! [`leases`], and expired by the leader's [`lessor`]), the Cluster
 //! service ([`cluster_service`]) and the Maintenance service's Status,
 //! Alarm, Defragment and MoveLeader ([`maintenance_service`]);
 //! [`convert`] maps between the wire types and the store's. Not yet (a
 //! client calling them gets `UNIMPLEMENTED`, gRPC's answer for a method
-//! the server does not serve): the Lease service, Hash, HashKV, Snapshot
-//! and MemberUpdate.
+//! the server does not serve): Hash, HashKV, Snapshot and MemberUpdate.
 //!
 //! May not touch: raft, storage, TLS (the listener's), the `/v1` API.
 
@@ -26,6 +27,10 @@ pub mod compactor;
 pub mod convert;
 pub mod header;
 pub mod kv_service;
+pub mod lease_service;
+pub mod lease_snapshot;
+pub mod leases;
+pub mod lessor;
 pub mod maintenance_service;
 pub mod store;
 pub mod v1_store;
@@ -33,6 +38,8 @@ pub mod watch_service;
 
 pub use cluster_service::ClusterService;
 pub use kv_service::KvService;
+pub use lease_service::LeaseService;
+pub use leases::LeaseDeadlines;
 pub use store::{AppliedRevision, EtcdStore, WatchFeed};
 pub use watch_service::WatchService;
 
@@ -63,6 +70,8 @@ pub struct EtcdServices {
     pub kv: KvService,
     /// Watch.
     pub watch: WatchService,
+    /// Leases.
+    pub lease: LeaseService,
     /// Membership.
     pub cluster: ClusterService,
     /// Status, alarms, defragment, leader moves.
@@ -77,11 +86,13 @@ pub struct EtcdServices {
 pub fn grpc_routes(services: EtcdServices, access: AccessPolicy) -> axum::Router {
     use pb::etcdserverpb::cluster_server::ClusterServer;
     use pb::etcdserverpb::kv_server::KvServer;
+    use pb::etcdserverpb::lease_server::LeaseServer;
     use pb::etcdserverpb::maintenance_server::MaintenanceServer;
     use pb::etcdserverpb::watch_server::WatchServer;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(KvServer::new(services.kv));
     routes.add_service(WatchServer::new(services.watch));
+    routes.add_service(LeaseServer::new(services.lease));
     routes.add_service(ClusterServer::new(services.cluster));
     routes.add_service(MaintenanceServer::new(services.maintenance));
     routes

@@ -32,6 +32,12 @@ pub enum MvccError {
     /// A write attaches a lease the caller says does not exist.
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    /// A lease grant with an id that is taken. The store does not keep
+    /// leases; the etcd layer's lessor refuses with it, beside
+    /// [`MvccError::LeaseNotFound`], so that both map to etcd's statuses
+    /// in one place.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
     /// A txn writes the same key twice (two puts, or a put inside a
     /// deleted range), also across nested txns.
     #[error("etcdserver: duplicate key given in txn request")]

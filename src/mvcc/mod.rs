@@ -73,7 +73,11 @@
 //! | 8 | 4 | format version | u32, 1 |
 //! | 12 | … | frames | a header frame, the version frames, an end frame |
 //!
-//! Then nothing: the end frame is followed by the end of the input.
+//! Then nothing: the end frame is followed by the end of the input
+//! ([`MvccStore::restore`] refuses anything after it). A container that
+//! appends its own sections (the etcd store's lease section) reads the
+//! MVCC part with [`MvccStore::restore_prefix`], which stops after the end
+//! frame.
 //!
 //! Every frame:
 //!
@@ -141,6 +145,7 @@ mod tests_snapshot;
 
 pub use error::{MvccError, SnapshotError};
 pub use history::VERSION_OVERHEAD_BYTES;
+pub use restore::RESTORE_BUFFER_BYTES;
 pub use snapshot::MvccSnapshot;
 pub use store::MvccStore;
 pub use types::{

@@ -12,16 +12,45 @@ use super::format::{
 use super::history::Record;
 use super::restore_check::Builder;
 use bytes::Bytes;
-use std::io::{BufReader, ErrorKind, Read};
+use std::io::{BufRead, BufReader, ErrorKind, Read};
 
 impl MvccStore {
     /// Rebuilds a store from what [`super::MvccSnapshot::write_to`] wrote;
     /// reads `input` to its end (data after the end frame is an error).
     pub fn restore(input: &mut dyn Read) -> Result<MvccStore, SnapshotError> {
+        let mut buffered = BufReader::with_capacity(RESTORE_BUFFER_BYTES, input);
         let mut frames = Frames {
-            input: BufReader::with_capacity(256 * 1024, input),
+            input: &mut buffered,
             offset: 0,
         };
+        let store = frames.store()?;
+        frames.expect_end()?;
+        Ok(store)
+    }
+
+    /// Like [`MvccStore::restore`], but stops right after the end frame and
+    /// leaves whatever follows in `input`: for a container format that
+    /// appends its own sections to the MVCC snapshot. `input` is buffered
+    /// (a `BufRead`) so that nothing past the end frame is consumed by
+    /// read-ahead; wrap a plain reader in a `BufReader` of
+    /// [`RESTORE_BUFFER_BYTES`] and read the rest from that same
+    /// `BufReader`. Returns the store and the bytes read.
+    pub fn restore_prefix(input: &mut dyn BufRead) -> Result<(MvccStore, u64), SnapshotError> {
+        let mut frames = Frames { input, offset: 0 };
+        let store = frames.store()?;
+        Ok((store, frames.offset))
+    }
+}
+
+/// The buffer [`MvccStore::restore`] reads through (large: a snapshot is
+/// read once, front to back).
+pub const RESTORE_BUFFER_BYTES: usize = 256 * 1024;
+
+impl Frames<'_> {
+    /// Reads the preamble and every frame up to and including the end
+    /// frame, and builds the store.
+    fn store(&mut self) -> Result<MvccStore, SnapshotError> {
+        let frames = self;
         frames.preamble()?;
         let header = frames.frame(0)?;
         let mut builder = header_of(&header)?;
@@ -40,7 +69,6 @@ impl MvccStore {
                             .finish(records, keys)
                             .map_err(|reason| frame.invalid(records, reason))
                     })?;
-                    frames.expect_end()?;
                     return Ok(store);
                 }
                 tag => {
@@ -74,7 +102,7 @@ impl Frame {
 }
 
 struct Frames<'r> {
-    input: BufReader<&'r mut dyn Read>,
+    input: &'r mut dyn BufRead,
     offset: u64,
 }
 

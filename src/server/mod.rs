@@ -139,6 +139,7 @@ pub async fn start(
     let feed = store.watch_feed();
     let revision = store.applied_revision();
     let store_revision = revision.clone();
+    let lease_deadlines = store.lease_deadlines();
     // Boot replays the WAL: off the runtime's worker threads.
     let node =
         tokio::task::spawn_blocking(move || Node::start(node_config, store, node_transport, inbox))
@@ -172,6 +173,7 @@ pub async fn start(
     let services = EtcdServices {
         kv: crate::etcd::KvService::new(node.clone(), cluster_id).with_quota(Arc::clone(&quota)),
         watch: crate::etcd::WatchService::new(node.clone(), feed, cluster_id),
+        lease: crate::etcd::LeaseService::new(headers.clone(), lease_deadlines.clone()),
         cluster: crate::etcd::ClusterService::new(
             headers.clone(),
             config.initial_cluster.clone(),
@@ -183,6 +185,7 @@ pub async fn start(
     // Ends by itself when the node stops.
     let _compactor =
         crate::etcd::compactor::spawn(node.clone(), store_revision, config.auto_compaction);
+    let _lessor = crate::etcd::lessor::spawn(node.clone(), lease_deadlines);
     let (http_stop, stopped) = watch::channel(false);
     let http = client_listener::spawn(
         client_listener,
