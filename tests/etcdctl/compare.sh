@@ -79,6 +79,23 @@ e compaction 3
 e compaction 1000
 e_for_a_second watch --rev=2 t1
 
+echo "## lease"
+# The lease id is the server's choice: shown as <LEASE-ID>.
+granted=$(etcdctl --endpoints="$ENDPOINT" lease grant 60 2>&1)
+id=$(echo "$granted" | awk '/granted/ {print $2}')
+echo "$granted" | sed "s/$id/<LEASE-ID>/g"
+el() { e "$@" | sed "s/$id/<LEASE-ID>/g" | sed -E 's/remaining\([0-9]+s\)/remaining(<SECONDS>)/'; }
+el put --lease="$id" lk lv
+el put --lease=1234 lk2 lv
+el get lk
+el lease timetolive "$id" --keys
+el lease keep-alive --once "$id"
+el lease list
+el lease revoke "$id"
+el get lk
+el lease timetolive "$id"
+el lease revoke "$id"
+
 echo "## cluster"
 e member list
 e endpoint health
