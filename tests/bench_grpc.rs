@@ -6,26 +6,16 @@
 //! `/metrics`; and an endpoint where nothing listens refused with the
 //! endpoint named, not a panic.
 
+mod etcd_common;
+
+use etcd_common::{Etcd, ensure_etcd};
 use serde_json::Value;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ringraft");
-
-/// Installs etcd through the project's script when it is missing, once.
-fn ensure_etcd() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let found = Command::new("etcd").arg("--version").output().is_ok();
-        if !found {
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-etcd.sh");
-            let status = Command::new(script).status().expect("install-etcd.sh runs");
-            assert!(status.success(), "scripts/install-etcd.sh failed");
-        }
-    });
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -34,58 +24,24 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A single-node etcd on loopback, killed on drop.
-struct Etcd {
-    child: Child,
-    client: u16,
-}
-
-impl Etcd {
-    fn start(dir: &Path) -> Etcd {
-        ensure_etcd();
-        let (client, peer) = (free_port(), free_port());
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args(["--name", "bench"])
-            .arg("--data-dir")
-            .arg(dir.join("etcd"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("bench={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn etcd");
-        let etcd = Etcd { child, client };
-        // Ready = one put acknowledged over gRPC.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let probe = run_bench(&["--target", &etcd.target(), "--ops", "1", "--clients", "1"]);
-            if probe.status.success() {
-                break etcd;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd never answered over gRPC: {}",
+/// A single-node etcd, ready once one put is acknowledged over gRPC.
+fn start_etcd(dir: &Path) -> Etcd {
+    ensure_etcd();
+    Etcd::start(dir, "bench", Duration::from_secs(30), |client| {
+        let probe = run_bench(&["--target", &target(client), "--ops", "1", "--clients", "1"]);
+        if probe.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "no answer over gRPC: {}",
                 String::from_utf8_lossy(&probe.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            ))
         }
-    }
-
-    fn target(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.client)
-    }
+    })
 }
 
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn target(client: SocketAddr) -> String {
+    format!("grpc://{client}")
 }
 
 fn run_bench(args: &[&str]) -> Output {
@@ -142,9 +98,9 @@ fn check_consistent(report: &Value) {
 #[test]
 fn grpc_target_drives_etcd() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let etcd = Etcd::start(dir.path());
-    let target = etcd.target();
-    let pid = etcd.child.id().to_string();
+    let etcd = start_etcd(dir.path());
+    let target = target(etcd.client);
+    let pid = etcd.pid().to_string();
 
     // Writes only, for a duration, 4 clients (4 HTTP/2 connections).
     let writes = bench(&[
@@ -176,7 +132,7 @@ fn grpc_target_drives_etcd() {
     assert!(f(&writes, "server_cpu_us_per_op") > 0.0, "{writes}");
     assert_eq!(
         writes["endpoints"],
-        serde_json::json!([format!("127.0.0.1:{}", etcd.client)])
+        serde_json::json!([etcd.client.to_string()])
     );
 
     // Serializable reads only: answered, and nothing written.

@@ -4,8 +4,11 @@
 //! process with 1 and 3 nodes, and over HTTP against a `ringraft serve`
 //! process.
 
+mod etcd_common;
+
+use etcd_common::Etcd;
 use serde_json::Value;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -282,39 +285,29 @@ fn etcd_target_when_etcd_is_installed() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let (client, peer) = (free_port(), free_port());
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let server = Server(
-        Command::new(&etcd_binary)
-            .args(["--name", "bench"])
-            .arg("--data-dir")
-            .arg(dir.path().join("etcd"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("bench={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn etcd"),
-    );
-    let target = format!("etcd://127.0.0.1:{client}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let target = |client: SocketAddr| format!("etcd://{client}");
+    let server = Etcd::start(dir.path(), "bench", Duration::from_secs(20), |client| {
         let probe = Command::new(BINARY)
-            .args(["bench", "--target", &target, "--ops", "1", "--clients", "1"])
+            .args([
+                "bench",
+                "--target",
+                &target(client),
+                "--ops",
+                "1",
+                "--clients",
+                "1",
+            ])
             .args(["--json", "--quiet"])
             .output()
             .expect("run ringraft bench");
         if probe.status.success() {
-            break;
+            Ok(())
+        } else {
+            Err("no answer to a put through the JSON gateway".into())
         }
-        assert!(Instant::now() < deadline, "etcd never answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let pid = server.0.id().to_string();
+    });
+    let target = target(server.client);
+    let pid = server.pid().to_string();
     let report = bench(&[
         "--target",
         &target,

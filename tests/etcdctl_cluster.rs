@@ -5,49 +5,16 @@
 //! `member promote`, `member remove`, and etcd's errors for a member that
 //! does not exist and for promoting a voter.
 
+mod etcd_common;
 mod server_common;
 
+use etcd_common::Etcdctl;
 use server_common::{Proc, ProcCluster, eventually, put_retrying, wait_value};
 use std::net::SocketAddr;
-use std::process::Command;
 
-/// The output of one etcdctl command.
-struct Etcdctl {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Installs etcdctl through the project's script when it is missing, once.
-fn ensure_etcdctl() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let found = Command::new("etcdctl").arg("version").output().is_ok();
-        if !found {
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-etcd.sh");
-            let status = Command::new(script).status().expect("install-etcd.sh runs");
-            assert!(status.success(), "scripts/install-etcd.sh failed");
-        }
-    });
-}
-
+/// etcdctl against one endpoint.
 fn etcdctl(endpoint: SocketAddr, args: &[&str]) -> Etcdctl {
-    ensure_etcdctl();
-    let output = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        // host:port, not http://host:port: etcdctl 3.4 sends the latter as
-        // the HTTP/2 :authority of some calls, which the server refuses
-        // as malformed (README, etcd API).
-        .arg(format!("--endpoints={endpoint}"))
-        .args(["--dial-timeout=3s", "--command-timeout=10s"])
-        .args(args)
-        .output()
-        .expect("etcdctl runs (scripts/install-etcd.sh installs Debian's etcd-client)");
-    Etcdctl {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    etcd_common::etcdctl(&[endpoint], args)
 }
 
 /// `etcdctl member list` as (id, status, name, peer URLs, client URLs,

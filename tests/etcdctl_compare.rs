@@ -11,80 +11,20 @@
 //! etcd-client, installed by `scripts/install-etcd.sh` when missing.
 //! etcd is started with the member name ringraft gives its member 1.
 
+mod etcd_common;
 mod server_common;
 
+use etcd_common::{Etcd, ensure_etcd, etcdctl};
 use regex::Regex;
-use server_common::{ProcCluster, free_port, wait_healthy};
+use server_common::{ProcCluster, wait_healthy};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/etcdctl/compare.sh");
 
-/// Installs etcd and etcdctl through the project's script when missing.
-fn ensure_etcd() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let found = Command::new("etcd").arg("--version").output().is_ok()
-            && Command::new("etcdctl").arg("version").output().is_ok();
-        if !found {
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-etcd.sh");
-            let status = Command::new(script).status().expect("install-etcd.sh runs");
-            assert!(status.success(), "scripts/install-etcd.sh failed");
-        }
-    });
-}
-
-/// A single-node etcd on loopback, killed on drop.
-struct Etcd {
-    child: Child,
-    client: SocketAddr,
-}
-
-impl Etcd {
-    fn start(dir: &Path) -> Etcd {
-        ensure_etcd();
-        let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let peer_url = format!("http://127.0.0.1:{}", free_port());
-        let client_url = format!("http://{client}");
-        let child = Command::new("etcd")
-            .args(["--name", "ringraft-1"])
-            .arg("--data-dir")
-            .arg(dir.join("etcd"))
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("ringraft-1={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn etcd");
-        let etcd = Etcd { child, client };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !healthy(client) {
-            assert!(Instant::now() < deadline, "etcd did not become healthy");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        etcd
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn healthy(endpoint: SocketAddr) -> bool {
-    Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(["endpoint", "health"])
-        .output()
-        .is_ok_and(|output| output.status.success())
+    etcdctl(&[endpoint], &["endpoint", "health"]).success
 }
 
 fn run_script(endpoint: SocketAddr) -> String {
@@ -123,7 +63,19 @@ fn mask(output: &str, endpoint: SocketAddr) -> String {
 #[test]
 fn etcdctl_prints_the_same_against_etcd_and_ringraft() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let etcd = Etcd::start(dir.path());
+    ensure_etcd();
+    let etcd = Etcd::start(
+        dir.path(),
+        "ringraft-1",
+        Duration::from_secs(30),
+        |client| {
+            if healthy(client) {
+                Ok(())
+            } else {
+                Err("etcdctl endpoint health fails".into())
+            }
+        },
+    );
     let cluster = ProcCluster::start(&[1]);
     let ringraft = cluster.proc(1).client;
     wait_healthy(ringraft);

@@ -5,57 +5,15 @@
 //! leader survives the leader's death until its TTL runs out on the new
 //! leader, which then expires it.
 
+mod etcd_common;
 mod server_common;
 
+use etcd_common::{etcdctl, etcdctl_command};
 use server_common::{DEADLINE, ProcCluster};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
-
-/// The output of one etcdctl command.
-struct Etcdctl {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-/// Installs etcdctl through the project's script when it is missing, once.
-fn ensure_etcdctl() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let found = Command::new("etcdctl").arg("version").output().is_ok();
-        if !found {
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-etcd.sh");
-            let status = Command::new(script).status().expect("install-etcd.sh runs");
-            assert!(status.success(), "scripts/install-etcd.sh failed");
-        }
-    });
-}
-
-fn etcdctl_command(endpoints: &[SocketAddr], args: &[&str]) -> Command {
-    ensure_etcdctl();
-    let endpoints: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
-    let mut command = Command::new("etcdctl");
-    command
-        .env("ETCDCTL_API", "3")
-        // host:port, not http://host:port (see tests/etcdctl_cluster.rs).
-        .arg(format!("--endpoints={}", endpoints.join(",")))
-        .args(["--dial-timeout=3s", "--command-timeout=10s"])
-        .args(args);
-    command
-}
-
-fn etcdctl(endpoints: &[SocketAddr], args: &[&str]) -> Etcdctl {
-    let output = etcdctl_command(endpoints, args)
-        .output()
-        .expect("etcdctl runs (scripts/install-etcd.sh installs Debian's etcd-client)");
-    Etcdctl {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// Runs etcdctl and returns its stdout, failing the test if it failed.
 fn ok(endpoints: &[SocketAddr], args: &[&str]) -> String {
