@@ -609,9 +609,15 @@ mod tests {
     }
 
     fn apply(store: &mut EtcdStore, commands: Vec<EtcdCommand>) -> Vec<EtcdOutcome> {
+        apply_at(store, 1, commands)
+    }
+
+    /// Applies `commands` at raft indexes `first..`, each through its
+    /// encoding as raft carries it.
+    fn apply_at(store: &mut EtcdStore, first: u64, commands: Vec<EtcdCommand>) -> Vec<EtcdOutcome> {
         let committed = commands
             .into_iter()
-            .zip(1u64..)
+            .zip(first..)
             .map(|(command, index)| {
                 let mut bytes = Vec::new();
                 EtcdStore::encode_command(&command, &mut bytes);
@@ -764,21 +770,6 @@ mod tests {
                 ..pb::PutRequest::default()
             })),
         }
-    }
-
-    /// Applies `commands` at raft indexes `first..`.
-    fn apply_at(store: &mut EtcdStore, first: u64, commands: Vec<EtcdCommand>) -> Vec<EtcdOutcome> {
-        let committed = commands
-            .into_iter()
-            .zip(first..)
-            .map(|(command, index)| Committed { index, command })
-            .collect();
-        store
-            .apply(committed)
-            .expect("applies")
-            .into_iter()
-            .map(|applied| applied.outcome)
-            .collect()
     }
 
     #[test]
