@@ -109,7 +109,10 @@
 //! `"state_bytes"` and `"quota_bytes"`; `/metrics` shows
 //! `ringraft_server_state_size_bytes`, `ringraft_server_quota_backend_bytes`
 //! and `ringraft_server_alarm_nospace` (0 or 1). Each node admits against
-//! its own applied state, so the alarm is per node.
+//! its own applied state, so the alarm is per node. Over the MVCC store
+//! (`ringraft serve`) the size counts every stored version and tombstone
+//! until a compaction drops them, as etcd's does: deletes then lift the
+//! alarm only once a compaction (a client's, or the automatic one) ran.
 //!
 //! # Consistency and writes on followers
 //!

@@ -14,9 +14,8 @@ use super::convert;
 use super::header::{header_of, status_of};
 use super::pb::etcdserverpb as pb;
 use super::pb::etcdserverpb::kv_server::Kv;
-use super::store::{
-    EtcdCommand, EtcdCommandError, EtcdQuery, EtcdQueryResult, EtcdResponse, EtcdStore, Operation,
-};
+use super::propose::{propose, unexpected};
+use super::store::{EtcdQuery, EtcdQueryResult, EtcdResponse, EtcdStore, Operation};
 use crate::kv::{QuotaReservation, SpaceQuota};
 use crate::mvcc;
 use crate::node::{Consistency, NodeHandle};
@@ -72,22 +71,6 @@ impl KvService {
     fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
         Some(header_of(&self.node, self.cluster_id, revision))
     }
-
-    async fn propose(&self, operation: Operation) -> Result<EtcdResponse, Status> {
-        let command = EtcdCommand {
-            operation: Some(operation),
-        };
-        let applied = self
-            .node
-            .propose(command)
-            .await
-            .map_err(|e| status_of(&e))?;
-        match applied.outcome {
-            Ok(response) => Ok(response),
-            Err(EtcdCommandError::Mvcc(error)) => Err(convert::mvcc_status(&error)),
-            Err(EtcdCommandError::Invalid(message)) => Err(Status::invalid_argument(message)),
-        }
-    }
 }
 
 /// The key and value bytes a txn's puts may write: the larger branch,
@@ -111,12 +94,6 @@ fn txn_put_bytes(txn: &pb::TxnRequest) -> (usize, usize) {
     } else {
         failure
     }
-}
-
-fn unexpected(what: &str) -> Status {
-    Status::internal(format!(
-        "etcdserver: the store answered a {what} with another kind"
-    ))
 }
 
 #[tonic::async_trait]
@@ -154,7 +131,7 @@ impl Kv for KvService {
         mvcc::validate_put(&convert::put_request(request.clone()))
             .map_err(|e| convert::mvcc_status(&e))?;
         let _admitted = self.admit(request.key.len(), request.value.len())?;
-        let EtcdResponse::Put(answer) = self.propose(Operation::Put(request)).await? else {
+        let EtcdResponse::Put(answer) = propose(&self.node, Operation::Put(request)).await? else {
             return Err(unexpected("put"));
         };
         let header = self.header(answer.revision);
@@ -169,7 +146,7 @@ impl Kv for KvService {
         mvcc::validate_delete_range(&convert::delete_request(request.clone()))
             .map_err(|e| convert::mvcc_status(&e))?;
         let EtcdResponse::DeleteRange(answer) =
-            self.propose(Operation::DeleteRange(request)).await?
+            propose(&self.node, Operation::DeleteRange(request)).await?
         else {
             return Err(unexpected("delete"));
         };
@@ -191,7 +168,7 @@ impl Kv for KvService {
         } else {
             None
         };
-        let EtcdResponse::Txn(answer) = self.propose(Operation::Txn(request)).await? else {
+        let EtcdResponse::Txn(answer) = propose(&self.node, Operation::Txn(request)).await? else {
             return Err(unexpected("txn"));
         };
         let header = self.header(answer.revision);
@@ -204,7 +181,7 @@ impl Kv for KvService {
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         let request = request.into_inner();
         let EtcdResponse::Compacted { revision } =
-            self.propose(Operation::Compaction(request)).await?
+            propose(&self.node, Operation::Compaction(request)).await?
         else {
             return Err(unexpected("compaction"));
         };

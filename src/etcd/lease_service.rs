@@ -20,14 +20,14 @@
 //! TTLs): the renewal is then known to every member, so a new leader
 //! neither forgets nor extends it.
 
-use super::convert;
 use super::header::{HeaderSource, status_of};
 use super::leases::{LeaseDeadlines, granted_ttl};
 use super::pb::etcdserverpb as pb;
 use super::pb::etcdserverpb::lease_server::Lease;
+use super::propose::{propose, unexpected};
 use super::store::{
-    EtcdCommand, EtcdCommandError, EtcdQuery, EtcdQueryResult, EtcdResponse, EtcdStore, LeaseGrant,
-    LeaseRenew, LeaseRevoke, Operation,
+    EtcdQuery, EtcdQueryResult, EtcdResponse, EtcdStore, LeaseGrant, LeaseRenew, LeaseRevoke,
+    Operation,
 };
 use crate::mvcc::MvccError;
 use crate::node::{Consistency, NodeHandle};
@@ -83,21 +83,6 @@ impl LeaseService {
 }
 
 /// Proposes `operation` on `node`; a refusal is etcd's status.
-async fn propose(
-    node: &NodeHandle<EtcdStore>,
-    operation: Operation,
-) -> Result<EtcdResponse, Status> {
-    let command = EtcdCommand {
-        operation: Some(operation),
-    };
-    let applied = node.propose(command).await.map_err(|e| status_of(&e))?;
-    match applied.outcome {
-        Ok(response) => Ok(response),
-        Err(EtcdCommandError::Mvcc(error)) => Err(convert::mvcc_status(&error)),
-        Err(EtcdCommandError::Invalid(message)) => Err(Status::invalid_argument(message)),
-    }
-}
-
 /// A fresh lease id: positive and not 0, random so that members choosing
 /// ids at once do not collide (etcd derives them from the member id and
 /// a clock; the apply refuses a taken id either way).
@@ -110,12 +95,6 @@ fn random_lease_id() -> i64 {
     }
     let id = (hasher.finish() >> 1) as i64;
     if id == 0 { 1 } else { id }
-}
-
-fn unexpected(what: &str) -> Status {
-    Status::internal(format!(
-        "etcdserver: the store answered a {what} with another kind"
-    ))
 }
 
 type KeepAliveStream =

@@ -32,6 +32,7 @@ pub mod lease_snapshot;
 pub mod leases;
 pub mod lessor;
 pub mod maintenance_service;
+mod propose;
 pub mod store;
 pub mod v1_store;
 pub mod watch_service;

@@ -138,7 +138,6 @@ pub async fn start(
     let state_size = store.state_size();
     let feed = store.watch_feed();
     let revision = store.applied_revision();
-    let store_revision = revision.clone();
     let lease_deadlines = store.lease_deadlines();
     // Boot replays the WAL: off the runtime's worker threads.
     let node =
@@ -169,7 +168,7 @@ pub async fn start(
         "http"
     };
     let cluster_id = config.cluster_id();
-    let headers = crate::etcd::HeaderSource::new(node.clone(), cluster_id, revision);
+    let headers = crate::etcd::HeaderSource::new(node.clone(), cluster_id, revision.clone());
     let services = EtcdServices {
         kv: crate::etcd::KvService::new(node.clone(), cluster_id).with_quota(Arc::clone(&quota)),
         watch: crate::etcd::WatchService::new(node.clone(), feed, cluster_id),
@@ -183,8 +182,7 @@ pub async fn start(
     };
     let grpc = crate::etcd::grpc_routes(services, config.client_permissions.clone());
     // Ends by itself when the node stops.
-    let _compactor =
-        crate::etcd::compactor::spawn(node.clone(), store_revision, config.auto_compaction);
+    let _compactor = crate::etcd::compactor::spawn(node.clone(), revision, config.auto_compaction);
     let _lessor = crate::etcd::lessor::spawn(node.clone(), lease_deadlines);
     let (http_stop, stopped) = watch::channel(false);
     let http = client_listener::spawn(
