@@ -225,3 +225,67 @@ fn a_second_serve_on_a_data_directory_in_use_exits_and_the_first_keeps_serving()
     wait_value(first.client, "after", b"2");
     kill(&mut first_child);
 }
+
+/// Every file under `dir` with its length, for "left as it was".
+fn files_and_lengths(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).expect("read_dir").flatten() {
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                found.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn a_wal_written_before_the_format_marker_is_refused_and_left_as_it_was() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("data");
+    let first = Serve::new(&dir, &root.path().join("first.log"));
+    let mut child = first.spawn();
+    wait_healthy(first.client);
+    put_retrying(&[first.client], "kept", b"1");
+    kill(&mut child);
+    // What a directory of an earlier `serve` looks like: a WAL, no marker.
+    std::fs::remove_file(dir.join("FORMAT")).expect("the first boot wrote the marker");
+    let before = files_and_lengths(&dir);
+
+    let second = Serve::new(&dir, &root.path().join("second.log"));
+    let mut child = second.spawn();
+    let status = wait_exit(&mut child);
+    let log = second.log_text();
+    assert!(
+        !status.success(),
+        "an unmarked WAL must not be served: {log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "data directory {} has a WAL but no FORMAT file",
+            dir.display()
+        )) && log.contains("no migration"),
+        "the error names the directory, the cause and what to do: {log}"
+    );
+    assert!(
+        http(second.client, "GET", "/health", b"").is_err(),
+        "nothing is served"
+    );
+    let lock = dir.join("LOCK");
+    let strip_lock = |files: Vec<(PathBuf, u64)>| -> Vec<(PathBuf, u64)> {
+        files
+            .into_iter()
+            .filter(|(path, _)| path != &lock)
+            .collect()
+    };
+    assert_eq!(
+        strip_lock(files_and_lengths(&dir)),
+        strip_lock(before),
+        "the directory is left as it was"
+    );
+}

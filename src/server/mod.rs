@@ -22,6 +22,7 @@
 
 pub mod client_listener;
 pub mod config;
+pub mod data_format;
 mod descriptors;
 
 pub use config::{ServeConfig, ServeConfigError, cluster_id_of, parse_initial_cluster};
@@ -50,6 +51,9 @@ pub enum ServeError {
     /// The data directory cannot be created.
     #[error(transparent)]
     DataDir(#[from] crate::storage::DataDirError),
+    /// The data directory holds another format.
+    #[error(transparent)]
+    DataFormat(#[from] data_format::DataFormatError),
     /// A listener cannot bind.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -108,6 +112,7 @@ pub async fn start(
     };
     // Durably (its parent fsynced); the node locks it when it boots.
     crate::storage::create_data_dir(&config.data_dir)?;
+    data_format::check_or_mark(&config.data_dir)?;
     let peer_listener = bind("peers", config.listen_peer)?;
     let client_listener = bind("clients", config.listen_client)?;
     let peer_addr = local_addr("peers", &peer_listener, config.listen_peer)?;
