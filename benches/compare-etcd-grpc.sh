@@ -21,6 +21,17 @@
 #   OUT=benches/results/compare-etcd-grpc.csv   every run, one CSV row each
 #   RINGRAFT=path          the ringraft binary to serve and to drive both
 #                          servers; default: the working tree's, built
+#   SERVER_CPUS=1 CLIENT_CPUS=0
+#                          pin the servers and the bench client to these CPUs
+#                          (taskset lists), so that each server's rate shows
+#                          its own cost rather than the client's share of
+#                          the same cores; default: unpinned
+#   FLOOR=1                also run the cost floor (examples/grpc_floor.rs:
+#                          etcd's KV service on the same tonic/hyper stack,
+#                          puts answered at once, no raft, no disk) in the
+#                          rotation, on PORT_BASE+4, and print each server's
+#                          client and server CPU per put: what the gRPC
+#                          transport alone costs with this client here
 #
 # Installs etcd 3.4 (scripts/install-etcd.sh) when it is not on PATH. Leaves
 # no process behind: the servers it started are stopped on any exit (trap),
@@ -47,10 +58,19 @@ VALUE_SIZE=${VALUE_SIZE:-256}
 PORT_BASE=${PORT_BASE:-23890}
 OUT=${OUT:-$ROOT/benches/results/compare-etcd-grpc.csv}
 
+FLOOR=${FLOOR:-}
+SERVER_CPUS=${SERVER_CPUS:-}
+CLIENT_CPUS=${CLIENT_CPUS:-}
+# Command prefixes that pin (taskset execs the command: same pid).
+PIN_SERVER=()
+PIN_CLIENT=()
+[ -z "$SERVER_CPUS" ] || PIN_SERVER=(taskset -c "$SERVER_CPUS")
+[ -z "$CLIENT_CPUS" ] || PIN_CLIENT=(taskset -c "$CLIENT_CPUS")
 ETCD_CLIENT=$PORT_BASE
 ETCD_PEER=$((PORT_BASE + 1))
 RR_CLIENT=$((PORT_BASE + 2))
 RR_PEER=$((PORT_BASE + 3))
+FLOOR_CLIENT=$((PORT_BASE + 4))
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -70,8 +90,14 @@ else
   RINGRAFT=${CARGO_TARGET_DIR:-$ROOT/target}/release/ringraft
 fi
 
+if [ -n "$FLOOR" ]; then
+  say "building the gRPC cost floor (examples/grpc_floor.rs)"
+  cargo build --release --quiet --example grpc_floor
+  FLOOR_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/grpc_floor
+fi
+
 # --- ports free? ----------------------------------------------------------
-for port in "$ETCD_CLIENT" "$ETCD_PEER" "$RR_CLIENT" "$RR_PEER"; do
+for port in "$ETCD_CLIENT" "$ETCD_PEER" "$RR_CLIENT" "$RR_PEER" "$FLOOR_CLIENT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is in use (set PORT_BASE to another free range of 4 ports)"
   fi
@@ -86,6 +112,7 @@ fi
 
 ETCD_PID=
 RR_PID=
+FLOOR_PID=
 stop_pid() {
   local pid=$1
   [ -n "$pid" ] || return 0
@@ -100,6 +127,7 @@ stop_pid() {
 cleanup() {
   stop_pid "$ETCD_PID"
   stop_pid "$RR_PID"
+  stop_pid "$FLOOR_PID"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -124,7 +152,7 @@ wait_ready() {
 }
 
 say "starting etcd $ETCD_VERSION on 127.0.0.1:$ETCD_CLIENT (data in $WORK)"
-etcd --name bench --data-dir "$WORK/etcd" \
+"${PIN_SERVER[@]}" etcd --name bench --data-dir "$WORK/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_CLIENT" \
   --advertise-client-urls "http://127.0.0.1:$ETCD_CLIENT" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER" \
@@ -136,7 +164,7 @@ wait_ready etcd "grpc://127.0.0.1:$ETCD_CLIENT" "$ETCD_PID" "$WORK/etcd.log"
 SERVERS=etcd
 if [ -z "$ONLY_ETCD" ]; then
   say "starting ringraft on 127.0.0.1:$RR_CLIENT"
-  "$RINGRAFT" serve --id 1 --data-dir "$WORK/ringraft" \
+  "${PIN_SERVER[@]}" "$RINGRAFT" serve --id 1 --data-dir "$WORK/ringraft" \
     --listen-client "127.0.0.1:$RR_CLIENT" --listen-peer "127.0.0.1:$RR_PEER" \
     >"$WORK/ringraft.log" 2>&1 &
   RR_PID=$!
@@ -145,6 +173,13 @@ if [ -z "$ONLY_ETCD" ]; then
   wait_ready ringraft "http://127.0.0.1:$RR_CLIENT" "$RR_PID" "$WORK/ringraft.log"
   wait_ready "ringraft (gRPC)" "grpc://127.0.0.1:$RR_CLIENT" "$RR_PID" "$WORK/ringraft.log"
   SERVERS="etcd ringraft"
+fi
+if [ -n "$FLOOR" ]; then
+  say "starting the gRPC cost floor on 127.0.0.1:$FLOOR_CLIENT"
+  "${PIN_SERVER[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_CLIENT" >"$WORK/floor.log" 2>&1 &
+  FLOOR_PID=$!
+  wait_ready floor "grpc://127.0.0.1:$FLOOR_CLIENT" "$FLOOR_PID" "$WORK/floor.log"
+  SERVERS="$SERVERS floor"
 fi
 
 # --- runs -----------------------------------------------------------------
@@ -155,11 +190,12 @@ run_one() {
   case $server in
     etcd) port=$ETCD_CLIENT pid=$ETCD_PID ;;
     ringraft) port=$RR_CLIENT pid=$RR_PID ;;
+    floor) port=$FLOOR_CLIENT pid=$FLOOR_PID ;;
   esac
   # Flush other writers' dirty pages now rather than inside the servers'
   # fdatasyncs (ext4 commits them in the same journal transaction).
   sync
-  csv=$("$RINGRAFT" bench --target "grpc://127.0.0.1:$port" --clients "$clients" \
+  csv=$("${PIN_CLIENT[@]}" "$RINGRAFT" bench --target "grpc://127.0.0.1:$port" --clients "$clients" \
     --duration "$DURATION" --warmup "$WARMUP" --value-size "$VALUE_SIZE" \
     --server-pid "$pid" --csv --quiet) || die "bench against $server failed"
   if [ -z "$header_written" ]; then
@@ -209,6 +245,7 @@ divide() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "-" && b != "-" && b > 0) p
 
 echo
 echo "etcd $ETCD_VERSION vs ringraft over etcd's v3 gRPC API (ringraft bench --target grpc://, one HTTP/2 connection per client): 1 node each on loopback, puts of ${VALUE_SIZE} B, $DURATION per run after $WARMUP warm-up, medians of $ROUNDS rounds, servers alternating"
+[ -z "$SERVER_CPUS$CLIENT_CPUS" ] || echo "pinned: servers on CPUs ${SERVER_CPUS:-any}, the bench client on CPUs ${CLIENT_CPUS:-any}"
 echo "load before: $LOAD_BEFORE"
 echo "load after:  $LOAD_AFTER"
 echo
@@ -227,5 +264,23 @@ for clients in $CLIENTS; do
     "$(divide "$rr_rate" "$etcd_rate")" "$(divide "$rr_p99" "$etcd_p99")" \
     "$(total errors etcd "$clients")" "$rr_errors"
 done
+if [ -n "$FLOOR" ]; then
+  echo
+  echo "CPU per put (medians; client = the bench process, server = the server process, from /proc), and the rate the machine's cores would allow if CPU were all that bounded it:"
+  echo
+  echo "| clients | server | writes/s | client CPU µs/put | server CPU µs/put | CPU-bound rate at $(nproc) cores |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  for clients in $CLIENTS; do
+    for server in $SERVERS; do
+      client_cpu=$(median cpu_us_per_op "$server" "$clients")
+      server_cpu=$(median server_cpu_us_per_op "$server" "$clients")
+      bound=$(awk -v c="$client_cpu" -v s="$server_cpu" -v n="$(nproc)" \
+        'BEGIN { if (c != "-" && s != "-" && c + s > 0) printf "%.0f", n * 1e6 / (c + s); else print "-" }')
+      printf '| %s | %s | %s | %s | %s | %s |\n' "$clients" "$server" \
+        "$(fmt "$(median ops_per_sec "$server" "$clients")" %.0f)" \
+        "$(fmt "$client_cpu" %.1f)" "$(fmt "$server_cpu" %.1f)" "$bound"
+    done
+  done
+fi
 echo
 say "every run: $OUT; took $(( $(date +%s) - started )) s of runs"
