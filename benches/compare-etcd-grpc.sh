@@ -21,6 +21,7 @@
 #   OUT=benches/results/compare-etcd-grpc.csv   every run, one CSV row each
 #   RINGRAFT=path          the ringraft binary to serve and to drive both
 #                          servers; default: the working tree's, built
+#   RINGRAFT_ARGS="…"      extra flags for `ringraft serve` (split on spaces)
 #   SERVER_CPUS=1 CLIENT_CPUS=0
 #                          pin the servers and the bench client to these CPUs
 #                          (taskset lists), so that each server's rate shows
@@ -45,7 +46,7 @@ ROUNDS=3
 for arg in "$@"; do
   case $arg in
     --only-etcd) ONLY_ETCD=1 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *[!0-9]*|'') echo "usage: $0 [--only-etcd] [ROUNDS]" >&2; exit 2 ;;
     *) ROUNDS=$arg ;;
   esac
@@ -166,7 +167,7 @@ if [ -z "$ONLY_ETCD" ]; then
   say "starting ringraft on 127.0.0.1:$RR_CLIENT"
   "${PIN_SERVER[@]}" "$RINGRAFT" serve --id 1 --data-dir "$WORK/ringraft" \
     --listen-client "127.0.0.1:$RR_CLIENT" --listen-peer "127.0.0.1:$RR_PEER" \
-    >"$WORK/ringraft.log" 2>&1 &
+    ${RINGRAFT_ARGS:-} >"$WORK/ringraft.log" 2>&1 &
   RR_PID=$!
   # Up (its /v1 API), then over gRPC: a server without the KV service
   # answers UNIMPLEMENTED, and the error says so.
