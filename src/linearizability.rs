@@ -7,7 +7,9 @@
 //! verdict ([`CheckResult`], with an [`Explanation`] of a violation), the
 //! search budget ([`Budget`]), the sequential model of one key (a register
 //! that is absent or holds bytes; put sets it, delete clears it, get reads
-//! it) and the [`HistoryRecorder`] test clients use to record what they did.
+//! it, compare-and-swap sets it only if it holds the expected value and
+//! otherwise reads it, as an etcd transaction comparing the value does) and
+//! the [`HistoryRecorder`] test clients use to record what they did.
 //!
 //! Guarantees: [`check`] answers [`CheckResult::Ok`] only if the whole
 //! history is linearizable, and [`CheckResult::Illegal`] only if it is not:
@@ -15,8 +17,12 @@
 //! [`CheckResult::Timeout`], never a guess. Every key starts absent. Two
 //! operations are ordered in real time only if one responded strictly
 //! before the other was invoked (equal timestamps count as concurrent). A
-//! put or delete whose outcome is unknown may take effect at any point after
-//! its invocation, or never. Malformed input (a get answered with `Ok`, a
+//! put, delete or compare-and-swap whose outcome is unknown may take effect
+//! at any point after its invocation (a compare-and-swap only where the key
+//! holds its expected value), or never. A compare-and-swap answered
+//! [`Output::Ok`] swapped; answered [`Output::Value`], it did not and is
+//! checked as a get of that value. Malformed input (a get answered with
+//! `Ok`, a failed compare-and-swap that found its expected value, a
 //! response before its invocation) gives [`CheckResult::Invalid`]; nothing
 //! here panics on input.
 //!
@@ -37,30 +43,60 @@
 //! linearized, as a bitset, plus the register's value) is remembered, and a
 //! configuration seen before is not searched again. On top of that (each
 //! is sound and keeps the search complete; the brute-force comparison in
-//! `tests/linearizability.rs` checks the combination):
+//! `tests/linearizability.rs`, on histories with and without
+//! compare-and-swaps, checks the combination):
 //!
 //! - a get that reads the current value and may come next is linearized at
 //!   once, without trying alternatives (moving a read earlier cannot hurt:
-//!   it changes no state and nothing real-time-before it is left);
-//! - a put or delete with unknown outcome whose resulting value no get ever
-//!   returned is dropped (placing it never helps a read), and one whose
-//!   value some get returned is only tried when such a get may come next
-//!   (it has no deadline, so in any linearization it can be moved later, to
-//!   just before the first read of its value); one that alone writes a
-//!   value some get returned did happen, before the first such get
-//!   responded, and is searched as if acknowledged at that time; of
-//!   unknown writes of the same value (deletes, say) only the earliest
-//!   invoked unplaced one is tried (it can stand in for any later one);
-//! - a configuration where some unplaced get returns a value that is not
-//!   the current one and that no unplaced write writes is abandoned at once
-//!   (this is what keeps illegal histories with many concurrent clients
-//!   tractable: a wrong early choice is noticed as soon as it strands a
-//!   read, not when the search reaches that read);
+//!   it changes no state and nothing real-time-before it is left). A
+//!   failed compare-and-swap is such a read; a swap changes the state, so
+//!   it never gets this treatment;
+//! - a put or delete with unknown outcome whose resulting value nothing
+//!   reads is dropped (placing it never helps: in a linearization, what
+//!   follows it either reads its value or overwrites it, so if nothing
+//!   reads it, leaving it out changes no result). "Reads" counts gets,
+//!   failed compare-and-swaps (which returned the value) and swaps of any
+//!   outcome expecting the value (an unknown put of V may be what lets a
+//!   swap from V succeed, even when no get ever returned V); the same
+//!   holds for an unknown swap whose written value nothing reads. A write
+//!   whose value something reads is only tried when such a reader (again
+//!   including swaps from the value, of any outcome) may come next (it has
+//!   no deadline, so in any linearization it can be moved later, to just
+//!   before the operation after it, which reads its value or else it could
+//!   be left out; that operation was already among those that may come
+//!   next, an unknown write having no response in the list);
+//! - an unknown write or swap that alone writes a value (not "absent",
+//!   which the key starts as) some acknowledged operation read (a get, a
+//!   failed compare-and-swap, a swap from it) did happen, before the first
+//!   such operation responded (something wrote the value before it was
+//!   read, and nothing else writes it), and is searched as if acknowledged
+//!   at that time. Unknown swaps do not count as such readers (they may
+//!   not have happened). A swap from a value to itself is rewritten first:
+//!   acknowledged, it is a read of that value; unknown, it is dropped (it
+//!   changes nothing); so every swap left writes a value it does not read,
+//!   and each writer counted could have introduced the value;
+//! - of unknown writes with the same effect only the earliest invoked
+//!   unplaced one is tried (it can stand in for any later one: same
+//!   result, no deadline, invoked no later). For swaps the effect includes
+//!   the expected value: an unknown swap only stands in for one with the
+//!   same expected and written values (a swap is accepted in fewer states
+//!   than a put of its value, so the two are never interchanged);
+//! - a configuration where some unplaced get (or acknowledged swap) needs
+//!   a value that is not the current one and that no unplaced write or
+//!   swap (of any outcome) writes is abandoned at once (this is what keeps
+//!   illegal histories with many concurrent clients tractable: a wrong
+//!   early choice is noticed as soon as it strands a read, not when the
+//!   search reaches that read). A swap writing V is a writer of V here; a
+//!   swap of unknown outcome needs nothing (it may never happen);
 //! - candidates are tried in a useful order: the operation with the
-//!   earliest response if it is a write, or the writes of the value it
-//!   reads; then writes that other pending gets read; then by earliest
-//!   response;
-//! - a get returning a value no put on its key wrote fails at once.
+//!   earliest response if it is a write or a swap, or the writes of the
+//!   value it reads (or swaps from); then writes that other pending gets
+//!   and swaps read; then by earliest response (the order changes how soon
+//!   a linearization is found, never whether one is);
+//! - a get (or failed compare-and-swap) returning a value no put or swap
+//!   on its key wrote fails at once, and so does an acknowledged swap from
+//!   such a value (the key never holds it); an unknown swap from one is
+//!   dropped (it cannot have happened).
 //!
 //! Costs, measured (release build, shared 2-core machine): a
 //! 2,000-operation history of 3 clients on 10 keys checks in about a
@@ -104,13 +140,28 @@ pub enum Input {
         /// The key.
         key: Vec<u8>,
     },
+    /// Compare-and-swap, as an etcd transaction `if value(key) == expected
+    /// then put key = value else range key`: if `key` holds `expected`
+    /// (`None`: the key is absent), set it to `value`; otherwise change
+    /// nothing and return what it holds.
+    Cas {
+        /// The key.
+        key: Vec<u8>,
+        /// The value the key must hold for the swap (`None`: absent).
+        expected: Option<Vec<u8>>,
+        /// The value written if it does.
+        value: Vec<u8>,
+    },
 }
 
 impl Input {
     /// The key the operation is about.
     pub fn key(&self) -> &[u8] {
         match self {
-            Input::Put { key, .. } | Input::Delete { key } | Input::Get { key } => key,
+            Input::Put { key, .. }
+            | Input::Delete { key }
+            | Input::Get { key }
+            | Input::Cas { key, .. } => key,
         }
     }
 }
@@ -118,15 +169,19 @@ impl Input {
 /// What the client got back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Output {
-    /// A put or delete was acknowledged: it took effect between its
-    /// invocation and its response.
+    /// A put or delete was acknowledged, or a compare-and-swap swapped: it
+    /// took effect between its invocation and its response (a
+    /// compare-and-swap read its `expected` and wrote its `value`).
     Ok,
-    /// No answer (timed out, connection lost, node killed): a put or delete
-    /// may have taken effect at any point after its invocation, or never.
-    /// Its response time is ignored (it is +infinity). A get with this
-    /// output has no effect and is ignored.
+    /// No answer (timed out, connection lost, node killed): a put, delete
+    /// or compare-and-swap may have taken effect at any point after its
+    /// invocation (a compare-and-swap only at a point where the key held
+    /// its `expected`), or never. Its response time is ignored (it is
+    /// +infinity). A get with this output has no effect and is ignored.
     Unknown,
-    /// A get's answer: the value, or `None` if the key was absent.
+    /// A get's answer: the value, or `None` if the key was absent. For a
+    /// compare-and-swap: it did not swap, and read this value (which must
+    /// differ from its `expected`); it behaves exactly like a get.
     Value(Option<Vec<u8>>),
 }
 
@@ -239,6 +294,77 @@ impl Operation {
     }
 }
 
+impl Operation {
+    /// A compare-and-swap that swapped: `key` held `expected` (`None`:
+    /// absent) and now holds `value`. (An absent expectation needs its
+    /// type spelled out: `None::<&str>`.)
+    pub fn cas(
+        client: u64,
+        call: u64,
+        ret: u64,
+        key: impl Into<Vec<u8>>,
+        expected: Option<impl Into<Vec<u8>>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Operation {
+        Operation {
+            client,
+            call,
+            ret,
+            input: Input::Cas {
+                key: key.into(),
+                expected: expected.map(Into::into),
+                value: value.into(),
+            },
+            output: Output::Ok,
+        }
+    }
+
+    /// A compare-and-swap that did not swap because it found `found`
+    /// (`None`: absent) instead of `expected`.
+    pub fn cas_failed(
+        client: u64,
+        call: u64,
+        ret: u64,
+        key: impl Into<Vec<u8>>,
+        expected: Option<impl Into<Vec<u8>>>,
+        value: impl Into<Vec<u8>>,
+        found: Option<impl Into<Vec<u8>>>,
+    ) -> Operation {
+        Operation {
+            client,
+            call,
+            ret,
+            input: Input::Cas {
+                key: key.into(),
+                expected: expected.map(Into::into),
+                value: value.into(),
+            },
+            output: Output::Value(found.map(Into::into)),
+        }
+    }
+
+    /// A compare-and-swap whose outcome is unknown.
+    pub fn cas_unknown(
+        client: u64,
+        call: u64,
+        key: impl Into<Vec<u8>>,
+        expected: Option<impl Into<Vec<u8>>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Operation {
+        Operation {
+            client,
+            call,
+            ret: u64::MAX,
+            input: Input::Cas {
+                key: key.into(),
+                expected: expected.map(Into::into),
+                value: value.into(),
+            },
+            output: Output::Unknown,
+        }
+    }
+}
+
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "client {} ", self.client)?;
@@ -248,6 +374,17 @@ impl fmt::Display for Operation {
             }
             Input::Delete { key } => write!(f, "delete({})", Bytes(key))?,
             Input::Get { key } => write!(f, "get({})", Bytes(key))?,
+            Input::Cas {
+                key,
+                expected,
+                value,
+            } => write!(
+                f,
+                "cas({}, {}→{})",
+                Bytes(key),
+                Value(expected.as_deref()),
+                Bytes(value)
+            )?,
         }
         match &self.output {
             Output::Unknown => write!(f, " [{}, ∞) → unknown", self.call),
@@ -477,6 +614,22 @@ pub fn check_with_budget(history: &[Operation], budget: Budget) -> CheckResult {
 /// Whether `op` takes part in the check (`Ok(false)`: a get with unknown
 /// outcome, which has no effect), or why it is malformed.
 fn validate(op: &Operation) -> Result<bool, String> {
+    if let Input::Cas { expected, .. } = &op.input {
+        // A compare-and-swap answers either way: swapped (Ok) or the value
+        // it found, which cannot be the one it expected.
+        return match &op.output {
+            Output::Unknown => Ok(true),
+            Output::Value(found) if found == expected => Err(format!(
+                "a compare-and-swap did not swap although it found its expected value {}",
+                Value(found.as_deref())
+            )),
+            Output::Ok | Output::Value(_) if op.ret < op.call => Err(format!(
+                "response at {} before invocation at {}",
+                op.ret, op.call
+            )),
+            Output::Ok | Output::Value(_) => Ok(true),
+        };
+    }
     let write = !matches!(op.input, Input::Get { .. });
     match (&op.output, write) {
         (Output::Unknown, false) => Ok(false),
@@ -504,24 +657,48 @@ struct KeyHistory<'a> {
     origin: Vec<usize>,
     /// Value number `n` (n ≥ 1) is `values[n - 1]`; 0 is "absent".
     values: Vec<&'a [u8]>,
+    /// Whether the key's sub-history holds a compare-and-swap (only the
+    /// wording of explanations depends on it).
+    swaps: bool,
 }
 
 impl<'a> KeyHistory<'a> {
-    /// The key's sub-history, or why it fails before any search: a get
-    /// returning a value no put on the key wrote.
+    /// The key's sub-history, or why it fails before any search: a get or
+    /// a failed compare-and-swap returning a value no put (or
+    /// compare-and-swap) on the key wrote, or an acknowledged swap from
+    /// such a value.
     fn prepare(history: &'a [Operation], indexes: &[usize]) -> Result<KeyHistory<'a>, Explanation> {
         let mut numbers: HashMap<&'a [u8], u32> = HashMap::new();
         let mut values: Vec<&'a [u8]> = Vec::new();
+        let mut swaps = false;
         for op in indexes.iter().filter_map(|&i| history.get(i)) {
-            if let Input::Put { value, .. } = &op.input {
-                numbers.entry(value.as_slice()).or_insert_with(|| {
-                    values.push(value.as_slice());
-                    u32::try_from(values.len()).unwrap_or(u32::MAX)
-                });
-            }
+            let written = match (&op.input, &op.output) {
+                (Input::Put { value, .. }, _) => value,
+                (Input::Cas { .. }, Output::Value(_)) => {
+                    swaps = true;
+                    continue;
+                }
+                (Input::Cas { value, .. }, _) => {
+                    swaps = true;
+                    value
+                }
+                _ => continue,
+            };
+            numbers.entry(written.as_slice()).or_insert_with(|| {
+                values.push(written.as_slice());
+                u32::try_from(values.len()).unwrap_or(u32::MAX)
+            });
         }
-        // For each value some get returned: the earliest such response.
+        let number = |value: &Option<Vec<u8>>| match value {
+            None => Some(ABSENT),
+            Some(bytes) => numbers.get(bytes.as_slice()).copied(),
+        };
+        // For each value some acknowledged operation read (a get, a failed
+        // compare-and-swap, a swap from it): the earliest such response.
         let mut first_read: HashMap<u32, u64> = HashMap::new();
+        // The values some operation may read, including swaps with unknown
+        // outcome (which may need the value to have been written).
+        let mut read: HashSet<u32> = HashSet::new();
         let mut ops = Vec::with_capacity(indexes.len());
         let mut origin = Vec::with_capacity(indexes.len());
         for &index in indexes {
@@ -534,18 +711,56 @@ impl<'a> KeyHistory<'a> {
                     Effect::Write(numbers.get(value.as_slice()).copied().unwrap_or(ABSENT))
                 }
                 (Input::Delete { .. }, _) => Effect::Write(ABSENT),
-                (Input::Get { .. }, Output::Value(None)) => Effect::Read(ABSENT),
-                (Input::Get { .. }, Output::Value(Some(value))) => {
-                    match numbers.get(value.as_slice()) {
-                        Some(&number) => Effect::Read(number),
-                        None => return Err(never_written(history, index, value)),
+                (Input::Get { .. } | Input::Cas { .. }, Output::Value(found)) => {
+                    match number(found) {
+                        Some(number) => Effect::Read(number),
+                        None => {
+                            let verb = if matches!(op.input, Input::Get { .. }) {
+                                "returned"
+                            } else {
+                                "did not swap, finding"
+                            };
+                            return Err(never_written(history, index, verb, found, swaps));
+                        }
                     }
                 }
                 (Input::Get { .. }, _) => continue,
+                (
+                    Input::Cas {
+                        expected, value, ..
+                    },
+                    _,
+                ) => {
+                    let value = numbers.get(value.as_slice()).copied().unwrap_or(ABSENT);
+                    match number(expected) {
+                        // The key never holds the expected value: an
+                        // acknowledged swap is impossible, an unknown one
+                        // did not happen.
+                        None if known => {
+                            return Err(never_written(
+                                history,
+                                index,
+                                "swapped from",
+                                expected,
+                                swaps,
+                            ));
+                        }
+                        None => continue,
+                        // A swap to the value it expects changes nothing:
+                        // acknowledged, it is a read; unknown, it may be
+                        // left out.
+                        Some(expected) if expected == value && known => Effect::Read(expected),
+                        Some(expected) if expected == value => continue,
+                        Some(expected) => Effect::Swap { expected, value },
+                    }
+                }
             };
-            if let Effect::Read(number) = effect {
-                let first = first_read.entry(number).or_insert(op.ret);
-                *first = (*first).min(op.ret);
+            if let Some(number) = effect.reads() {
+                read.insert(number);
+                if known {
+                    let first = first_read.entry(number).or_insert(op.ret);
+                    *first = (*first).min(op.ret);
+                }
             }
             ops.push(KeyOp {
                 call: op.call,
@@ -554,18 +769,21 @@ impl<'a> KeyHistory<'a> {
             });
             origin.push(index);
         }
-        // An unknown write that alone writes a value some get returned (not
-        // "absent", which the key starts as) did happen, before the first
-        // such get responded: that is its deadline, as if acknowledged.
+        // An unknown write (or swap) that alone writes a value some
+        // acknowledged operation read (not "absent", which the key starts
+        // as) did happen, before the first such operation responded: that
+        // is its deadline, as if acknowledged. (A swap writing the value it
+        // reads was turned into a read above, so it does not count as a
+        // writer here: every writer left can introduce its value.)
         let mut writers: HashMap<u32, usize> = HashMap::new();
         for op in &ops {
-            if let Effect::Write(number) = op.effect {
+            if let Some(number) = op.effect.writes() {
                 *writers.entry(number).or_default() += 1;
             }
         }
         for op in &mut ops {
             if op.ret.is_none()
-                && let Effect::Write(number) = op.effect
+                && let Some(number) = op.effect.writes()
                 && number != ABSENT
                 && writers.get(&number) == Some(&1)
                 && let Some(&deadline) = first_read.get(&number)
@@ -573,13 +791,13 @@ impl<'a> KeyHistory<'a> {
                 op.ret = Some(deadline.max(op.call));
             }
         }
-        // An unknown write whose value nobody read can always be left out:
+        // An unknown write (or swap) whose value nothing reads (no get, no
+        // failed compare-and-swap, no swap from it) can always be left out:
         // the value it would leave is never observed before the next write.
         let mut order: Vec<usize> = (0..ops.len())
             .filter(|&i| {
                 let op = &ops[i];
-                op.ret.is_some()
-                    || matches!(op.effect, Effect::Write(n) if first_read.contains_key(&n))
+                op.ret.is_some() || op.effect.writes().is_some_and(|n| read.contains(&n))
             })
             .collect();
         order.sort_by_key(|&i| (ops[i].ret.is_none(), ops[i].call, origin[i]));
@@ -587,6 +805,7 @@ impl<'a> KeyHistory<'a> {
             ops: order.iter().map(|&i| ops[i]).collect(),
             origin: order.iter().map(|&i| origin[i]).collect(),
             values,
+            swaps,
         })
     }
 
@@ -616,20 +835,22 @@ impl<'a> KeyHistory<'a> {
             .filter(|i| !placed.contains(i) && self.ops[*i].call <= deadline)
             .collect();
         unplaced.sort_by_key(|&i| (self.ops[i].call, self.origin[i]));
-        // Reads that no longer can be placed at all: they return a value
-        // that is not the current one and that no remaining write writes.
+        // Reads (and acknowledged swaps) that no longer can be placed at
+        // all: they need a value that is not the current one and that no
+        // remaining write writes.
         let writable: HashSet<u32> = (0..self.ops.len())
             .filter(|i| !placed.contains(i))
-            .filter_map(|i| match self.ops[i].effect {
-                Effect::Write(number) => Some(number),
-                Effect::Read(_) => None,
-            })
+            .filter_map(|i| self.ops[i].effect.writes())
             .collect();
         let stranded: Vec<usize> = (0..self.ops.len())
             .filter(|i| !placed.contains(i) && !unplaced.contains(i))
             .filter(|&i| {
-                matches!(self.ops[i].effect,
-                    Effect::Read(number) if number != state && !writable.contains(&number))
+                let op = &self.ops[i];
+                op.ret.is_some()
+                    && op
+                        .effect
+                        .reads()
+                        .is_some_and(|number| number != state && !writable.contains(&number))
             })
             .collect();
         let value = self.value(state);
@@ -663,7 +884,9 @@ impl<'a> KeyHistory<'a> {
             let inferred = history
                 .get(self.origin[i])
                 .is_some_and(|op| op.output == Output::Unknown);
-            let by = if inferred {
+            let by = if inferred && self.swaps {
+                format!("by {deadline}, when an operation that read its value responded")
+            } else if inferred {
                 format!("by {deadline}, when a get that returned its value responded")
             } else {
                 "by its response".to_string()
@@ -686,7 +909,16 @@ impl<'a> KeyHistory<'a> {
                 Effect::Read(_) => {
                     "reads the value, but then the rest cannot be ordered".to_string()
                 }
-                Effect::Write(_) => "then the rest cannot be ordered".to_string(),
+                Effect::Swap { expected, .. } if expected != state => {
+                    format!(
+                        "swaps from {} but the value is {}",
+                        Value(self.value(expected)),
+                        Value(value)
+                    )
+                }
+                Effect::Write(_) | Effect::Swap { .. } => {
+                    "then the rest cannot be ordered".to_string()
+                }
             };
             summary.push_str(&format!(" {} ({why});", describe(i)));
         }
@@ -694,7 +926,11 @@ impl<'a> KeyHistory<'a> {
             summary.push_str(&format!(" and {} more;", unplaced.len() - SHOWN));
         }
         if !stranded.is_empty() {
-            summary.push_str(" and these can no longer be placed at all (no remaining write writes what they return):");
+            summary.push_str(if self.swaps {
+                " and these can no longer be placed at all (no remaining write writes what they read):"
+            } else {
+                " and these can no longer be placed at all (no remaining write writes what they return):"
+            });
             for &i in stranded.iter().take(SHOWN) {
                 summary.push_str(&format!(" {};", describe(i)));
             }
@@ -716,9 +952,17 @@ impl<'a> KeyHistory<'a> {
     }
 }
 
-/// The explanation for a get at `index` that returned `value`, which no put
-/// on its key wrote.
-fn never_written(history: &[Operation], index: usize, value: &[u8]) -> Explanation {
+/// The explanation for a get at `index` that returned `value` (or a
+/// compare-and-swap that found it, or swapped from it: `verb` says which),
+/// which no put (or compare-and-swap, if the key has any: `swaps`) on its
+/// key wrote.
+fn never_written(
+    history: &[Operation],
+    index: usize,
+    verb: &str,
+    value: &Option<Vec<u8>>,
+    swaps: bool,
+) -> Explanation {
     let op = history
         .get(index)
         .map_or_else(String::new, |op| format!(" {op}"));
@@ -728,8 +972,13 @@ fn never_written(history: &[Operation], index: usize, value: &[u8]) -> Explanati
         unplaced: vec![index],
         blocking: Some(index),
         summary: format!(
-            "#{index}{op} returned {}, a value no put on this key wrote",
-            Bytes(value)
+            "#{index}{op} {verb} {}, a value no {} on this key wrote",
+            Value(value.as_deref()),
+            if swaps {
+                "put or compare-and-swap"
+            } else {
+                "put"
+            }
         ),
     }
 }

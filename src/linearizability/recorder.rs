@@ -89,9 +89,10 @@ impl HistoryRecorder {
     }
 
     /// Records the response to the operation of `token`: [`Output::Ok`]
-    /// for an acknowledged put or delete, [`Output::Value`] for a get,
-    /// [`Output::Unknown`] if the outcome is not known. A token from
-    /// another recorder is ignored.
+    /// for an acknowledged put or delete or a compare-and-swap that
+    /// swapped, [`Output::Value`] for a get or for a compare-and-swap that
+    /// did not swap (the value it found), [`Output::Unknown`] if the
+    /// outcome is not known. A token from another recorder is ignored.
     pub fn complete(&self, token: Token, output: Output) {
         let mut entries = self.lock();
         let ret = self.now();
@@ -104,8 +105,8 @@ impl HistoryRecorder {
     }
 
     /// Records that the operation of `token` ended without a known outcome
-    /// (timeout, connection lost): a put or delete may or may not have
-    /// happened; a get is left out of the history.
+    /// (timeout, connection lost): a put, delete or compare-and-swap may
+    /// or may not have happened; a get is left out of the history.
     pub fn complete_unknown(&self, token: Token) {
         self.complete(token, Output::Unknown);
     }

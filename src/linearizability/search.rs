@@ -23,6 +23,44 @@ pub(super) enum Effect {
     Write(u32),
     /// Returned this value.
     Read(u32),
+    /// A compare-and-swap that swapped (or may have): accepted only when
+    /// the register holds `expected` (never equal to `value`), which it
+    /// replaces by `value`.
+    Swap {
+        /// The value it needs.
+        expected: u32,
+        /// The value it leaves.
+        value: u32,
+    },
+}
+
+impl Effect {
+    /// The value the register must hold for the effect to be accepted, if
+    /// any.
+    pub(super) fn reads(self) -> Option<u32> {
+        match self {
+            Effect::Read(value) | Effect::Swap {
+                expected: value, ..
+            } => Some(value),
+            Effect::Write(_) => None,
+        }
+    }
+
+    /// The value the effect leaves, if it changes the register.
+    pub(super) fn writes(self) -> Option<u32> {
+        match self {
+            Effect::Write(value) | Effect::Swap { value, .. } => Some(value),
+            Effect::Read(_) => None,
+        }
+    }
+
+    /// The value the register holds after the effect (given it was
+    /// accepted).
+    fn after(self) -> u32 {
+        match self {
+            Effect::Write(value) | Effect::Read(value) | Effect::Swap { value, .. } => value,
+        }
+    }
 }
 
 /// One operation of a key's sub-history.
@@ -243,8 +281,9 @@ struct Search<'a> {
     nodes: Vec<Node>,
     /// For each op, its response node (`NIL` when unknown).
     ret_node: Vec<usize>,
-    /// For each unknown write, the unknown write of the same value invoked
-    /// just before it (`NIL` if none).
+    /// For each unknown write or swap, the unknown one of the same effect
+    /// (value, and expected value for a swap) invoked just before it (`NIL`
+    /// if none).
     previous_twin: Vec<usize>,
     linearized: Vec<u64>,
     state: u32,
@@ -260,13 +299,15 @@ struct Search<'a> {
     scratch: Vec<((u8, u64, u64, usize), usize)>,
     /// Values returned by reads that may come next (scratch).
     window_reads: Vec<u32>,
-    /// Per value number: writes of it not yet linearized.
+    /// Per value number: writes of it (puts, deletes, swaps of any
+    /// outcome) not yet linearized.
     writes_left: Vec<u32>,
-    /// Per value number: reads of it not yet linearized.
+    /// Per value number: operations needing it (reads, acknowledged swaps
+    /// from it; see [`needs`]) not yet linearized.
     reads_left: Vec<u32>,
-    /// How many values some unplaced read returns but no unplaced write
-    /// writes: unless the value is the current one, the configuration is
-    /// dead.
+    /// How many values some unplaced read or acknowledged swap needs but
+    /// no unplaced write writes: unless the value is the current one, the
+    /// configuration is dead.
     stranded: usize,
     cache: HashSet<Config, BuildHasherDefault<MixHasher>>,
     /// The deepest sequence linearized so far (op positions).
@@ -316,17 +357,19 @@ pub(super) fn search(ops: &[KeyOp], meter: &mut Meter) -> Outcome {
     }
     let values = ops
         .iter()
-        .map(|op| match op.effect {
-            Effect::Write(value) | Effect::Read(value) => value as usize + 1,
-        })
+        .flat_map(|op| [op.effect.reads(), op.effect.writes()])
+        .flatten()
+        .map(|value| value as usize + 1)
         .max()
         .unwrap_or(1);
     let mut writes_left = vec![0u32; values];
     let mut reads_left = vec![0u32; values];
     for op in ops {
-        match op.effect {
-            Effect::Write(value) => writes_left[value as usize] += 1,
-            Effect::Read(value) => reads_left[value as usize] += 1,
+        if let Some(value) = needs(op) {
+            reads_left[value as usize] += 1;
+        }
+        if let Some(value) = op.effect.writes() {
+            writes_left[value as usize] += 1;
         }
     }
     let stranded = (0..values)
@@ -366,6 +409,18 @@ pub(super) fn search(ops: &[KeyOp], meter: &mut Meter) -> Outcome {
     search.run(meter)
 }
 
+/// The value `op` needs the register to hold at some point, if it must be
+/// linearized (a read, an acknowledged swap): what [`Search::dead`] counts
+/// as a read. A swap of unknown outcome may never happen, so it needs
+/// nothing.
+fn needs(op: &KeyOp) -> Option<u32> {
+    match op.effect {
+        Effect::Read(value) => Some(value),
+        Effect::Swap { expected, .. } if op.ret.is_some() => Some(expected),
+        Effect::Swap { .. } | Effect::Write(_) => None,
+    }
+}
+
 impl Search<'_> {
     fn run(&mut self, meter: &mut Meter) -> Outcome {
         self.enter();
@@ -388,9 +443,7 @@ impl Search<'_> {
             }
             let node = self.candidates[level.next];
             level.next += 1;
-            let value = match self.ops[self.nodes[node].op].effect {
-                Effect::Write(value) | Effect::Read(value) => value,
-            };
+            let value = self.ops[self.nodes[node].op].effect.after();
             if self.push(node, value) {
                 if self.remaining == 0 {
                     return Outcome::Linearizable;
@@ -416,15 +469,19 @@ impl Search<'_> {
     ///   cannot hurt (it changes nothing, and everything real-time-before
     ///   it is already placed), so if the configuration has a future, it
     ///   has one starting with that read;
-    /// - otherwise writes (a read that does not fit is no candidate), and
-    ///   not unknown writes whose value no read that may come next returns
-    ///   (with no deadline, one can always wait until just before the
-    ///   first read of its value), nor an unknown write while one of the
-    ///   same value invoked earlier is unplaced (the earlier one can stand
-    ///   in wherever the later one could go). First the operation of the first
-    ///   response if it is a write, or the writes of the value it reads;
-    ///   then writes of values other reads that may come next return; then
-    ///   the rest; each group by earliest response.
+    /// - otherwise writes, and swaps from the current value (a read or a
+    ///   swap that does not fit is no candidate), but not unknown writes
+    ///   or swaps whose value nothing that may come next reads (no read
+    ///   returns it, no swap, of any outcome, expects it: with no
+    ///   deadline, one can always wait until just before the first
+    ///   operation reading its value), nor an unknown write while one of
+    ///   the same effect (the same value; for a swap, also the same
+    ///   expected value) invoked earlier is unplaced (the earlier one can
+    ///   stand in wherever the later one could go). First the operation of
+    ///   the first response if it is a write or a swap, or the writes of
+    ///   the value it reads; then writes of values other reads and swaps
+    ///   that may come next need; then the rest; each group by earliest
+    ///   response.
     fn enter(&mut self) {
         let start = self.candidates.len();
         if self.dead() {
@@ -440,12 +497,18 @@ impl Search<'_> {
         let mut fitting = None;
         let mut node = self.nodes[HEAD].next;
         while node != NIL && self.nodes[node].call {
-            if let Effect::Read(value) = self.ops[self.nodes[node].op].effect {
-                if value == self.state {
+            match self.ops[self.nodes[node].op].effect {
+                Effect::Read(value) if value == self.state => {
                     fitting = Some(node);
                     break;
                 }
-                window_reads.push(value);
+                // A swap reads its expected value too, even one of unknown
+                // outcome: an unknown write of that value may be needed to
+                // let it happen.
+                Effect::Read(value) | Effect::Swap {
+                    expected: value, ..
+                } => window_reads.push(value),
+                Effect::Write(_) => {}
             }
             node = self.nodes[node].next;
         }
@@ -454,17 +517,19 @@ impl Search<'_> {
         } else {
             // `node` is the first response (or the end of the list).
             let urgent = (node != NIL).then(|| self.nodes[node].op);
-            let urgent_read = urgent.and_then(|op| match self.ops[op].effect {
-                Effect::Read(value) => Some(value),
-                Effect::Write(_) => None,
-            });
+            let urgent_read = urgent.and_then(|op| self.ops[op].effect.reads());
             let mut scratch = std::mem::take(&mut self.scratch);
             scratch.clear();
             let mut node = self.nodes[HEAD].next;
             while node != NIL && self.nodes[node].call {
                 let index = self.nodes[node].op;
                 let op = &self.ops[index];
-                if let Effect::Write(value) = op.effect {
+                let written = match op.effect {
+                    Effect::Write(value) => Some(value),
+                    Effect::Swap { expected, value } if expected == self.state => Some(value),
+                    Effect::Swap { .. } | Effect::Read(_) => None,
+                };
+                if let Some(value) = written {
                     let read_next = window_reads.contains(&value);
                     let class = if Some(index) == urgent || urgent_read == Some(value) {
                         0
@@ -499,20 +564,31 @@ impl Search<'_> {
         self.linearized[op / 64] & (1u64 << (op % 64)) != 0
     }
 
-    /// Whether some unplaced read can never be placed: it returns a value
-    /// that is not the current one and that no unplaced write writes.
+    /// Whether some unplaced read (or acknowledged swap) can never be
+    /// placed: it needs a value that is not the current one and that no
+    /// unplaced write or swap writes.
     fn dead(&self) -> bool {
         let state = self.state as usize;
         let state_stranded = self.reads_left[state] > 0 && self.writes_left[state] == 0;
         self.stranded > usize::from(state_stranded)
     }
 
-    /// Counts `op` as linearized (`placed`) or not for [`Search::dead`].
+    /// Counts `op` as linearized (`placed`) or not for [`Search::dead`]: a
+    /// swap both reads (if acknowledged) and writes.
     fn count(&mut self, op: usize, placed: bool) {
-        let (value, read) = match self.ops[op].effect {
-            Effect::Write(value) => (value as usize, false),
-            Effect::Read(value) => (value as usize, true),
-        };
+        let op = &self.ops[op];
+        let (read, written) = (needs(op), op.effect.writes());
+        if let Some(value) = read {
+            self.adjust(value as usize, true, placed);
+        }
+        if let Some(value) = written {
+            self.adjust(value as usize, false, placed);
+        }
+    }
+
+    /// Counts one read (`read`) or write of `value` as linearized
+    /// (`placed`) or not, keeping `stranded` up to date.
+    fn adjust(&mut self, value: usize, read: bool, placed: bool) {
         let was = self.reads_left[value] > 0 && self.writes_left[value] == 0;
         let counter = if read {
             &mut self.reads_left[value]

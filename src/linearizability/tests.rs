@@ -225,3 +225,159 @@ fn linearizability_recorder_records_and_ignores_foreign_tokens() {
     assert_eq!(recorder.check(), CheckResult::Ok);
     assert_eq!(other.history()[0].output, Output::Unknown);
 }
+
+#[test]
+fn linearizability_search_swaps_need_their_expected_value() {
+    use Effect::{Read, Swap, Write};
+    let swap = |expected, value| Swap { expected, value };
+    // From absent, then from what it wrote.
+    assert_eq!(
+        run(&[
+            known(0, 1, swap(ABSENT, 1)),
+            known(2, 3, swap(1, 2)),
+            known(4, 5, Read(2)),
+        ]),
+        Outcome::Linearizable
+    );
+    // Two concurrent swaps from the same value: one of them fails to fit.
+    assert!(matches!(
+        run(&[
+            known(0, 1, Write(1)),
+            known(2, 10, swap(1, 2)),
+            known(2, 10, swap(1, 3)),
+        ]),
+        Outcome::Illegal { .. }
+    ));
+    // ... unless a write of it may come between them.
+    assert_eq!(
+        run(&[
+            known(0, 1, Write(1)),
+            known(2, 10, swap(1, 2)),
+            known(2, 10, swap(1, 3)),
+            unknown(2, Write(1)),
+        ]),
+        Outcome::Linearizable
+    );
+    // An unknown swap: optional, and only where its value fits.
+    assert_eq!(
+        run(&[unknown(0, swap(1, 2)), known(5, 6, Read(ABSENT))]),
+        Outcome::Linearizable
+    );
+    assert!(matches!(
+        run(&[unknown(0, swap(1, 2)), known(5, 6, Read(2))]),
+        Outcome::Illegal { .. }
+    ));
+    // An unknown write that no read returns, needed by an unknown swap
+    // whose value a read returns.
+    assert_eq!(
+        run(&[
+            unknown(0, Write(1)),
+            unknown(0, swap(1, 2)),
+            known(5, 6, Read(2)),
+        ]),
+        Outcome::Linearizable
+    );
+    // The swap is the first operation with a response: the value it needs
+    // must be written before.
+    assert_eq!(
+        run(&[known(3, 4, swap(1, 2)), unknown(0, Write(1))]),
+        Outcome::Linearizable
+    );
+    assert!(matches!(
+        run(&[known(3, 4, swap(1, 2)), unknown(5, Write(1))]),
+        Outcome::Illegal { .. }
+    ));
+}
+
+#[test]
+fn linearizability_prepare_maps_swaps() {
+    let history = vec![
+        Operation::put_unknown(1, 0, "k", "0"),
+        Operation::cas(2, 1, 2, "k", Some("0"), "a"),
+        Operation::cas_failed(3, 3, 4, "k", Some("0"), "b", Some("a")),
+        Operation::cas(4, 5, 6, "k", Some("a"), "a"),
+        Operation::cas_unknown(5, 7, "k", Some("a"), "a"),
+        Operation::cas_unknown(6, 8, "k", Some("never"), "c"),
+        Operation::cas_unknown(7, 9, "k", Some("a"), "unread"),
+    ];
+    let Ok(prepared) = KeyHistory::prepare(&history, &[0, 1, 2, 3, 4, 5, 6]) else {
+        panic!("prepare failed");
+    };
+    // The unknown put is read only by the swap from its value; it alone
+    // writes "0", so it happened by the swap's response. The failed swap
+    // is a read of "a", the swap from "a" to "a" too; the unknown swap
+    // from "a" to "a" changes nothing, the one from a value nothing wrote
+    // cannot have happened, the one whose value nothing reads needs not.
+    assert_eq!(prepared.origin, vec![0, 1, 2, 3]);
+    assert_eq!(prepared.ops[0].ret, Some(2));
+    let zero = prepared.ops[0].effect;
+    let Effect::Write(zero) = zero else {
+        panic!("{zero:?}")
+    };
+    let Effect::Swap { expected, value: a } = prepared.ops[1].effect else {
+        panic!("{:?}", prepared.ops[1].effect)
+    };
+    assert_eq!(expected, zero);
+    assert_eq!(prepared.ops[2].effect, Effect::Read(a));
+    assert_eq!(prepared.ops[3].effect, Effect::Read(a));
+    // An acknowledged swap from a value nothing wrote fails at once.
+    let history = vec![Operation::cas(1, 0, 1, "k", Some("never"), "a")];
+    let Err(explanation) = KeyHistory::prepare(&history, &[0]) else {
+        panic!("a swap from a value never written must fail");
+    };
+    assert_eq!(explanation.unplaced, vec![0]);
+    assert!(
+        explanation.summary.contains("no put or compare-and-swap"),
+        "{}",
+        explanation.summary
+    );
+}
+
+#[test]
+fn linearizability_validation_of_swaps() {
+    assert_eq!(
+        validate(&Operation::cas(1, 0, 1, "k", None::<&str>, "v")),
+        Ok(true)
+    );
+    assert_eq!(
+        validate(&Operation::cas_unknown(1, 5, "k", Some("a"), "v")),
+        Ok(true)
+    );
+    assert_eq!(
+        validate(&Operation::cas_failed(1, 0, 1, "k", Some("a"), "v", None::<&str>)),
+        Ok(true)
+    );
+    let malformed = [
+        Operation::cas_failed(1, 0, 1, "k", Some("a"), "v", Some("a")),
+        Operation::cas_failed(1, 0, 1, "k", None::<&str>, "v", None::<&str>),
+        Operation::cas(1, 5, 4, "k", Some("a"), "v"),
+    ];
+    for op in malformed {
+        assert!(validate(&op).is_err(), "{op:?}");
+    }
+}
+
+#[test]
+fn linearizability_recorder_records_swaps() {
+    let recorder = HistoryRecorder::new();
+    let cas = |expected: Option<&[u8]>, value: &[u8]| Input::Cas {
+        key: b"k".to_vec(),
+        expected: expected.map(<[u8]>::to_vec),
+        value: value.to_vec(),
+    };
+    let won = recorder.invoke(1, cas(None, b"a"));
+    recorder.complete(won, Output::Ok);
+    let lost = recorder.invoke(2, cas(None, b"b"));
+    recorder.complete(lost, Output::Value(Some(b"a".to_vec())));
+    let gone = recorder.invoke(3, cas(Some(b"a"), b"c"));
+    recorder.complete_unknown(gone);
+    let history = recorder.history();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[1].input.key(), b"k");
+    assert_eq!(history[2].ret, u64::MAX);
+    assert_eq!(recorder.check(), CheckResult::Ok);
+    // A second winner from absent is caught.
+    let again = recorder.invoke(4, cas(None, b"d"));
+    recorder.complete(again, Output::Ok);
+    assert!(recorder.check().is_illegal());
+}
