@@ -55,7 +55,13 @@ fn cas_failed(
     Operation::cas_failed(client, call, ret, key, expected, value, found)
 }
 
-fn cas_unknown(client: u64, call: u64, key: &str, expected: Option<&str>, value: &str) -> Operation {
+fn cas_unknown(
+    client: u64,
+    call: u64,
+    key: &str,
+    expected: Option<&str>,
+    value: &str,
+) -> Operation {
     Operation::cas_unknown(client, call, key, expected, value)
 }
 
@@ -633,11 +639,20 @@ fn cas_failed_with_its_expected_value_is_invalid() {
 #[test]
 fn cas_is_displayed() {
     let op = cas_failed(2, 10, 20, "x", None, "a", Some("b"));
-    assert_eq!(op.to_string(), "client 2 cas(\"x\", absent→\"a\") [10, 20] → \"b\"");
+    assert_eq!(
+        op.to_string(),
+        "client 2 cas(\"x\", absent→\"a\") [10, 20] → \"b\""
+    );
     let op = cas(2, 10, 20, "x", Some("0"), "a");
-    assert_eq!(op.to_string(), "client 2 cas(\"x\", \"0\"→\"a\") [10, 20] → ok");
+    assert_eq!(
+        op.to_string(),
+        "client 2 cas(\"x\", \"0\"→\"a\") [10, 20] → ok"
+    );
     let op = cas_unknown(2, 10, "x", Some("0"), "a");
-    assert_eq!(op.to_string(), "client 2 cas(\"x\", \"0\"→\"a\") [10, ∞) → unknown");
+    assert_eq!(
+        op.to_string(),
+        "client 2 cas(\"x\", \"0\"→\"a\") [10, ∞) → unknown"
+    );
 }
 
 // ---------------------------------------------------------------------------

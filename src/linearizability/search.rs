@@ -39,7 +39,8 @@ impl Effect {
     /// any.
     pub(super) fn reads(self) -> Option<u32> {
         match self {
-            Effect::Read(value) | Effect::Swap {
+            Effect::Read(value)
+            | Effect::Swap {
                 expected: value, ..
             } => Some(value),
             Effect::Write(_) => None,
@@ -505,7 +506,8 @@ impl Search<'_> {
                 // A swap reads its expected value too, even one of unknown
                 // outcome: an unknown write of that value may be needed to
                 // let it happen.
-                Effect::Read(value) | Effect::Swap {
+                Effect::Read(value)
+                | Effect::Swap {
                     expected: value, ..
                 } => window_reads.push(value),
                 Effect::Write(_) => {}

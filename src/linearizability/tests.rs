@@ -344,7 +344,15 @@ fn linearizability_validation_of_swaps() {
         Ok(true)
     );
     assert_eq!(
-        validate(&Operation::cas_failed(1, 0, 1, "k", Some("a"), "v", None::<&str>)),
+        validate(&Operation::cas_failed(
+            1,
+            0,
+            1,
+            "k",
+            Some("a"),
+            "v",
+            None::<&str>
+        )),
         Ok(true)
     );
     let malformed = [
