@@ -4,7 +4,10 @@
 //! generated from a real sequential execution with random overlapping
 //! timing (always linearizable) and mutations of them (never), the recorder
 //! in front of the real `KvStore` shared by threads, and a timing of a
-//! 3-client, 2,000-op history.
+//! 3-client, 2,000-op history; each with compare-and-swaps too (the
+//! brute force models them, so the differential tests check the search's
+//! pruning with swaps present). RINGRAFT_LIN_CASES=… sets the number of
+//! cases of the brute-force comparisons.
 
 use proptest::prelude::*;
 use ringraft::kv::{KvCommand, KvStore};
