@@ -14,6 +14,10 @@
 //! connection was refused was never sent and is not recorded at all. A put
 //! raft refused outright (503 "not the leader": it never entered a log) is
 //! recorded as unknown too, and no read may ever return its value.
+//! Alongside, [`GRPC_CLIENTS`] threads speak etcd's v3 API (`crash_grpc`)
+//! to the same keys: compare-and-swap txns (checked with the checker's
+//! compare-and-swap model), linearizable ranges and puts, so that a write
+//! through one API must be seen, in order, through the other.
 //!
 //! The faults: [`DEFAULT_CYCLES`] cycles (`RINGRAFT_CRASH_CYCLES` to change)
 //! of SIGKILL on the leader (two cycles in three) or a random follower; in
@@ -41,6 +45,7 @@
 //! node logs are kept under the target's temporary directory, and the path
 //! is printed.
 
+mod crash_grpc;
 mod server_common;
 
 use ringraft::linearizability::{
@@ -59,8 +64,11 @@ use std::time::{Duration, Instant};
 const NODES: [u64; 3] = [1, 2, 3];
 /// Kill/restart cycles unless `RINGRAFT_CRASH_CYCLES` says otherwise.
 const DEFAULT_CYCLES: usize = 50;
-/// Concurrent client threads.
+/// Concurrent HTTP client threads.
 const CLIENTS: u64 = 5;
+/// Concurrent gRPC client threads (etcd's API: compare-and-swap txns,
+/// ranges and puts on the same keys), after the HTTP ones.
+const GRPC_CLIENTS: u64 = 2;
 /// Keys every client reads and writes.
 const SHARED_KEYS: usize = 4;
 /// Small, so that each node snapshots every few seconds under the load.
@@ -101,6 +109,10 @@ struct ClientStats {
     gets_absent: u64,
     unknown_writes: u64,
     failed_gets: u64,
+    /// Compare-and-swap txns over gRPC sent, swapped, and not swapped.
+    swaps: u64,
+    swaps_swapped: u64,
+    swaps_refused: u64,
     connections_refused: u64,
     /// Acknowledged puts to a key nothing else writes: key and value.
     own_keys_acknowledged: Vec<(String, Vec<u8>)>,
@@ -129,6 +141,9 @@ impl ClientStats {
         self.gets_absent += other.gets_absent;
         self.unknown_writes += other.unknown_writes;
         self.failed_gets += other.failed_gets;
+        self.swaps += other.swaps;
+        self.swaps_swapped += other.swaps_swapped;
+        self.swaps_refused += other.swaps_refused;
         self.connections_refused += other.connections_refused;
         self.own_keys_acknowledged
             .extend(other.own_keys_acknowledged);
@@ -537,13 +552,18 @@ fn kill_restart_cycles_under_concurrent_load_keep_the_history_linearizable() {
         seed,
     };
     wait_agreed_leader(&mut cluster, "at start");
-    let clients: Vec<_> = (1..=CLIENTS)
-        .map(|client| {
-            let load = load.clone();
-            let seed = rng.next_u64();
-            std::thread::spawn(move || run_client(client, &load, seed))
-        })
-        .collect();
+    let mut clients = Vec::new();
+    for client in 1..=CLIENTS + GRPC_CLIENTS {
+        let load = load.clone();
+        let seed = rng.next_u64();
+        clients.push(std::thread::spawn(move || {
+            if client <= CLIENTS {
+                run_client(client, &load, seed)
+            } else {
+                crash_grpc::run_grpc_client(client, &load, seed)
+            }
+        }));
+    }
     let mut kills = KillStats::default();
     while kills.cycles < cycles {
         kill_cycle(&mut cluster, &load, &mut rng, &mut kills);
@@ -595,6 +615,13 @@ fn assert_load_was_sound(stats: &ClientStats) {
     assert!(
         acknowledged_writes > 50 && !stats.own_keys_acknowledged.is_empty(),
         "only {acknowledged_writes} acknowledged writes"
+    );
+    assert!(
+        stats.swaps_swapped > 0 && stats.swaps_refused > 0,
+        "the gRPC txns neither swapped nor raced: {} swapped, {} refused of {}",
+        stats.swaps_swapped,
+        stats.swaps_refused,
+        stats.swaps
     );
     assert!(
         stats.unexpected.is_empty(),
@@ -693,13 +720,14 @@ fn print_summary(
     seed: u64,
     wall: Duration,
 ) {
-    let client_ops = stats.puts + stats.deletes + stats.gets;
+    let client_ops = stats.puts + stats.deletes + stats.gets + stats.swaps;
     let average_cycle = kills.cycle_times.iter().sum::<Duration>() / kills.cycles.max(1) as u32;
     eprintln!(
         "crash test: {} cycles, {} kills ({} of the leader, {} double), \
          {} restarts with a snapshot, {} snapshots received from the leader, seed {seed}\n\
          ops: {} puts, {} deletes, {} gets sent ({} refused connections not sent); \
          {} final reads\n\
+         gRPC compare-and-swap txns: {} sent, {} swapped, {} refused\n\
          outcomes: {} acknowledged puts and {} deletes, {} unknown writes, \
          {} gets found, {} absent, {} failed gets dropped; {} acknowledged own-key writes \
          all read back on every node; {} puts and {} deletes refused by raft, none read\n\
@@ -719,6 +747,9 @@ fn print_summary(
         stats.gets,
         stats.connections_refused,
         checks.history_len as u64 - client_ops,
+        stats.swaps,
+        stats.swaps_swapped,
+        stats.swaps_refused,
         stats.acknowledged_puts,
         stats.acknowledged_deletes,
         stats.unknown_writes,
