@@ -771,7 +771,11 @@ fn print_summary(
 /// Alters a real, linearizable history the ways a lost or misordered write
 /// would show and asserts the checker flags each; returns how many.
 fn assert_alterations_flagged(history: &[Operation]) -> usize {
-    let alterations = [stale_read(history), never_written_read(history)];
+    let alterations = [
+        stale_read(history),
+        never_written_read(history),
+        second_swap_winner(history),
+    ];
     for (what, altered) in alterations.iter() {
         let verdict = check_with_budget(altered, Budget::DEFAULT);
         assert!(verdict.is_illegal(), "{what}: {verdict}");
@@ -822,6 +826,55 @@ fn stale_read(history: &[Operation]) -> (&'static str, Vec<Operation>) {
         }
     }
     panic!("no get follows two acknowledged writes of its key: the load did too little");
+}
+
+/// The history with a second winner of an acknowledged compare-and-swap:
+/// after everything, a swap from the same expected value succeeds again.
+/// Every write's value is unique, so the value the first swap replaced can
+/// never be current again, and no order admits a second winner (what a
+/// txn applied twice, or a compare against stale state, would look like).
+fn second_swap_winner(history: &[Operation]) -> (&'static str, Vec<Operation>) {
+    let swap = history
+        .iter()
+        .find(|op| {
+            op.output == Output::Ok
+                && matches!(
+                    &op.input,
+                    Input::Cas {
+                        expected: Some(_),
+                        ..
+                    }
+                )
+        })
+        .expect("the gRPC clients made an acknowledged swap from a value");
+    let Input::Cas { key, expected, .. } = &swap.input else {
+        unreachable!("found a swap");
+    };
+    let after = history
+        .iter()
+        .map(|op| {
+            if op.output == Output::Unknown {
+                op.call
+            } else {
+                op.ret
+            }
+        })
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut altered = history.to_vec();
+    altered.push(Operation {
+        client: u64::MAX,
+        call: after,
+        ret: after + 1,
+        input: Input::Cas {
+            key: key.clone(),
+            expected: expected.clone(),
+            value: b"second winner".to_vec(),
+        },
+        output: Output::Ok,
+    });
+    ("a second winner of a compare-and-swap", altered)
 }
 
 /// The history with one get that found a value turned into a read of a
