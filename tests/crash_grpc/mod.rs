@@ -25,7 +25,7 @@ use ringraft::etcd::pb::etcdserverpb::response_op::Response;
 use ringraft::etcd::pb::etcdserverpb::{
     Compare, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest,
 };
-use ringraft::linearizability::{Input, Output};
+use ringraft::linearizability::{Input, Output, Token};
 use ringraft::raft::rng::Rng;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -116,10 +116,8 @@ impl<'a> GrpcClient<'a> {
             Ok(response) => {
                 let response = response.into_inner();
                 if response.succeeded {
-                    self.load.recorder.complete(token, Output::Ok);
-                    self.load.acknowledged.fetch_add(1, Ordering::Relaxed);
                     self.stats.swaps_swapped += 1;
-                    self.last_seen.insert(key, Some(value));
+                    self.wrote(token, key, value);
                 } else {
                     let found = match response.responses.first().and_then(|r| r.response.as_ref()) {
                         Some(Response::ResponseRange(range)) => value_of(range),
@@ -131,15 +129,13 @@ impl<'a> GrpcClient<'a> {
                         }
                     };
                     self.stats.swaps_refused += 1;
-                    self.last_seen.insert(key, found.clone());
-                    self.load.recorder.complete(token, Output::Value(found));
+                    self.read(token, key, found);
                 }
                 true
             }
             Err(status) => {
-                self.load.recorder.complete_unknown(token);
                 self.stats.unknown_writes += 1;
-                self.note_status("txn", &status);
+                self.failed(token, "txn", &status);
                 false
             }
         }
@@ -166,14 +162,12 @@ impl<'a> GrpcClient<'a> {
                 } else {
                     self.stats.gets_absent += 1;
                 }
-                self.last_seen.insert(key, found.clone());
-                self.load.recorder.complete(token, Output::Value(found));
+                self.read(token, key, found);
                 true
             }
             Err(status) => {
-                self.load.recorder.complete_unknown(token);
                 self.stats.failed_gets += 1;
-                self.note_status("range", &status);
+                self.failed(token, "range", &status);
                 false
             }
         }
@@ -194,24 +188,37 @@ impl<'a> GrpcClient<'a> {
         };
         match self.nodes[node].put(request).await {
             Ok(_) => {
-                self.load.recorder.complete(token, Output::Ok);
-                self.load.acknowledged.fetch_add(1, Ordering::Relaxed);
                 self.stats.acknowledged_puts += 1;
-                self.last_seen.insert(key, Some(value));
+                self.wrote(token, key, value);
                 true
             }
             Err(status) => {
-                self.load.recorder.complete_unknown(token);
                 self.stats.unknown_writes += 1;
-                self.note_status("put", &status);
+                self.failed(token, "put", &status);
                 false
             }
         }
     }
 
-    /// Counts a failed call by its status; keeps a status no correct
+    /// Records an acknowledged write (a put, a swap that swapped) of
+    /// `value` to `key`.
+    fn wrote(&mut self, token: Token, key: String, value: Vec<u8>) {
+        self.load.recorder.complete(token, Output::Ok);
+        self.load.acknowledged.fetch_add(1, Ordering::Relaxed);
+        self.last_seen.insert(key, Some(value));
+    }
+
+    /// Records what a read (a range, a swap that did not swap) found.
+    fn read(&mut self, token: Token, key: String, found: Option<Vec<u8>>) {
+        self.last_seen.insert(key, found.clone());
+        self.load.recorder.complete(token, Output::Value(found));
+    }
+
+    /// Records a failed call as unknown (a write may still apply; a read
+    /// is dropped), counts it by its status, and keeps a status no correct
     /// server gives here.
-    fn note_status(&mut self, call: &str, status: &Status) {
+    fn failed(&mut self, token: Token, call: &str, status: &Status) {
+        self.load.recorder.complete_unknown(token);
         let cause = format!("grpc {call} {:?}", status.code());
         let entry = self.stats.failures.entry(cause).or_default();
         entry.0 += 1;
