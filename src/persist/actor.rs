@@ -13,10 +13,11 @@
 //!   the next batch (a two-stage pipeline); the next fdatasync starts only
 //!   after the previous one succeeded, and a Ready is acknowledged only after
 //!   an fdatasync that started after its bytes were written.
-//! - When nothing is queued as a sync starts, there is nothing to overlap:
-//!   the sync runs on this thread (`IoBackend::sync_data_now`), sparing the
-//!   hand-off to the kernel's io_uring worker (or the std backend's helper
-//!   thread) and back, which a lone writer feels as latency.
+//! - When nothing is queued as a write or a sync starts, there is nothing
+//!   to overlap: it runs on this thread (`IoBackend::write_all_at_now`,
+//!   `IoBackend::sync_data_now`), sparing the hand-off to the kernel's
+//!   io_uring worker (or the std backend's helper thread) and back, which a
+//!   lone writer feels as latency.
 //! - A batch that needs no sync (commit-only hard states) is acknowledged
 //!   without one, but never before an earlier Ready.
 //! - A snapshot's file is durable before its WAL marker is even encoded
@@ -182,7 +183,8 @@ impl<B: IoBackend> Actor<B> {
             let covered = self.encode(batch).await?;
             if covered.needs_sync {
                 // Written while the previous sync is under way; synced after.
-                self.write_unwritten().await?;
+                let here = self.requests.is_empty();
+                self.write_unwritten(here).await?;
                 if let Some(previous) = in_flight.take() {
                     self.complete(previous).await?;
                 }
@@ -327,8 +329,10 @@ impl<B: IoBackend> Actor<B> {
         Ok(handle)
     }
 
-    /// Writes every encoded, unwritten byte: one buffer, one write.
-    async fn write_unwritten(&mut self) -> Result<(), PersistError> {
+    /// Writes every encoded, unwritten byte: one buffer, one write; with
+    /// `here` (nothing is queued behind it) on this thread
+    /// (`IoBackend::write_all_at_now`).
+    async fn write_unwritten(&mut self, here: bool) -> Result<(), PersistError> {
         if !self.wal.has_unwritten() {
             return Ok(());
         }
@@ -336,10 +340,20 @@ impl<B: IoBackend> Actor<B> {
         let unwritten = self.wal.take_unwritten()?;
         let len = unwritten.bytes.len();
         let started = Instant::now();
-        let (result, buffer) = self
-            .backend
-            .write_all_at(&handle, unwritten.file_offset, unwritten.bytes)
-            .await;
+        let (result, buffer) = if here {
+            self.backend
+                .write_all_at_now(
+                    &handle,
+                    self.wal.tail_file(),
+                    unwritten.file_offset,
+                    unwritten.bytes,
+                )
+                .await
+        } else {
+            self.backend
+                .write_all_at(&handle, unwritten.file_offset, unwritten.bytes)
+                .await
+        };
         result.map_err(|e| PersistError::io("writing WAL", self.wal.tail_path(), e))?;
         self.metrics
             .write_duration
@@ -453,7 +467,7 @@ impl<B: IoBackend> Actor<B> {
     /// Writes and syncs what commit-only Readies left buffered.
     async fn finish(&mut self) -> Result<(), PersistError> {
         if self.wal.has_unwritten() {
-            self.write_unwritten().await?;
+            self.write_unwritten(false).await?;
             let in_flight = self.begin_sync(Covered::default(), false).await?;
             self.complete(in_flight).await?;
         }

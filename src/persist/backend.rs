@@ -84,6 +84,23 @@ pub trait IoBackend: 'static {
         bytes: Vec<u8>,
     ) -> impl Future<Output = WriteOutcome> + 'static;
 
+    /// Writes like [`IoBackend::write_all_at`] to `handle` (whose file is
+    /// `file`), when the actor has nothing queued behind the write. A
+    /// backend whose writes may go through another thread (the kernel's
+    /// io_uring workers take a buffered write they cannot finish at once)
+    /// may write here on the calling thread instead, one hand-off fewer;
+    /// by default it is [`IoBackend::write_all_at`].
+    fn write_all_at_now(
+        &self,
+        handle: &Self::Handle,
+        file: &File,
+        file_offset: u64,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = WriteOutcome> {
+        let _ = file;
+        self.write_all_at(handle, file_offset, bytes)
+    }
+
     /// Starts an `fdatasync` of `handle`; once this returns, the sync is
     /// under way (submitted to the kernel), so the caller can do other work
     /// before awaiting the returned [`SyncInFlight`].

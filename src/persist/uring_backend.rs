@@ -78,6 +78,21 @@ impl IoBackend for UringIo {
         }
     }
 
+    fn write_all_at_now(
+        &self,
+        _handle: &Self::Handle,
+        file: &File,
+        file_offset: u64,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = WriteOutcome> {
+        // A buffered write that io_uring cannot complete inline goes to a
+        // kernel worker thread and back; with nothing queued behind it,
+        // the plain syscall on this thread saves that hop (1-client p50
+        // in BENCHMARKS.md, "The hot path (issue 18)").
+        let result = crate::wal::fs::write_all_at_in_pages(file, file_offset, &bytes);
+        std::future::ready((result, bytes))
+    }
+
     fn begin_sync_data(&self, handle: &Self::Handle) -> impl Future<Output = SyncInFlight> {
         let file = Rc::clone(handle);
         async move {
