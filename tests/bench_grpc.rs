@@ -174,6 +174,23 @@ fn grpc_target_drives_etcd() {
     assert!(u(&mixed, "reads") > 0 && u(&mixed, "writes") > 0, "{mixed}");
     assert_eq!(u(&mixed, "log_entries"), u(&mixed, "writes"), "{mixed}");
     assert_eq!(mixed["read_consistency"], "linearizable");
+
+    // Pipelined: 2 connections, 4 writes in flight on each (HTTP/2
+    // streams); every write is answered and counted once.
+    let pipelined = bench(&[
+        "--target",
+        &target,
+        "--ops",
+        "400",
+        "--clients",
+        "2",
+        "--pipeline",
+        "4",
+    ]);
+    check_consistent(&pipelined);
+    assert_eq!(u(&pipelined, "ops"), 400, "{pipelined}");
+    assert_eq!(u(&pipelined, "log_entries"), 400, "{pipelined}");
+    assert_eq!(u(&pipelined, "pipeline"), 4, "{pipelined}");
 }
 
 #[test]

@@ -100,6 +100,28 @@ fn embedded_one_node_counts_exactly_the_requested_operations() {
 }
 
 #[test]
+fn pipelined_client_keeps_several_writes_in_flight() {
+    let report = bench(&[
+        "--embedded",
+        "--nodes",
+        "1",
+        "--ops",
+        "800",
+        "--clients",
+        "1",
+        "--pipeline",
+        "8",
+    ]);
+    check_consistent(&report);
+    assert_eq!(u(&report, "ops"), 800);
+    assert_eq!(u(&report, "log_entries"), 800, "{report}");
+    assert_eq!(u(&report, "pipeline"), 8, "{report}");
+    // One client waiting for each answer puts one write in each fsync;
+    // only writes in flight together can share one.
+    assert!(f(&report, "entries_per_fsync") > 1.0, "{report}");
+}
+
+#[test]
 fn embedded_three_nodes_for_a_duration_with_reads() {
     let report = bench(&[
         "--embedded",
@@ -197,6 +219,15 @@ fn usage_errors_exit_nonzero_without_running() {
         .output()
         .expect("run ringraft bench");
     assert_eq!(output.status.code(), Some(2), "clap: a mode is required");
+    let output = Command::new(BINARY)
+        .args(["bench", "--target", "http://127.0.0.1:1", "--pipeline", "2"])
+        .output()
+        .expect("run ringraft bench");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--pipeline"),
+        "{output:?}"
+    );
 }
 
 fn free_port() -> u16 {

@@ -67,6 +67,11 @@ pub struct BenchArgs {
     /// one keep-alive connection each).
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
+    /// Operations each client keeps in flight on its connection (closed
+    /// loop; --embedded and grpc:// only): 1 waits for each answer before
+    /// the next request.
+    #[arg(long, default_value_t = 1, value_name = "DEPTH")]
+    pub pipeline: usize,
     /// Bytes per written value.
     #[arg(long, default_value_t = 256)]
     pub value_size: usize,
@@ -200,6 +205,7 @@ impl BenchArgs {
                 },
             },
             clients: self.clients,
+            pipeline: self.pipeline,
             stop: match (self.ops, self.duration) {
                 (Some(ops), _) => Stop::Ops(ops),
                 (None, Some(duration)) => Stop::Duration(duration),

@@ -2,7 +2,8 @@
 //!
 //! Owns: the [`Driver`] and [`Client`] traits and [`OpFailure`].
 //! Guarantees (every implementation): a [`Client`] issues one operation at
-//! a time and answers `Ok` only when the target acknowledged it (a write
+//! a time (several clients made by [`Client::share`] multiplex one
+//! connection) and answers `Ok` only when the target acknowledged it (a write
 //! durable and applied, a read answered); a failure says why and leaves
 //! the client usable for the next operation (it reconnects or finds the
 //! leader again itself); [`Driver::counters`] never fails the run, it
@@ -23,6 +24,16 @@ pub struct OpFailure(pub String);
 pub trait Client: Send + 'static {
     /// Performs `op` and waits for its acknowledgement.
     fn execute(&mut self, op: Op) -> impl Future<Output = Result<(), OpFailure>> + Send;
+
+    /// Another client on this one's connection, whose operations run
+    /// concurrently with this one's (`--pipeline`); `None` when the
+    /// connection carries one operation at a time.
+    fn share(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
 }
 
 /// A target under load.

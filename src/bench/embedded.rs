@@ -270,6 +270,16 @@ impl Client for EmbeddedClient {
             }
         }
     }
+
+    fn share(&self) -> Option<EmbeddedClient> {
+        // A node handle takes any number of requests at once.
+        Some(EmbeddedClient {
+            nodes: Arc::clone(&self.nodes),
+            node: self.node.clone(),
+            value: Arc::clone(&self.value),
+            consistency: self.consistency,
+        })
+    }
 }
 
 impl Driver for EmbeddedCluster {

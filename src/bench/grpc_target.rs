@@ -208,6 +208,15 @@ impl Client for GrpcClient {
             }
         }
     }
+
+    fn share(&self) -> Option<GrpcClient> {
+        // Another HTTP/2 stream on the same connection.
+        Some(GrpcClient {
+            kv: self.kv.clone(),
+            value: self.value.clone(),
+            serializable: self.serializable,
+        })
+    }
 }
 
 /// This endpoint's fsyncs, fsync seconds and entries from its `/metrics`

@@ -131,6 +131,7 @@ pub fn report(options: &BenchOptions, measured: &Measured) -> Report {
         backend,
         send_appends_early: early,
         clients: options.clients,
+        pipeline: options.pipeline,
         value_size: options.workload.value_size,
         key_space: options.workload.key_space,
         read_ratio: options.workload.read_ratio,

@@ -213,6 +213,10 @@ pub struct BenchOptions {
     /// Concurrent clients (each one operation at a time; over HTTP or gRPC each
     /// has its own keep-alive connection).
     pub clients: usize,
+    /// Operations each client keeps in flight on its one connection (or
+    /// node handle): 1 is the plain closed loop; more pipelines, which only
+    /// targets that multiplex a connection take (embedded, gRPC).
+    pub pipeline: usize,
     /// When to stop.
     pub stop: Stop,
     /// Operations not measured before the run (time).
@@ -236,6 +240,8 @@ pub struct BenchOptions {
 
 /// Largest accepted `--clients`.
 pub const MAX_CLIENTS: usize = 100_000;
+/// Largest accepted `--pipeline`.
+pub const MAX_PIPELINE: usize = 1024;
 /// Largest accepted `--value-size` (ringraft's and etcd's 1.5 MiB request
 /// limit).
 pub const MAX_VALUE_SIZE: usize = 1536 * 1024;
@@ -268,6 +274,7 @@ impl BenchOptions {
             Stop::Ops(0) => return Err(BenchError::option("--ops", "must be at least 1")),
             _ => {}
         }
+        self.validate_pipeline()?;
         if self.client_threads > 64 {
             return Err(BenchError::option("--client-threads", "at most 64"));
         }
@@ -304,6 +311,38 @@ impl BenchOptions {
         }
         Ok(())
     }
+
+    /// `--pipeline`: in range, closed loop only, and only where one
+    /// connection carries several operations at once.
+    fn validate_pipeline(&self) -> Result<(), BenchError> {
+        if self.pipeline == 0 || self.pipeline > MAX_PIPELINE {
+            return Err(BenchError::option(
+                "--pipeline",
+                format!("must be in 1..={MAX_PIPELINE}"),
+            ));
+        }
+        if self.pipeline == 1 {
+            return Ok(());
+        }
+        if self.rate.is_some() {
+            return Err(BenchError::option(
+                "--pipeline",
+                "is for the closed loop; --rate already lets a client's operations overlap its schedule",
+            ));
+        }
+        match self.target {
+            Target::Embedded(_) | Target::Grpc(_) => Ok(()),
+            _ => Err(BenchError::option(
+                "--pipeline",
+                "needs --embedded or grpc:// (an HTTP/1.1 connection carries one request at a time)",
+            )),
+        }
+    }
+
+    /// Client loops in all: `clients × pipeline`.
+    pub fn loops(&self) -> usize {
+        self.clients.saturating_mul(self.pipeline)
+    }
 }
 
 /// Parses a duration such as `5s`, `500ms`, `1m 30s` (humantime).
@@ -325,6 +364,7 @@ mod tests {
                 read_consistency: ReadConsistency::Linearizable,
             },
             clients: 4,
+            pipeline: 1,
             stop: Stop::Ops(10),
             warmup: Duration::ZERO,
             rate: None,
@@ -442,5 +482,44 @@ mod tests {
         let mut o = options(Target::RawFsync { dir: None });
         o.workload.read_ratio = 0.5;
         assert_eq!(flag_of(o), "--read-ratio");
+    }
+
+    #[test]
+    fn pipelining_needs_a_multiplexed_connection_and_a_closed_loop() {
+        let flag_of = |o: BenchOptions| match o.validate() {
+            Err(BenchError::Option { flag, .. }) => flag,
+            other => panic!("expected an option error, got {other:?}"),
+        };
+        let embedded = Target::Embedded(EmbeddedOptions {
+            nodes: 1,
+            backend: BackendChoice::Auto,
+            send_appends_early: false,
+            data_dir: None,
+            snapshot_count: None,
+        });
+        let grpc = Target::parse_url("grpc://127.0.0.1:2379").expect("grpc url");
+        let http = Target::parse_url("http://127.0.0.1:7379").expect("http url");
+        for target in [embedded.clone(), grpc] {
+            let mut o = options(target);
+            o.pipeline = 8;
+            assert!(o.validate().is_ok());
+            assert_eq!(o.loops(), 32);
+        }
+        let mut o = options(http);
+        o.pipeline = 2;
+        assert_eq!(flag_of(o), "--pipeline");
+        let mut o = options(Target::RawFsync { dir: None });
+        o.pipeline = 2;
+        assert_eq!(flag_of(o), "--pipeline");
+        let mut o = options(embedded.clone());
+        o.pipeline = 2;
+        o.rate = Some(1000.0);
+        assert_eq!(flag_of(o), "--pipeline");
+        let mut o = options(embedded.clone());
+        o.pipeline = 0;
+        assert_eq!(flag_of(o), "--pipeline");
+        let mut o = options(embedded);
+        o.pipeline = MAX_PIPELINE + 1;
+        assert_eq!(flag_of(o), "--pipeline");
     }
 }

@@ -1,6 +1,7 @@
 //! Driving clients against a target and measuring them.
 //!
-//! Owns: the client tasks (closed loop, or open loop at a fixed rate), the
+//! Owns: the client tasks (closed loop, pipelined closed loop, or open loop
+//! at a fixed rate), the
 //! warm-up, the stop condition, the progress line on stderr, and the
 //! before/after readings (target counters, CPU clocks) around the
 //! measurement.
@@ -11,6 +12,9 @@
 //!   after the measurement started; so `ops == acknowledged` by
 //!   construction, and with `--ops N` exactly `N` operations are counted
 //!   unless the run stalls (a failed one gives its slot back);
+//! - pipelined (`--pipeline D`): each client runs `D` closed loops on its
+//!   one connection ([`Client::share`]), each with its own operations and
+//!   latencies, so up to `D` of its operations are in flight at once;
 //! - open loop: client `i` of `C` at total rate `R` is scheduled at
 //!   `t0 + (i + k·C)/R`; when a client is still busy with its previous
 //!   operation at the scheduled time, the latency counts from the
@@ -237,13 +241,10 @@ pub async fn run<D: Driver>(
     driver: Arc<D>,
     options: &BenchOptions,
 ) -> Result<Measured, BenchError> {
-    let mut clients = Vec::with_capacity(options.clients);
-    for index in 0..options.clients {
-        clients.push(driver.client(index).await?);
-    }
+    let clients = connect_loops(&*driver, options).await?;
     let t0 = Instant::now();
     let shared = Arc::new(Shared {
-        latencies: Latencies::new(options.clients)?,
+        latencies: Latencies::new(options.loops())?,
         t0,
         measure_start: OnceLock::new(),
         deadline: OnceLock::new(),
@@ -259,7 +260,7 @@ pub async fn run<D: Driver>(
         warmup_acks: AtomicU64::new(0),
         last_end_ns: AtomicU64::new(0),
         first_error: Mutex::new(None),
-        alive: AtomicUsize::new(options.clients),
+        alive: AtomicUsize::new(options.loops()),
         all_done: Notify::new(),
     });
 
@@ -387,6 +388,29 @@ pub async fn run<D: Driver>(
             _ => None,
         },
     })
+}
+
+/// One client per loop: client `c`'s connection, made by the driver, is
+/// shared by loops `c·D` to `c·D + D − 1` (`D` = `--pipeline`).
+async fn connect_loops<D: Driver>(
+    driver: &D,
+    options: &BenchOptions,
+) -> Result<Vec<D::Client>, BenchError> {
+    let mut loops = Vec::with_capacity(options.loops());
+    for index in 0..options.clients {
+        let client = driver.client(index).await?;
+        for _ in 1..options.pipeline {
+            let shared = client.share().ok_or_else(|| {
+                BenchError::option(
+                    "--pipeline",
+                    "this target's connections carry one request at a time",
+                )
+            })?;
+            loops.push(shared);
+        }
+        loops.push(client);
+    }
+    Ok(loops)
 }
 
 /// Name prefix of the client runtime's threads.

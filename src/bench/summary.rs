@@ -97,6 +97,8 @@ pub struct Report {
     pub send_appends_early: Option<bool>,
     /// Concurrent clients.
     pub clients: usize,
+    /// Operations each client kept in flight (1: one at a time).
+    pub pipeline: usize,
     /// Bytes per written value.
     pub value_size: usize,
     /// Keys drawn from.
@@ -171,7 +173,7 @@ pub struct Report {
 }
 
 /// Columns of [`Report::csv_row`].
-pub const CSV_HEADER: &str = "target,nodes,backend,send_appends_early,clients,value_size,key_space,read_ratio,rate,duration_s,ops,errors,ops_per_sec,mean_ms,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,fsyncs,entries_per_fsync,log_entries,cpu_us_per_op,server_cpu_us_per_op,fsync_mean_ms,client_cpu_us_per_op,node_cpu_us_per_op";
+pub const CSV_HEADER: &str = "target,nodes,backend,send_appends_early,clients,value_size,key_space,read_ratio,rate,duration_s,ops,errors,ops_per_sec,mean_ms,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,fsyncs,entries_per_fsync,log_entries,cpu_us_per_op,server_cpu_us_per_op,fsync_mean_ms,client_cpu_us_per_op,node_cpu_us_per_op,pipeline";
 
 fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(String::new, |v| v.to_string())
@@ -233,6 +235,7 @@ impl Report {
             opt_f(self.fsync_mean_ms, 3),
             opt_f(self.client_cpu_us_per_op, 2),
             opt_f(self.node_cpu_us_per_op, 2),
+            self.pipeline.to_string(),
         ]
         .join(",")
     }
@@ -263,9 +266,10 @@ impl Report {
         } else {
             "writes only".to_string()
         };
-        let lp = match self.rate {
-            Some(rate) => format!("open loop at {rate:.0} ops/s"),
-            None => "closed loop".to_string(),
+        let lp = match (self.rate, self.pipeline) {
+            (Some(rate), _) => format!("open loop at {rate:.0} ops/s"),
+            (None, 1) => "closed loop".to_string(),
+            (None, depth) => format!("closed loop, {depth} in flight per client"),
         };
         let _ = writeln!(
             out,
@@ -414,6 +418,7 @@ mod tests {
             backend: Some("auto".into()),
             send_appends_early: Some(false),
             clients: 4,
+            pipeline: 1,
             value_size: 256,
             key_space: 10_000,
             read_ratio: 0.0,
