@@ -29,6 +29,7 @@
 //! May not touch: raft, files, the network.
 
 use super::applier::Applier;
+use super::background;
 use super::envelope::RequestId;
 use super::error::{ApplyError, NodeError};
 use super::mailbox::{ApplyMsg, ProposalReply, Read, SnapshotData};
@@ -45,6 +46,8 @@ use tokio::task::JoinHandle;
 
 /// Sweep answered-elsewhere waiters (timed-out callers) this often.
 const SWEEP_EVERY_MESSAGES: u64 = 1024;
+/// The name of the thread that writes a snapshot's state file.
+const SNAPSHOT_WRITER_THREAD: &str = "ringraft-snap-write";
 /// An apply batch slower than this counts as slow (etcd's threshold).
 const SLOW_APPLY: Duration = Duration::from_millis(100);
 
@@ -304,8 +307,16 @@ impl<S: StateMachine> ApplyActor<S> {
         let started = Instant::now();
         let created = self.metrics.snapshot_create.clone();
         let (snap_dir, pacing) = (self.snap_dir.clone(), self.pacing);
+        let index = applied;
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            let written = snapshot_files::write(&snap_dir, pacing, job)?;
+            // Behind the commit path: see `background`.
+            let written = background::run_at_low_priority(SNAPSHOT_WRITER_THREAD, || {
+                snapshot_files::write(&snap_dir, pacing, job)
+            })
+            .map_err(|error| ApplyError::SnapshotWrite {
+                index,
+                source: std::sync::Arc::new(error),
+            })??;
             created.record(started.elapsed());
             Ok(written)
         }));

@@ -25,6 +25,7 @@
 #[doc(hidden)]
 pub mod applier;
 mod apply_actor;
+mod background;
 #[doc(hidden)]
 pub mod bootstrap;
 #[doc(hidden)]
