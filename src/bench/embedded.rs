@@ -241,7 +241,7 @@ async fn settle(leader: &NodeHandle<KvStore>) {
 }
 
 /// One client: a handle on the node it believes leads.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EmbeddedClient {
     nodes: Arc<[NodeHandle<KvStore>]>,
     node: NodeHandle<KvStore>,
@@ -273,12 +273,7 @@ impl Client for EmbeddedClient {
 
     fn share(&self) -> Option<EmbeddedClient> {
         // A node handle takes any number of requests at once.
-        Some(EmbeddedClient {
-            nodes: Arc::clone(&self.nodes),
-            node: self.node.clone(),
-            value: Arc::clone(&self.value),
-            consistency: self.consistency,
-        })
+        Some(self.clone())
     }
 }
 

@@ -171,7 +171,7 @@ impl GrpcDriver {
 }
 
 /// One client's connection.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GrpcClient {
     kv: KvClient<Channel>,
     value: Bytes,
@@ -210,12 +210,9 @@ impl Client for GrpcClient {
     }
 
     fn share(&self) -> Option<GrpcClient> {
-        // Another HTTP/2 stream on the same connection.
-        Some(GrpcClient {
-            kv: self.kv.clone(),
-            value: self.value.clone(),
-            serializable: self.serializable,
-        })
+        // A clone of a tonic client opens another HTTP/2 stream on the
+        // same connection.
+        Some(self.clone())
     }
 }
 
