@@ -211,6 +211,27 @@ async fn etcdctl_puts_gets_deletes_txns_and_compacts() {
     assert!(!ok);
     assert!(stderr.contains("requested lease not found"), "{stderr}");
 
+    // A watch from a revision ahead of the store (as a client resuming on
+    // a member still catching up asks for) gets the events from that
+    // revision on, not the live ones before it.
+    let (ok, json, _) = run(endpoint, &["get", "foo", "-w", "json"], "").await;
+    assert!(ok);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let now = value["header"]["revision"].as_i64().expect("revision");
+    let ahead = format!("--rev={}", now + 3);
+    let future_watch = start_watch(endpoint, &["watch", "ahead", "--prefix", &ahead]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 1..=4 {
+        expect(endpoint, &["put", &format!("ahead{n}"), "v"], "OK\n").await;
+    }
+    let from_ahead = stop_watch(future_watch).await;
+    assert_eq!(
+        from_ahead,
+        "PUT\nahead3\nv\nPUT\nahead4\nv\n",
+        "a watch from revision {} (the store at {now})",
+        now + 3
+    );
+
     let _ = stop.send(true);
     let _ = server.await;
     node.shutdown().await.expect("shutdown");

@@ -177,11 +177,15 @@ impl StreamState {
                 .send(Ok(event_response(header, id, events)))
                 .await;
         }
+        // A start revision ahead of this member's state (one still catching
+        // up, say after a restart) must not let in the live events before
+        // it: the client has them already.
+        let skip_through = through.max(request.start_revision - 1);
         let task = tokio::spawn(forward(
             self.service.clone(),
             watcher,
             live,
-            through,
+            skip_through,
             self.outbound.clone(),
         ));
         self.watches.insert(id, task);
