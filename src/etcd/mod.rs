@@ -35,6 +35,7 @@ pub mod maintenance_service;
 mod propose;
 pub mod store;
 pub mod v1_store;
+mod watch_batches;
 pub mod watch_service;
 
 pub use cluster_service::ClusterService;
