@@ -166,3 +166,100 @@ fn etcdctl_reads_endpoint_status_alarms_and_moves_the_leader() {
     let refused = etcdctl(cluster.proc(target).client, &["move-leader", "99"]);
     assert!(!refused.success);
 }
+
+#[test]
+fn etcdctl_moves_a_member_to_a_new_peer_url() {
+    let mut cluster = ProcCluster::start(&[1, 2, 3]);
+    let leader = cluster.leader();
+    let endpoint = cluster.proc(leader).client;
+    let moved = if leader == 3 { 2 } else { 3 };
+    let hex_id = format!("{moved:x}");
+
+    // etcd's errors: a member that is not there, an address taken.
+    let stranger = etcdctl(
+        endpoint,
+        &["member", "update", "99", "--peer-urls=http://127.0.0.1:1"],
+    );
+    assert!(!stranger.success);
+    assert!(
+        stranger.stderr.contains("member not found"),
+        "{}",
+        stranger.stderr
+    );
+    let taken = format!("--peer-urls=http://{}", cluster.proc(leader).peer);
+    let clash = etcdctl(endpoint, &["member", "update", &hex_id, &taken]);
+    assert!(!clash.success);
+    assert!(
+        clash.stderr.contains("Peer URLs already exists"),
+        "{}",
+        clash.stderr
+    );
+
+    // The member is told its new address, stopped, and started there.
+    let new_peer = std::net::SocketAddr::from(([127, 0, 0, 1], server_common::free_port()));
+    let flag = format!("--peer-urls=http://{new_peer}");
+    let updated = etcdctl(endpoint, &["member", "update", &hex_id, &flag]);
+    assert!(updated.success, "member update failed: {}", updated.stderr);
+    assert!(
+        updated.stdout.contains("updated in cluster"),
+        "{}",
+        updated.stdout
+    );
+    // Answered once applied on the leader. The moved member itself is
+    // not sent anything more at its old address, as with etcd: it learns
+    // of the change once restarted at the new one.
+    let lists_new_address = |client: SocketAddr| {
+        let listed = member_list(client);
+        let row = listed.iter().find(|row| row[0] == hex_id).expect("listed");
+        row[3] == format!("http://{new_peer}")
+    };
+    for id in [1, 2, 3].into_iter().filter(|&id| id != moved) {
+        let client = cluster.proc(id).client;
+        eventually("the others list the new address", || {
+            lists_new_address(client).then_some(())
+        });
+    }
+    cluster
+        .procs
+        .get_mut(&moved)
+        .expect("the moved member")
+        .terminate();
+    put_retrying(&[endpoint], "while-away", b"1");
+    cluster.procs.get_mut(&moved).expect("moved").peer = new_peer;
+    cluster.restart(moved);
+    // Nothing listens at the old address: the member catches up only if
+    // the leader sends to the new one.
+    put_retrying(&[endpoint], "after-move", b"2");
+    wait_value(cluster.proc(moved).client, "while-away", b"1");
+    wait_value(cluster.proc(moved).client, "after-move", b"2");
+    assert!(lists_new_address(cluster.proc(moved).client));
+
+    // A restart of the leader (its --initial-cluster still names the old
+    // address of the moved member) keeps the new one from the directory.
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != moved).collect();
+    let stale_initial = cluster.initial().replace(
+        &new_peer.to_string(),
+        &format!("127.0.0.1:{}", server_common::free_port()),
+    );
+    let restarted = others[0];
+    let proc = cluster.procs.get_mut(&restarted).expect("restarted");
+    proc.terminate();
+    proc.start(&stale_initial, &[]);
+    let survivor = cluster.proc(others[1]).client;
+    put_retrying(&[survivor], "after-restart", b"3");
+    // Stop the member that never restarted: the restarted one and the
+    // moved one must then form a quorum, which needs the restarted one to
+    // reach the moved one at its new address.
+    cluster
+        .procs
+        .get_mut(&others[1])
+        .expect("the third")
+        .terminate();
+    let restarted_client = cluster.proc(restarted).client;
+    put_retrying(
+        &[restarted_client, cluster.proc(moved).client],
+        "pair",
+        b"4",
+    );
+    wait_value(cluster.proc(moved).client, "pair", b"4");
+}

@@ -12,9 +12,10 @@
 //! etcd chooses a new member's id itself, from its peer URLs, the cluster
 //! and the time; so does this service (a hash of the same), and the new
 //! member is then started with `ringraft serve --id <that id> --join`. A
-//! member has exactly one peer URL here. MemberUpdate (changing a member's
-//! peer URL) is refused with `UNIMPLEMENTED` until the member directory
-//! can change an entry in place.
+//! member has exactly one peer URL here. MemberUpdate changes it through
+//! raft (an `UpdateNode` configuration change carrying the new address):
+//! every member's directory and transport take it as the change applies,
+//! and the member is then restarted listening there.
 
 use super::header::{HeaderSource, status_of};
 use super::pb::etcdserverpb::cluster_server::Cluster;
@@ -193,11 +194,40 @@ impl Cluster for ClusterService {
 
     async fn member_update(
         &self,
-        _request: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: ringraft cannot change a member's peer URL yet; remove and add it",
-        ))
+        let request = request.into_inner();
+        let [peer_url] = request.peer_ur_ls.as_slice() else {
+            return Err(Status::invalid_argument(
+                "etcdserver: a ringraft member has exactly one peer URL",
+            ));
+        };
+        let address = without_scheme(peer_url);
+        let members = self.members().await?;
+        if !members.iter().any(|m| m.id == request.id) {
+            return Err(Status::not_found("etcdserver: member not found"));
+        }
+        if members.iter().any(|m| {
+            m.id != request.id && m.peer_ur_ls.iter().any(|u| without_scheme(u) == address)
+        }) {
+            return Err(Status::failed_precondition(
+                "etcdserver: Peer URLs already exists",
+            ));
+        }
+        self.headers
+            .node()
+            .update_peer_url(request.id, address)
+            .await
+            .map_err(|error| match error {
+                NodeError::UnknownMember { .. } => {
+                    Status::not_found("etcdserver: member not found")
+                }
+                other => status_of(&other),
+            })?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(self.headers.header()),
+            members: self.members().await?,
+        }))
     }
 
     async fn member_list(

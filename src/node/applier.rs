@@ -259,7 +259,13 @@ impl<S: StateMachine> Applier<S> {
                 Ok(ConfChangeType::ConfChangeRemoveNode) => {
                     self.members.remove(&node_id);
                 }
-                Ok(ConfChangeType::ConfChangeUpdateNode) | Err(_) => {}
+                Ok(ConfChangeType::ConfChangeUpdateNode) => {
+                    let peer_url = envelope::member_peer_url(&cc.context, node_id);
+                    if !peer_url.is_empty() {
+                        self.members.insert(node_id, peer_url);
+                    }
+                }
+                Err(_) => {}
             }
         }
         added

@@ -275,6 +275,17 @@ impl<S: StateMachine> NodeHandle<S> {
             .await
     }
 
+    /// Announces that member `node_id` is now reachable by peers at
+    /// `peer_url` (etcd's member update): every member's transport and
+    /// member directory take the new address as the change applies.
+    pub async fn update_peer_url(&self, node_id: u64, peer_url: &str) -> Result<u64, NodeError> {
+        self.change_membership(vec![MembershipChange::UpdatePeerUrl {
+            node_id,
+            peer_url: peer_url.to_string(),
+        }])
+        .await
+    }
+
     /// Applies `changes` together: one change as a simple configuration
     /// change, several through a joint configuration (joint consensus,
     /// left automatically). Returns the index of the entry that completed

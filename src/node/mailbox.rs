@@ -61,6 +61,14 @@ pub enum MembershipChange {
         /// The member.
         node_id: u64,
     },
+    /// Announce that a voter or learner is now reachable by peers at
+    /// `peer_url` (its configuration does not change).
+    UpdatePeerUrl {
+        /// The member.
+        node_id: u64,
+        /// Its new peer address.
+        peer_url: String,
+    },
 }
 
 impl MembershipChange {
@@ -70,7 +78,8 @@ impl MembershipChange {
             MembershipChange::AddVoter { node_id, .. }
             | MembershipChange::AddLearner { node_id, .. }
             | MembershipChange::Promote { node_id }
-            | MembershipChange::Remove { node_id } => *node_id,
+            | MembershipChange::Remove { node_id }
+            | MembershipChange::UpdatePeerUrl { node_id, .. } => *node_id,
         }
     }
 }

@@ -136,13 +136,16 @@ impl Membership {
         }
     }
 
-    /// Tells the transport where added members are, or that one left.
+    /// Tells the transport where added or moved members are, or that one
+    /// left.
     fn tell_transport(&self, transport: &dyn Transport, cc: &ConfChangeV2) {
         for change in &cc.changes {
             let node_id = change.node_id;
             match ConfChangeType::try_from(change.change_type) {
                 Ok(
-                    ConfChangeType::ConfChangeAddNode | ConfChangeType::ConfChangeAddLearnerNode,
+                    ConfChangeType::ConfChangeAddNode
+                    | ConfChangeType::ConfChangeAddLearnerNode
+                    | ConfChangeType::ConfChangeUpdateNode,
                 ) if node_id != self.node_id => {
                     let peer_url = envelope::member_peer_url(&cc.context, node_id);
                     if !peer_url.is_empty() {
@@ -215,7 +218,8 @@ fn check_and_propose(
         let change_type = check_one(&conf, change)?;
         match change {
             MembershipChange::AddVoter { peer_url, .. }
-            | MembershipChange::AddLearner { peer_url, .. } => {
+            | MembershipChange::AddLearner { peer_url, .. }
+            | MembershipChange::UpdatePeerUrl { peer_url, .. } => {
                 peers.push((node_id, peer_url.clone()));
             }
             MembershipChange::Promote { .. } | MembershipChange::Remove { .. } => {}
@@ -280,5 +284,14 @@ fn check_one(conf: &ConfState, change: &MembershipChange) -> Result<ConfChangeTy
             invalid(format!("node {node_id:#x} is the last voter"))
         }
         MembershipChange::Remove { .. } => Ok(ConfChangeType::ConfChangeRemoveNode),
+        MembershipChange::UpdatePeerUrl { node_id, .. }
+            if !is_voter(node_id) && !is_learner(node_id) =>
+        {
+            Err(NodeError::UnknownMember { node_id })
+        }
+        MembershipChange::UpdatePeerUrl { ref peer_url, .. } if peer_url.is_empty() => {
+            invalid("an update needs the member's new peer address".to_string())
+        }
+        MembershipChange::UpdatePeerUrl { .. } => Ok(ConfChangeType::ConfChangeUpdateNode),
     }
 }
