@@ -3,7 +3,8 @@
 //! keep-alive, list, revoke (the key goes with the lease); a lease nobody
 //! keeps alive expires with its key; and a lease kept alive through the
 //! leader survives the leader's death until its TTL runs out on the new
-//! leader, which then expires it.
+//! leader, which then expires it; a lease kept alive through a follower
+//! lives while kept and expires once its keeper stops.
 
 mod etcd_common;
 mod server_common;
@@ -256,4 +257,52 @@ fn leases_survive_a_restart_from_a_snapshot() {
     ok(&endpoints, &["lease", "revoke", &id]);
     assert_eq!(get(&endpoints, "leased"), None);
     assert_eq!(get(&endpoints, "filler7").as_deref(), Some("x"));
+}
+
+#[test]
+fn a_lease_kept_alive_through_a_follower_lives_while_kept_and_expires_after() {
+    const TTL: u64 = 3;
+    let mut cluster = ProcCluster::start(&[1, 2, 3]);
+    let leader = cluster.leader();
+    let follower = cluster
+        .procs
+        .values()
+        .find(|p| p.id != leader)
+        .map(|p| p.client)
+        .expect("a follower");
+    let follower_endpoint = [follower];
+    let leader_endpoint = [cluster.proc(leader).client];
+
+    let id = grant(&follower_endpoint, TTL);
+    ok(&follower_endpoint, &["put", "--lease", &id, "kept", "v"]);
+    let mut keeper = etcdctl_command(&follower_endpoint, &["lease", "keep-alive", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcdctl lease keep-alive starts");
+    // Three TTLs: only renewals the follower passed to the leader (which
+    // decides expiry) keep the key.
+    sleep(Duration::from_secs(3 * TTL));
+    let on_leader = get(&leader_endpoint, "kept");
+    let ttl = ok(&leader_endpoint, &["lease", "timetolive", &id]);
+    let _ = keeper.kill();
+    let _ = keeper.wait();
+    let stopped = Instant::now();
+    assert_eq!(
+        on_leader.as_deref(),
+        Some("v"),
+        "renewals through a follower kept the lease{}",
+        cluster.dump_logs()
+    );
+    assert!(ttl.contains("remaining"), "{ttl}");
+
+    let dump = || cluster.dump_logs();
+    wait_gone(
+        &leader_endpoint,
+        "kept",
+        stopped + Duration::from_secs(TTL + 10),
+        &dump,
+    );
+    let ttl = ok(&follower_endpoint, &["lease", "timetolive", &id]);
+    assert!(ttl.contains("already expired"), "{ttl}");
 }
