@@ -935,39 +935,12 @@ fn parse_operation(line: &str) -> Option<Operation> {
     let (client, request) = request.split_once(' ')?;
     let (call, times) = request.split_once(" [")?;
     let (name, args) = call.strip_suffix(')')?.split_once('(')?;
-    let args: Vec<Vec<u8>> = args
-        .split(", ")
-        .map(|arg| {
-            Some(
-                arg.strip_prefix('"')?
-                    .strip_suffix('"')?
-                    .as_bytes()
-                    .to_vec(),
-            )
-        })
-        .collect::<Option<_>>()?;
     let (call_time, ret_time) = times.split_once(", ")?;
-    let key = args.first()?.clone();
-    let input = match (name, args.get(1)) {
-        ("put", Some(value)) => Input::Put {
-            key,
-            value: value.clone(),
-        },
-        ("delete", None) => Input::Delete { key },
-        ("get", None) => Input::Get { key },
-        _ => return None,
-    };
+    let input = parse_input(name, args)?;
     let output = match output {
         "ok" => Output::Ok,
         "unknown" => Output::Unknown,
-        "absent" => Output::Value(None),
-        value => Output::Value(Some(
-            value
-                .strip_prefix('"')?
-                .strip_suffix('"')?
-                .as_bytes()
-                .to_vec(),
-        )),
+        found => Output::Value(parse_value(found)?),
     };
     Some(Operation {
         client: client.parse().ok()?,
@@ -980,6 +953,50 @@ fn parse_operation(line: &str) -> Option<Operation> {
     })
 }
 
+/// A call's arguments: `put("k", "v")`, `delete("k")`, `get("k")`, or
+/// `cas("k", "expected"→"new")` (`absent` expected: the key must not
+/// exist).
+fn parse_input(name: &str, args: &str) -> Option<Input> {
+    if name == "cas" {
+        let (key, swap) = args.split_once(", ")?;
+        let (expected, value) = swap.split_once('→')?;
+        return Some(Input::Cas {
+            key: parse_quoted(key)?,
+            expected: parse_value(expected)?,
+            value: parse_quoted(value)?,
+        });
+    }
+    let args: Vec<Vec<u8>> = args.split(", ").map(parse_quoted).collect::<Option<_>>()?;
+    let key = args.first()?.clone();
+    match (name, args.get(1)) {
+        ("put", Some(value)) => Some(Input::Put {
+            key,
+            value: value.clone(),
+        }),
+        ("delete", None) => Some(Input::Delete { key }),
+        ("get", None) => Some(Input::Get { key }),
+        _ => None,
+    }
+}
+
+/// `"text"` → its bytes (no escapes: the test's keys and values have none).
+fn parse_quoted(text: &str) -> Option<Vec<u8>> {
+    Some(
+        text.strip_prefix('"')?
+            .strip_suffix('"')?
+            .as_bytes()
+            .to_vec(),
+    )
+}
+
+/// `absent` or a quoted value.
+fn parse_value(text: &str) -> Option<Option<Vec<u8>>> {
+    match text {
+        "absent" => Some(None),
+        quoted => Some(Some(parse_quoted(quoted)?)),
+    }
+}
+
 /// Replaces the output of the get of `client` invoked at `call`.
 fn altered_read(history: &[Operation], client: u64, call: u64, value: &str) -> Vec<Operation> {
     let mut altered = history.to_vec();
@@ -990,6 +1007,47 @@ fn altered_read(history: &[Operation], client: u64, call: u64, value: &str) -> V
     assert!(matches!(get.input, Input::Get { .. }));
     get.output = Output::Value(Some(value.as_bytes().to_vec()));
     altered
+}
+
+#[test]
+fn kept_histories_parse_back_into_the_operations_written() {
+    let cas = |expected: Option<&str>, value: &str| Input::Cas {
+        key: b"k1".to_vec(),
+        expected: expected.map(|e| e.as_bytes().to_vec()),
+        value: value.as_bytes().to_vec(),
+    };
+    let operation = |client, call, ret, input, output| Operation {
+        client,
+        call,
+        ret,
+        input,
+        output,
+    };
+    let written = vec![
+        operation(1, 10, 20, cas(None, "c1-1"), Output::Ok),
+        operation(
+            2,
+            15,
+            30,
+            cas(None, "c2-1"),
+            Output::Value(Some(b"c1-1".to_vec())),
+        ),
+        operation(3, 25, 40, cas(Some("c1-1"), "c3-1"), Output::Ok),
+        operation(1, 45, u64::MAX, cas(Some("c3-1"), "c1-2"), Output::Unknown),
+        operation(2, 50, 60, cas(Some("c9-9"), "c2-2"), Output::Value(None)),
+        operation(
+            4,
+            55,
+            65,
+            Input::Get {
+                key: b"k1".to_vec(),
+            },
+            Output::Value(None),
+        ),
+    ];
+    let text: String = written.iter().map(|op| format!("{op}\n")).collect();
+    assert_eq!(parse_history(&text), written, "{text}");
+    assert!(text.contains("cas(\"k1\", absent→\"c1-1\")"), "{text}");
 }
 
 #[test]
