@@ -448,6 +448,13 @@ async fn a_full_queue_refuses_instead_of_blocking() {
     one.transport
         .add_peer(2, &stalled.local_addr().expect("address").to_string());
     let (_held, _) = stalled.accept().await.expect("writer connects");
+    // The accept completes with the TCP handshake; the writer counts as
+    // connected once it has also written its preamble.
+    let connected_by = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !one.transport.is_connected(2) {
+        assert!(tokio::time::Instant::now() < connected_by, "never connected");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut big = app(1, 2, 0);
     big.context = vec![0xab; 1024 * 1024];
     let mut accepted = 0;
