@@ -178,7 +178,8 @@ pub fn required_permission(method: &Method, path: &str) -> Permission {
 /// The level an etcd gRPC method (`Service/Method`) needs: reading
 /// methods `read`; methods that change keys or leases `write` (a `Txn`
 /// needs it whatever it holds); membership, leadership, compaction,
-/// alarms and defragmentation `admin`. Unknown methods: `read`.
+/// alarms, defragmentation, the whole-store Snapshot and hashes `admin`
+/// (as etcd's auth requires). Unknown methods: `read`.
 fn grpc_permission(rpc: &str) -> Permission {
     match rpc {
         "KV/Put"
@@ -194,7 +195,10 @@ fn grpc_permission(rpc: &str) -> Permission {
         | "Cluster/MemberPromote"
         | "Maintenance/Alarm"
         | "Maintenance/Defragment"
-        | "Maintenance/MoveLeader" => Permission::Admin,
+        | "Maintenance/MoveLeader"
+        | "Maintenance/Snapshot"
+        | "Maintenance/Hash"
+        | "Maintenance/HashKV" => Permission::Admin,
         _ => Permission::Read,
     }
 }
@@ -226,6 +230,11 @@ mod tests {
         assert_eq!(needs("/etcdserverpb.Cluster/MemberList"), Permission::Read);
         assert_eq!(needs("/etcdserverpb.Cluster/MemberAdd"), Permission::Admin);
         assert_eq!(needs("/etcdserverpb.Maintenance/Status"), Permission::Read);
+        assert_eq!(
+            needs("/etcdserverpb.Maintenance/Snapshot"),
+            Permission::Admin
+        );
+        assert_eq!(needs("/etcdserverpb.Maintenance/HashKV"), Permission::Admin);
         assert_eq!(
             needs("/etcdserverpb.Maintenance/MoveLeader"),
             Permission::Admin

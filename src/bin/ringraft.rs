@@ -1,7 +1,8 @@
 //! The `ringraft` command line: `serve` (the default: a single node on
 //! 127.0.0.1:7379 with its data in `./ringraft-data` when given no flags),
-//! the `wal` tools for inspecting data directories (ours or etcd's), and
-//! `bench`, the load generator (`ringraft::bench`).
+//! the `wal` tools for inspecting data directories (ours or etcd's),
+//! `bench`, the load generator (`ringraft::bench`), `certs` and `restore`
+//! (a data directory from an `etcdctl snapshot save` backup).
 //!
 //! Exit status: 0 on success (a server stopped by SIGINT/SIGTERM after a
 //! graceful shutdown), 1 when the server fails or a WAL or snapshot is
@@ -57,6 +58,22 @@ enum Command {
     /// (common name = user) in one directory. Not a PKI: use your own CA
     /// in production.
     Certs(CertsArgs),
+    /// A new member's data directory from a backup that `etcdctl snapshot
+    /// save` took (etcd's Maintenance Snapshot): every member of the new
+    /// cluster restores the same file with its own --id and the same
+    /// --initial-cluster and --cluster-token, then runs `ringraft serve`
+    /// with those flags. Takes serve's flags; --data-dir must not exist or
+    /// be empty.
+    Restore(Box<RestoreArgs>),
+}
+
+/// `ringraft restore`.
+#[derive(Args, Debug)]
+struct RestoreArgs {
+    /// The backup file.
+    backup: PathBuf,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 /// `ringraft certs`.
@@ -322,6 +339,7 @@ fn main() -> ExitCode {
         Some(Command::Wal(WalCommand::Verify { data_dir })) => verify(&data_dir),
         Some(Command::Bench(args)) => ringraft::bench::main(&args).map_err(|e| e.to_string()),
         Some(Command::Certs(args)) => certs(&args),
+        Some(Command::Restore(args)) => restore(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -355,6 +373,27 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+/// `ringraft restore`: builds the data directory and says what it holds.
+fn restore(args: &RestoreArgs) -> Result<(), String> {
+    init_logging();
+    let config = args.serve.config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+    let restored = runtime
+        .block_on(ringraft::server::restore::restore(&config, &args.backup))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "restored {} into {} (revision {}, snapshot at raft index {}); start it with `ringraft serve` and the same flags",
+        args.backup.display(),
+        restored.data_dir.display(),
+        restored.revision,
+        restored.snapshot_index
+    );
+    Ok(())
 }
 
 /// `ringraft certs`: writes the files and lists them.

@@ -135,9 +135,8 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: Snapshot needs the MVCC store, which is not served yet",
-        ))
+        let chunks = super::snapshot_stream::snapshot_stream(&self.headers).await?;
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn move_leader(

@@ -22,6 +22,7 @@
 //!
 //! May not touch: raft, storage, TLS (the listener's), the `/v1` API.
 
+pub mod backup;
 pub mod cluster_service;
 pub mod compactor;
 pub mod convert;
@@ -33,6 +34,7 @@ pub mod leases;
 pub mod lessor;
 pub mod maintenance_service;
 mod propose;
+mod snapshot_stream;
 pub mod store;
 pub mod v1_store;
 mod watch_batches;

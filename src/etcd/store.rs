@@ -496,10 +496,23 @@ impl EtcdStore {
     }
 }
 
-impl WriteSnapshot for EtcdSnapshot {
-    fn write_snapshot(self, out: &mut dyn Write) -> std::io::Result<()> {
+impl EtcdSnapshot {
+    /// Writes the view in the store's snapshot format (what
+    /// [`StateMachine::restore`] reads); may be called more than once.
+    pub fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
         self.mvcc.write_to(out)?;
         write_lease_section(&self.leases, out)
+    }
+
+    /// The store's revision as of the view.
+    pub fn revision(&self) -> i64 {
+        self.mvcc.current_revision()
+    }
+}
+
+impl WriteSnapshot for EtcdSnapshot {
+    fn write_snapshot(self, out: &mut dyn Write) -> std::io::Result<()> {
+        self.write_to(out)
     }
 }
 

@@ -271,6 +271,12 @@ impl<S: StateMachine> Applier<S> {
         added
     }
 
+    /// A point-in-time view of the state machine alone (no node header),
+    /// for a backup.
+    pub fn state_view(&self) -> S::Snapshot {
+        self.state.snapshot()
+    }
+
     /// A point-in-time snapshot of the applied state, to be written with
     /// [`SnapshotJob::write`] while applying goes on.
     pub fn snapshot(&self) -> SnapshotJob<S::Snapshot> {

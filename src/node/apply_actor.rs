@@ -361,6 +361,11 @@ impl<S: StateMachine> ApplyActor<S> {
             Read::Members(reply) => {
                 let _ = reply.send(Ok(self.applier.members().clone()));
             }
+            Read::Backup(reply) => {
+                if !reply.is_closed() {
+                    let _ = reply.send(Ok(self.applier.state_view()));
+                }
+            }
         }
     }
 

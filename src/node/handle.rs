@@ -228,6 +228,19 @@ impl<S: StateMachine> NodeHandle<S> {
         .await
     }
 
+    /// A point-in-time view of the state machine as `consistency` asks,
+    /// to be written out (with [`crate::WriteSnapshot::write_snapshot`],
+    /// on a blocking thread) as a backup: the state alone, in the format
+    /// [`StateMachine::restore`] reads, without the node's own framing.
+    pub async fn backup(&self, consistency: Consistency) -> Result<S::Snapshot, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        answered(self.shared.timeout, &self.shared.failure, async {
+            self.send_read(Read::Backup(reply), consistency).await?;
+            answer.await.unwrap_or(Err(NodeError::Stopped))
+        })
+        .await
+    }
+
     async fn send_read(&self, read: Read<S>, consistency: Consistency) -> Result<(), NodeError> {
         let lease = match consistency {
             Consistency::Serializable => {

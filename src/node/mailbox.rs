@@ -131,6 +131,8 @@ pub(crate) enum Read<S: StateMachine> {
     },
     /// The member directory: node id → peer address.
     Members(ReadReply<BTreeMap<u64, String>>),
+    /// A point-in-time view of the state machine, for a backup.
+    Backup(ReadReply<S::Snapshot>),
 }
 
 impl<S: StateMachine> Read<S> {
@@ -139,6 +141,7 @@ impl<S: StateMachine> Read<S> {
         match self {
             Read::State { reply, .. } => reply.is_closed(),
             Read::Members(reply) => reply.is_closed(),
+            Read::Backup(reply) => reply.is_closed(),
         }
     }
 
@@ -149,6 +152,9 @@ impl<S: StateMachine> Read<S> {
                 let _ = reply.send(Err(error));
             }
             Read::Members(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Read::Backup(reply) => {
                 let _ = reply.send(Err(error));
             }
         }

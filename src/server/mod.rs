@@ -24,6 +24,7 @@ pub mod client_listener;
 pub mod config;
 pub mod data_format;
 mod descriptors;
+pub mod restore;
 
 pub use config::{ServeConfig, ServeConfigError, cluster_id_of, parse_initial_cluster};
 pub use descriptors::raise_descriptor_limit;
