@@ -452,7 +452,10 @@ async fn a_full_queue_refuses_instead_of_blocking() {
     // connected once it has also written its preamble.
     let connected_by = tokio::time::Instant::now() + Duration::from_secs(10);
     while !one.transport.is_connected(2) {
-        assert!(tokio::time::Instant::now() < connected_by, "never connected");
+        assert!(
+            tokio::time::Instant::now() < connected_by,
+            "never connected"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut big = app(1, 2, 0);
