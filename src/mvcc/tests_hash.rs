@@ -156,10 +156,13 @@ fn a_changed_value_an_extra_version_a_tombstone_or_a_lease_changes_the_hash() {
     assert_eq!(other_lease.current_revision(), base.current_revision());
 }
 
+/// A named change to one stored version.
+type FieldChange = (&'static str, fn(&mut super::history::Record));
+
 #[test]
 fn every_field_of_a_version_counts() {
     let base = sample();
-    let changes: [(&str, fn(&mut super::history::Record)); 7] = [
+    let changes: [FieldChange; 7] = [
         ("main", |r| r.main += 1),
         ("sub", |r| r.sub += 1),
         ("tombstone", |r| r.tombstone = !r.tombstone),
