@@ -1,16 +1,26 @@
-//! etcd's Maintenance service: Status, Alarm, Defragment, MoveLeader.
-//! Hash, HashKV and Snapshot need the MVCC store and answer
-//! `UNIMPLEMENTED` until it serves the key-value API.
+//! etcd's Maintenance service: Status, Alarm, Defragment, MoveLeader,
+//! Hash, HashKV and Snapshot (streamed by `snapshot_stream`, in the
+//! format of [`super::backup`]).
 //!
-//! Owns: mapping the node's status and the space quota's alarm onto
-//! etcd's messages. Guarantees: Status reads this node's own view (etcd's
-//! does too: `etcdctl endpoint status` asks each endpoint); the NOSPACE
+//! Owns: mapping the node's status, the space quota's alarm and the
+//! store's hashes onto etcd's messages. Guarantees: Status reads this
+//! node's own view (etcd's does too: `etcdctl endpoint status` asks each
+//! endpoint); Hash and HashKV hash this member's applied state (a
+//! serializable read, no raft round trip: comparing members is their
+//! point, so each must answer for itself), with the numbers documented in
+//! `crate::mvcc`'s `hash.rs` — HashKV the stored versions up to the asked
+//! revision (0: the current one), with the compacted revision beside it;
+//! Hash the whole replicated state (versions, revisions, leases). A
+//! revision above the current one or at or below the compacted one gets
+//! etcd's `OUT_OF_RANGE` and message; the header carries the store's
+//! current revision at the read, as etcd's does. The NOSPACE
 //! alarm is the quota's, re-evaluated on every read, and clears by itself
 //! once the state is back under 90% of the quota, so DEACTIVATE only asks
 //! for that re-evaluation; ACTIVATE is refused (an operator cannot raise
 //! the quota's alarm by hand). May not touch: the quota's rules (`kv`).
 
-use super::header::{HeaderSource, status_of};
+use super::convert::mvcc_status;
+use super::header::{HeaderSource, header_of, status_of};
 use super::pb::etcdserverpb::alarm_request::AlarmAction;
 use super::pb::etcdserverpb::maintenance_server::Maintenance;
 use super::pb::etcdserverpb::{
@@ -18,7 +28,10 @@ use super::pb::etcdserverpb::{
     HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use super::propose::unexpected;
+use super::store::{EtcdQuery, EtcdQueryResult};
 use crate::kv::SpaceQuota;
+use crate::node::Consistency;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_stream::Stream;
@@ -42,6 +55,20 @@ impl MaintenanceService {
     /// The service of the node behind `headers`, with its space quota.
     pub fn new(headers: HeaderSource, quota: Option<Arc<SpaceQuota>>) -> MaintenanceService {
         MaintenanceService { headers, quota }
+    }
+
+    /// Answers `query` from this member's applied state.
+    async fn read(&self, query: EtcdQuery) -> Result<EtcdQueryResult, Status> {
+        self.headers
+            .node()
+            .read(query, Consistency::Serializable)
+            .await
+            .map_err(|e| status_of(&e))
+    }
+
+    /// The header of a response reporting `revision`.
+    fn header(&self, revision: i64) -> super::pb::etcdserverpb::ResponseHeader {
+        header_of(self.headers.node(), self.headers.cluster_id(), revision)
     }
 
     /// The alarms raised on this member now.
@@ -115,18 +142,30 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: Hash needs the MVCC store, which is not served yet",
-        ))
+        let EtcdQueryResult::Hash(hash, revision) = self.read(EtcdQuery::Hash).await? else {
+            return Err(unexpected("hash"));
+        };
+        Ok(Response::new(HashResponse {
+            header: Some(self.header(revision)),
+            hash,
+        }))
     }
 
     async fn hash_kv(
         &self,
-        _request: Request<HashKvRequest>,
+        request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: HashKV needs the MVCC store, which is not served yet",
-        ))
+        let revision = request.into_inner().revision;
+        let EtcdQueryResult::HashKv(answer) = self.read(EtcdQuery::HashKv { revision }).await?
+        else {
+            return Err(unexpected("hash_kv"));
+        };
+        let answer = answer.map_err(|e| mvcc_status(&e))?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.header(answer.current_revision)),
+            hash: answer.hash,
+            compact_revision: answer.compact_revision,
+        }))
     }
 
     type SnapshotStream = SnapshotStream;

@@ -15,10 +15,9 @@
 //! ([`lease_service`]; leases are replicated in the store, see
 //! [`leases`], and expired by the leader's [`lessor`]), the Cluster
 //! service ([`cluster_service`]) and the Maintenance service's Status,
-//! Alarm, Defragment and MoveLeader ([`maintenance_service`]);
-//! [`convert`] maps between the wire types and the store's. Not yet (a
-//! client calling them gets `UNIMPLEMENTED`, gRPC's answer for a method
-//! the server does not serve): Hash, HashKV, Snapshot and MemberUpdate.
+//! Alarm, Defragment, MoveLeader, Hash, HashKV and Snapshot
+//! ([`maintenance_service`]; the backup's format in [`backup`]);
+//! [`convert`] maps between the wire types and the store's.
 //!
 //! May not touch: raft, storage, TLS (the listener's), the `/v1` API.
 
@@ -78,7 +77,7 @@ pub struct EtcdServices {
     pub lease: LeaseService,
     /// Membership.
     pub cluster: ClusterService,
-    /// Status, alarms, defragment, leader moves.
+    /// Status, alarms, defragment, leader moves, hashes.
     pub maintenance: MaintenanceService,
 }
 

@@ -221,6 +221,16 @@ pub enum EtcdQuery {
     },
     /// Every lease's id.
     Leases,
+    /// etcd's HashKV: the hash of the stored versions up to `revision`
+    /// (0: the current one), [`MvccStore::hash_kv`].
+    HashKv {
+        /// The revision hashed up to.
+        revision: i64,
+    },
+    /// etcd's Hash: the hash of the whole replicated state, the versions
+    /// and the leases ([`MvccStore::hash_state`], given each lease's id and
+    /// granted TTL).
+    Hash,
 }
 
 /// A lease as a read sees it.
@@ -245,6 +255,10 @@ pub enum EtcdQueryResult {
     Lease(Option<LeaseInfo>, i64),
     /// The ids of every lease, in order, and the current revision.
     Leases(Vec<i64>, i64),
+    /// The HashKV.
+    HashKv(Result<mvcc::KvHash, MvccError>),
+    /// The Hash, and the current revision.
+    Hash(u32, i64),
 }
 
 /// The events of one applied write, in revision order, as watchers get
@@ -568,6 +582,18 @@ impl StateMachine for EtcdStore {
                 self.leases.keys().copied().collect(),
                 self.store.current_revision(),
             ),
+            EtcdQuery::HashKv { revision } => EtcdQueryResult::HashKv(self.store.hash_kv(revision)),
+            EtcdQuery::Hash => {
+                let leases: Vec<(i64, i64)> = self
+                    .leases
+                    .iter()
+                    .map(|(&id, record)| (id, record.granted_ttl_seconds))
+                    .collect();
+                EtcdQueryResult::Hash(
+                    self.store.hash_state(&leases),
+                    self.store.current_revision(),
+                )
+            }
         }
     }
 
@@ -890,6 +916,54 @@ mod tests {
         assert_eq!(
             apply_at(&mut store, 16, vec![renew_gone])[0],
             Err(MvccError::LeaseNotFound.into())
+        );
+    }
+
+    fn hash(store: &EtcdStore) -> u32 {
+        match store.query(EtcdQuery::Hash) {
+            EtcdQueryResult::Hash(hash, _) => hash,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_hash_covers_the_leases_not_their_renewals_and_survives_a_snapshot() {
+        let mut store = EtcdStore::new();
+        apply_at(&mut store, 1, vec![put("a", "1"), grant(3, 10)]);
+        let EtcdQueryResult::HashKv(Ok(kv)) = store.query(EtcdQuery::HashKv { revision: 0 }) else {
+            panic!("a HashKV");
+        };
+        assert_eq!(kv.hash, store.mvcc().hash_kv(0).expect("hashes").hash);
+        let with_lease = hash(&store);
+        assert_eq!(
+            store.query(EtcdQuery::Hash),
+            EtcdQueryResult::Hash(store.mvcc().hash_state(&[(3, 10)]), 2)
+        );
+        // A renewal changes only the renewal index, which is not hashed
+        // (keep-alives would change the hash every few seconds).
+        let renew = lease_command(Operation::LeaseRenew(LeaseRenew { id: 3 }));
+        apply_at(&mut store, 3, vec![renew]);
+        assert_eq!(hash(&store), with_lease);
+        apply_at(&mut store, 4, vec![grant(4, 10)]);
+        let two_leases = hash(&store);
+        assert_ne!(two_leases, with_lease, "a grant changes the hash");
+        let EtcdQueryResult::HashKv(Ok(kv_after)) = store.query(EtcdQuery::HashKv { revision: 0 })
+        else {
+            panic!("a HashKV");
+        };
+        assert_eq!(kv_after, kv, "a grant changes no key");
+
+        let mut bytes = Vec::new();
+        store
+            .snapshot()
+            .write_snapshot(&mut bytes)
+            .expect("written");
+        let mut restored = EtcdStore::new();
+        restored.restore(&mut bytes.as_slice()).expect("restores");
+        assert_eq!(hash(&restored), two_leases);
+        assert_eq!(
+            restored.query(EtcdQuery::HashKv { revision: 5 }),
+            EtcdQueryResult::HashKv(Err(MvccError::FutureRevision))
         );
     }
 

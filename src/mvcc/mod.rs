@@ -46,6 +46,11 @@
 //!   on; [`MvccStore::restore`] of what it wrote gives an equal store
 //!   (`==`), and refuses anything else with a [`SnapshotError`] naming the
 //!   offset and record, without panicking.
+//! - **hashes**: [`MvccStore::hash_kv`] and [`MvccStore::hash_state`]
+//!   (etcd's HashKV and Hash) are CRC-32Cs of the stored versions in key
+//!   then revision order (and, for the state, the revisions and the lease
+//!   ids and TTLs), equal on members that applied the same log, restored
+//!   or not; exactly what is hashed is documented in `hash.rs`.
 //!
 //! Differences from etcd, on purpose: a watch replay
 //! ([`MvccStore::events_since`]) refuses a start revision equal to the
@@ -120,6 +125,7 @@ mod compact;
 mod compare;
 mod error;
 mod format;
+mod hash;
 mod history;
 mod lease_index;
 mod ops;
@@ -139,11 +145,14 @@ mod write;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_hash;
+#[cfg(test)]
 mod tests_model;
 #[cfg(test)]
 mod tests_snapshot;
 
 pub use error::{MvccError, SnapshotError};
+pub use hash::KvHash;
 pub use history::VERSION_OVERHEAD_BYTES;
 pub use restore::RESTORE_BUFFER_BYTES;
 pub use snapshot::MvccSnapshot;

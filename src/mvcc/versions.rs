@@ -1,6 +1,7 @@
-//! The stored versions in revision order, as etcd's backend holds them:
-//! what etcd's `HashKV` hashes (key = revision, value = the version), so
-//! that the maintenance service can compute a hash of the same content.
+//! The stored versions in revision order, as etcd's backend holds them
+//! (key = revision, value = the version): the content etcd's `HashKV`
+//! hashes. ringraft's own HashKV (`hash.rs`) hashes the same versions, in
+//! key order.
 
 use super::MvccStore;
 use super::types::KeyValue;
