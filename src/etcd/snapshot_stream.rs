@@ -87,7 +87,7 @@ impl ChunkWriter<'_> {
             .checked_sub(blob.len() as u64)
             .ok_or_else(|| io::Error::other("the backup came out longer than it measured"))?;
         let message = SnapshotResponse {
-            header: Some(self.header.clone()),
+            header: Some(self.header),
             remaining_bytes: self.remaining,
             blob: blob.into(),
         };

@@ -161,7 +161,7 @@ impl Responder {
         let last = pieces.len().saturating_sub(1);
         for (i, events) in pieces.into_iter().enumerate() {
             let response = pb::WatchResponse {
-                header: header.clone(),
+                header,
                 watch_id: self.watch_id,
                 events,
                 fragment: i < last,
