@@ -95,6 +95,11 @@ fn a_snapshot_saved_with_etcdctl_restores_into_a_new_cluster() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut members: Vec<Proc> = (1..=3).map(|id| Proc::new(id, root.path())).collect();
     let initial = initial_cluster(members.iter());
+    // What a restore killed midway leaves: its staging directory, which
+    // the next one replaces.
+    let stale = members[0].dir.with_extension("restoring");
+    std::fs::create_dir_all(stale.join("wal")).expect("stale staging");
+    std::fs::write(stale.join("wal").join("junk.wal"), b"junk").expect("junk");
     for member in &members {
         let out = restore(&backup, member.id, &member.dir, &initial);
         assert!(
@@ -109,6 +114,10 @@ fn a_snapshot_saved_with_etcdctl_restores_into_a_new_cluster() {
             "{said}"
         );
     }
+    assert!(
+        !stale.exists(),
+        "the staging directory is renamed into place"
+    );
     // A second restore into a directory that now holds data is refused.
     let again = restore(&backup, 1, &members[0].dir, &initial);
     assert!(!again.status.success());

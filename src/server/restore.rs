@@ -31,8 +31,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Longest the staging node may take to save its first snapshot.
-const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(120);
+/// Longest the staging node may take to save its first snapshot: this,
+/// plus a second for every [`BYTES_PER_EXTRA_SECOND`] of backup (a slow
+/// disk still finishes; a stuck node does not hang the command forever).
+const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(60);
+/// Backup bytes that add a second to [`SNAPSHOT_DEADLINE`].
+const BYTES_PER_EXTRA_SECOND: u64 = 20 * 1024 * 1024;
 
 /// What a restore made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +129,8 @@ pub async fn restore(config: &ServeConfig, backup: &Path) -> Result<Restored, Re
         source: std::io::Error::other(e.to_string()),
     })?;
     data_format::check_or_mark(&staging)?;
-    let snapshot_index = save_first_snapshot(config, &staging, store).await?;
+    let deadline = SNAPSHOT_DEADLINE + Duration::from_secs(state_len / BYTES_PER_EXTRA_SECOND);
+    let snapshot_index = save_first_snapshot(config, &staging, store, deadline).await?;
     put_in_place(&staging, &config.data_dir)?;
     Ok(Restored {
         data_dir: config.data_dir.clone(),
@@ -140,9 +145,12 @@ async fn save_first_snapshot(
     config: &ServeConfig,
     staging: &Path,
     store: EtcdStore,
+    patience: Duration,
 ) -> Result<u64, RestoreError> {
     let mut node_config = config.node_config();
     node_config.data_dir = staging.to_path_buf();
+    // Nothing else writes to this disk for the node: no pacing.
+    node_config.snapshot_write_bytes_per_second = 0;
     // Alone, it must not campaign: its term would only grow.
     node_config.election_tick = 1_000_000;
     node_config.heartbeat_tick = 1;
@@ -154,7 +162,7 @@ async fn save_first_snapshot(
             .await
             .map_err(|_| NodeError::Stopped)??;
     let members = config.initial_cluster.len() as u64;
-    let deadline = Instant::now() + SNAPSHOT_DEADLINE;
+    let deadline = Instant::now() + patience;
     let index = loop {
         let status = node.status().await?;
         if status.applied >= members && status.snapshot_index >= status.applied {
@@ -162,7 +170,7 @@ async fn save_first_snapshot(
         }
         if Instant::now() > deadline {
             let _ = node.shutdown().await;
-            return Err(RestoreError::NoSnapshot(SNAPSHOT_DEADLINE));
+            return Err(RestoreError::NoSnapshot(patience));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
