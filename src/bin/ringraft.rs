@@ -195,6 +195,11 @@ struct ServeArgs {
     /// compaction off (etcd's default).
     #[arg(long, default_value = "10000")]
     auto_compaction_retention: String,
+    /// How often a watch created with `progress_notify` that got no events
+    /// is told the revision it is up to, in milliseconds (etcd's
+    /// `--experimental-watch-progress-notify-interval`, 10 minutes).
+    #[arg(long, default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    watch_progress_notify_interval_ms: u64,
     /// Client connections open at once, at most; the descriptor limit
     /// (`ulimit -n`, less 128 kept for the node itself) may lower it.
     /// Beyond it, new connections wait in the kernel's queue.
@@ -272,6 +277,7 @@ impl ServeArgs {
                 &self.auto_compaction_retention,
             )
             .map_err(|reason| format!("--auto-compaction-retention: {reason}"))?,
+            watch_progress_interval: Duration::from_millis(self.watch_progress_notify_interval_ms),
             client_limits: ClientLimits {
                 max_connections: self.max_client_connections,
                 ..ClientLimits::default()

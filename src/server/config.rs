@@ -93,6 +93,10 @@ pub struct ServeConfig {
     /// When old versions of the key-value store are compacted away
     /// (`--auto-compaction-mode`, `--auto-compaction-retention`).
     pub auto_compaction: AutoCompaction,
+    /// How often a watch created with `progress_notify` that got no
+    /// events hears of progress (etcd's
+    /// `--experimental-watch-progress-notify-interval`, 10 minutes).
+    pub watch_progress_interval: Duration,
     /// The client listener's connection cap and timeouts.
     pub client_limits: ClientLimits,
     /// TLS on the client port (`--cert-file`, `--key-file`,
@@ -149,6 +153,7 @@ impl ServeConfig {
             wal_segment_size_bytes: crate::wal::DEFAULT_SEGMENT_SIZE_BYTES,
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
             auto_compaction: crate::etcd::compactor::DEFAULT_AUTO_COMPACTION,
+            watch_progress_interval: crate::etcd::watch_service::DEFAULT_PROGRESS_INTERVAL,
             client_limits: ClientLimits::default(),
             client_tls: None,
             peer_tls: None,

@@ -177,7 +177,8 @@ pub async fn start(
     let headers = crate::etcd::HeaderSource::new(node.clone(), cluster_id, revision.clone());
     let services = EtcdServices {
         kv: crate::etcd::KvService::new(node.clone(), cluster_id).with_quota(Arc::clone(&quota)),
-        watch: crate::etcd::WatchService::new(node.clone(), feed, cluster_id),
+        watch: crate::etcd::WatchService::new(node.clone(), feed, cluster_id)
+            .with_progress_interval(config.watch_progress_interval),
         lease: crate::etcd::LeaseService::new(headers.clone(), lease_deadlines.clone()),
         cluster: crate::etcd::ClusterService::new(
             headers.clone(),
