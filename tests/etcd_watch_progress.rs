@@ -224,6 +224,8 @@ async fn a_quiet_watch_that_asked_for_progress_hears_of_it_each_interval() {
     let notified = stream
         .create(pb::WatchCreateRequest {
             progress_notify: true,
+            // Fragmenting must not swallow a response without events.
+            fragment: true,
             ..watch_of("p", "")
         })
         .await;

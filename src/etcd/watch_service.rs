@@ -155,8 +155,9 @@ impl Responder {
         events: Vec<crate::etcd::pb::mvccpb::Event>,
     ) -> Result<(), ()> {
         let pieces = match self.fragment_bytes {
-            Some(limit) => watch_batches::fragments(events, limit),
-            None => vec![events],
+            // A progress notification has no events and is still sent.
+            Some(limit) if !events.is_empty() => watch_batches::fragments(events, limit),
+            _ => vec![events],
         };
         let last = pieces.len().saturating_sub(1);
         for (i, events) in pieces.into_iter().enumerate() {
