@@ -289,9 +289,12 @@ impl StreamState {
     /// Answers a progress request: every watch of the stream has been
     /// sent its events up to the revision in the header.
     async fn progress(&self) {
+        // A watch cancelled by the server (fallen behind, snapshot) is
+        // over: it does not hold the answer back.
         let lowest_sent = self
             .watches
             .values()
+            .filter(|watch| !watch.task.is_finished())
             .map(|watch| watch.sent_through.load(Ordering::Acquire))
             .min();
         let revision = match lowest_sent {
