@@ -176,14 +176,14 @@ impl<S: StateMachine> ApplyActor<S> {
                 written = snapshot_write(&mut self.writing), if self.writing.is_some() => {
                     self.writing = None;
                     if let Err(error) = self.snapshot_written(written) {
-                        return self.stop(error.into());
+                        return self.stop(error.into()).await;
                     }
                     continue;
                 }
             };
             let Some(message) = message else { break };
             if let Err(error) = self.handle(message).await {
-                return self.stop(error);
+                return self.stop(error).await;
             }
             self.messages_seen += 1;
             if self.messages_seen % SWEEP_EVERY_MESSAGES == 0 {
@@ -191,15 +191,27 @@ impl<S: StateMachine> ApplyActor<S> {
                 self.reads.retain(|_, read| !read.is_closed());
             }
         }
-        // A snapshot being written is abandoned: the raft actor is gone.
         self.fail_all(&NodeError::Stopped);
+        self.end_snapshot_write().await;
         Ok(())
     }
 
-    fn stop(mut self, error: NodeError) -> Result<(), NodeError> {
+    async fn stop(mut self, error: NodeError) -> Result<(), NodeError> {
         tracing::error!(%error, "apply actor stops");
         self.fail_all(&error);
+        self.end_snapshot_write().await;
         Err(error)
+    }
+
+    /// Waits for a state file still being written, and drops it: the raft
+    /// actor is gone and will not record it. The node holds its data
+    /// directory until this actor ends, so no writer outlives the lock (a
+    /// node started next on the directory, or whoever removes it, would
+    /// race with it).
+    async fn end_snapshot_write(&mut self) {
+        if let Some(writing) = self.writing.take() {
+            let _ = writing.await;
+        }
     }
 
     async fn handle(&mut self, message: ApplyMsg<S>) -> Result<(), NodeError> {
