@@ -19,11 +19,32 @@ pub const FRAME_HEAD_BYTES: usize = 9;
 /// writer refuses to write one. Keys and values are capped far below
 /// (etcd's request limit is 1.5 MiB).
 pub const MAX_BODY_BYTES: u32 = 64 * 1024 * 1024;
-/// Body bytes of a version record besides its key and value: key length,
-/// main, sub, flags, create revision, version, lease, value length.
-pub const VERSION_FIXED_BYTES: usize = 4 + 8 + 8 + 1 + 8 + 8 + 8 + 4;
 /// The flags bit of a tombstone.
 pub const FLAG_TOMBSTONE: u8 = 1;
+/// Bytes of a version's own fields (main, sub, flags, create revision,
+/// version, lease), as [`record_fields`] lays them out.
+pub const RECORD_FIELDS_BYTES: usize = 8 + 8 + 1 + 8 + 8 + 8;
+
+/// A version's own fields in the order and encoding both the snapshot's
+/// version record and the hashes use: main, sub, flags (tombstone bit),
+/// create revision, version, lease, little-endian.
+pub fn record_fields(record: &super::history::Record) -> [u8; RECORD_FIELDS_BYTES] {
+    let mut fields = [0u8; RECORD_FIELDS_BYTES];
+    let flags = if record.tombstone { FLAG_TOMBSTONE } else { 0 };
+    let mut at = 0;
+    for field in [
+        &record.main.to_le_bytes()[..],
+        &record.sub.to_le_bytes(),
+        &[flags],
+        &record.create_revision.to_le_bytes(),
+        &record.version.to_le_bytes(),
+        &record.lease.to_le_bytes(),
+    ] {
+        fields[at..at + field.len()].copy_from_slice(field);
+        at += field.len();
+    }
+    fields
+}
 
 /// The CRC-32C of a frame: over the tag, the body length (little-endian)
 /// and the body, given in parts.

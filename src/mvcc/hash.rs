@@ -72,10 +72,8 @@
 
 use super::MvccStore;
 use super::error::MvccError;
+use super::format::record_fields;
 use super::history::Record;
-
-/// The flags bit of a tombstone in a hashed record.
-const FLAG_TOMBSTONE: u8 = 1;
 
 /// What a HashKV answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,20 +146,7 @@ impl MvccStore {
 /// Appends one version's record (the table in the module documentation)
 /// to `crc`.
 fn append_record(crc: u32, key: &[u8], record: &Record) -> u32 {
-    let mut fixed = [0u8; 8 + 8 + 1 + 8 + 8 + 8];
-    let flags = if record.tombstone { FLAG_TOMBSTONE } else { 0 };
-    let mut at = 0;
-    for field in [
-        &record.main.to_le_bytes()[..],
-        &record.sub.to_le_bytes(),
-        &[flags],
-        &record.create_revision.to_le_bytes(),
-        &record.version.to_le_bytes(),
-        &record.lease.to_le_bytes(),
-    ] {
-        fixed[at..at + field.len()].copy_from_slice(field);
-        at += field.len();
-    }
+    let fixed = record_fields(record);
     let mut crc = crc32c::crc32c_append(crc, &(key.len() as u64).to_le_bytes());
     crc = crc32c::crc32c_append(crc, key);
     crc = crc32c::crc32c_append(crc, &fixed);

@@ -7,8 +7,8 @@
 
 use super::MvccStore;
 use super::format::{
-    FLAG_TOMBSTONE, FORMAT_VERSION, MAGIC, MAX_BODY_BYTES, TAG_END, TAG_HEADER, TAG_VERSION,
-    VERSION_FIXED_BYTES, frame_crc,
+    FORMAT_VERSION, MAGIC, MAX_BODY_BYTES, TAG_END, TAG_HEADER, TAG_VERSION, frame_crc,
+    record_fields,
 };
 use super::history::{KeyHistory, Record};
 use bytes::Bytes;
@@ -72,20 +72,7 @@ fn write_version(out: &mut dyn Write, key: &[u8], record: &Record) -> io::Result
     let too_long = || io::Error::new(io::ErrorKind::InvalidInput, "key or value too long");
     let key_len = u32::try_from(key.len()).map_err(|_| too_long())?;
     let value_len = u32::try_from(record.value.len()).map_err(|_| too_long())?;
-    let mut fixed = [0u8; VERSION_FIXED_BYTES - 8];
-    let flags = if record.tombstone { FLAG_TOMBSTONE } else { 0 };
-    let mut at = 0;
-    for field in [
-        &record.main.to_le_bytes()[..],
-        &record.sub.to_le_bytes(),
-        &[flags],
-        &record.create_revision.to_le_bytes(),
-        &record.version.to_le_bytes(),
-        &record.lease.to_le_bytes(),
-    ] {
-        fixed[at..at + field.len()].copy_from_slice(field);
-        at += field.len();
-    }
+    let fixed = record_fields(record);
     write_frame(
         out,
         TAG_VERSION,
