@@ -95,6 +95,15 @@ impl ClusterService {
     }
 }
 
+/// The status of a failed membership change: etcd's "member not found"
+/// for a member that is not there, else the node error's status.
+fn membership_status(error: &NodeError) -> Status {
+    match error {
+        NodeError::UnknownMember { .. } => Status::not_found("etcdserver: member not found"),
+        other => status_of(other),
+    }
+}
+
 /// etcd shows URLs with their scheme; ringraft's are `host:port`.
 fn with_scheme(url: &str) -> String {
     if url.contains("://") {
@@ -180,12 +189,7 @@ impl Cluster for ClusterService {
             .node()
             .remove_member(id)
             .await
-            .map_err(|error| match error {
-                NodeError::UnknownMember { .. } => {
-                    Status::not_found("etcdserver: member not found")
-                }
-                other => status_of(&other),
-            })?;
+            .map_err(|error| membership_status(&error))?;
         Ok(Response::new(MemberRemoveResponse {
             header: Some(self.headers.header()),
             members: self.members().await?,
@@ -218,12 +222,7 @@ impl Cluster for ClusterService {
             .node()
             .update_peer_url(request.id, address)
             .await
-            .map_err(|error| match error {
-                NodeError::UnknownMember { .. } => {
-                    Status::not_found("etcdserver: member not found")
-                }
-                other => status_of(&other),
-            })?;
+            .map_err(|error| membership_status(&error))?;
         Ok(Response::new(MemberUpdateResponse {
             header: Some(self.headers.header()),
             members: self.members().await?,
