@@ -13,7 +13,7 @@
 mod etcd_common;
 mod server_common;
 
-use etcd_common::etcdctl;
+use etcd_common::{etcdctl, etcdctl_ok};
 use ringraft::etcd::pb::etcdserverpb::kv_server::KvServer;
 use ringraft::etcd::pb::etcdserverpb::lease_server::LeaseServer;
 use ringraft::etcd::pb::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -63,13 +63,6 @@ fn hashkv(endpoints: &[SocketAddr], rev: i64) -> Result<Vec<HashKv>, String> {
             }
         })
         .collect())
-}
-
-/// etcdctl succeeds with `args`; returns its stdout.
-fn ok(endpoints: &[SocketAddr], args: &[&str]) -> String {
-    let out = etcdctl(endpoints, args);
-    assert!(out.success, "etcdctl {args:?} failed: {}", out.stderr);
-    out.stdout
 }
 
 /// Runs blocking etcdctl work off the runtime's workers.
@@ -126,8 +119,8 @@ async fn etcdctl_hashkv_follows_the_history_and_refuses_future_and_compacted_rev
         .expect("hashkv");
     assert_eq!(fresh[0].revision, 1, "a fresh store: {fresh:?}");
     blocking(move || {
-        ok(&endpoints, &["put", "a", "1"]); // 2
-        ok(&endpoints, &["put", "b", "1"]); // 3
+        etcdctl_ok(&endpoints, &["put", "a", "1"]); // 2
+        etcdctl_ok(&endpoints, &["put", "b", "1"]); // 3
     })
     .await;
     let at_3 = blocking(move || hashkv(&endpoints, 0))
@@ -141,7 +134,7 @@ async fn etcdctl_hashkv_follows_the_history_and_refuses_future_and_compacted_rev
     assert_ne!(at_3.hash, 0, "a store with keys hashes to a number");
     assert_ne!(at_3.hash, fresh[0].hash);
 
-    blocking(move || ok(&endpoints, &["put", "a", "2"])).await; // 4
+    blocking(move || etcdctl_ok(&endpoints, &["put", "a", "2"])).await; // 4
     let at_4 = blocking(move || hashkv(&endpoints, 0))
         .await
         .expect("hashkv")[0]
@@ -173,7 +166,7 @@ async fn etcdctl_hashkv_follows_the_history_and_refuses_future_and_compacted_rev
         hash_before.hash, at_4.hash,
         "Hash covers more than the keys"
     );
-    let granted = blocking(move || ok(&endpoints, &["lease", "grant", "600"])).await;
+    let granted = blocking(move || etcdctl_ok(&endpoints, &["lease", "grant", "600"])).await;
     assert!(granted.contains("granted with TTL(600s)"), "{granted}");
     let hash_after = client
         .hash(HashRequest {})
@@ -187,7 +180,7 @@ async fn etcdctl_hashkv_follows_the_history_and_refuses_future_and_compacted_rev
         .clone();
     assert_eq!(with_lease.hash, at_4.hash, "a lease changes no key");
 
-    blocking(move || ok(&endpoints, &["del", "b"])).await; // 5
+    blocking(move || etcdctl_ok(&endpoints, &["del", "b"])).await; // 5
     let at_5 = blocking(move || hashkv(&endpoints, 0))
         .await
         .expect("hashkv")[0]
@@ -200,7 +193,7 @@ async fn etcdctl_hashkv_follows_the_history_and_refuses_future_and_compacted_rev
         "{stderr}"
     );
 
-    let compacted = blocking(move || ok(&endpoints, &["compaction", "4"])).await;
+    let compacted = blocking(move || etcdctl_ok(&endpoints, &["compaction", "4"])).await;
     assert_eq!(compacted, "compacted revision 4\n");
     let stderr = blocking(move || hashkv(&endpoints, 4))
         .await
@@ -280,23 +273,23 @@ fn every_member_reports_the_same_hashes_also_one_restored_from_a_snapshot() {
         .map(|p| p.client)
         .collect();
 
-    ok(&all, &["put", "k0", "first"]);
+    etcdctl_ok(&all, &["put", "k0", "first"]);
     // One member misses the rest and will get it as a snapshot: the
     // leader keeps only 2 entries behind its snapshots.
     cluster.procs.get_mut(&behind).expect("follower").kill();
-    let lease = ok(&up, &["lease", "grant", "600"]);
+    let lease = etcdctl_ok(&up, &["lease", "grant", "600"]);
     let lease = lease
         .split_whitespace()
         .nth(1)
         .expect("lease id")
         .to_string();
-    ok(&up, &["put", "--lease", &lease, "leased", "v"]);
+    etcdctl_ok(&up, &["put", "--lease", &lease, "leased", "v"]);
     for n in 1..=12 {
-        ok(&up, &["put", &format!("k{}", n % 5), &format!("v{n}")]);
+        etcdctl_ok(&up, &["put", &format!("k{}", n % 5), &format!("v{n}")]);
     }
-    ok(&up, &["del", "k3"]);
-    let now = header_revision(&ok(&up, &["put", "-w", "json", "k9", "last"]));
-    ok(&up, &["compaction", &(now - 4).to_string()]);
+    etcdctl_ok(&up, &["del", "k3"]);
+    let now = header_revision(&etcdctl_ok(&up, &["put", "-w", "json", "k9", "last"]));
+    etcdctl_ok(&up, &["compaction", &(now - 4).to_string()]);
     cluster.restart(behind);
 
     let answers = agreed_hashkv(&all, now);

@@ -9,28 +9,17 @@
 mod etcd_common;
 mod server_common;
 
-use etcd_common::{etcdctl, etcdctl_command};
+use etcd_common::{etcdctl, etcdctl_command, etcdctl_ok};
 use server_common::{DEADLINE, ProcCluster};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// Runs etcdctl and returns its stdout, failing the test if it failed.
-fn ok(endpoints: &[SocketAddr], args: &[&str]) -> String {
-    let out = etcdctl(endpoints, args);
-    assert!(
-        out.success,
-        "etcdctl {args:?} failed: {}{}",
-        out.stdout, out.stderr
-    );
-    out.stdout
-}
-
 /// Grants a lease of `ttl` seconds; returns its id as etcdctl prints it
 /// (hex).
 fn grant(endpoints: &[SocketAddr], ttl: u64) -> String {
-    let out = ok(endpoints, &["lease", "grant", &ttl.to_string()]);
+    let out = etcdctl_ok(endpoints, &["lease", "grant", &ttl.to_string()]);
     // "lease 694d77b5ec8ae20a granted with TTL(60s)"
     let words: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(words.first(), Some(&"lease"), "{out}");
@@ -45,7 +34,7 @@ fn grant(endpoints: &[SocketAddr], ttl: u64) -> String {
 /// The value of `key` (`None` when it does not exist), read with a
 /// linearizable get.
 fn get(endpoints: &[SocketAddr], key: &str) -> Option<String> {
-    let out = ok(endpoints, &["get", key, "--print-value-only"]);
+    let out = etcdctl_ok(endpoints, &["get", key, "--print-value-only"]);
     let value = out.trim_end_matches('\n');
     (!out.is_empty()).then(|| value.to_string())
 }
@@ -76,11 +65,11 @@ fn etcdctl_grants_attaches_keeps_alive_lists_and_revokes_leases() {
 
     // A long TTL: these steps must not race the expiry on a slow machine.
     let id = grant(&endpoints, 60);
-    ok(&endpoints, &["put", "--lease", &id, "k", "v"]);
-    ok(&endpoints, &["put", "other", "x"]);
+    etcdctl_ok(&endpoints, &["put", "--lease", &id, "k", "v"]);
+    etcdctl_ok(&endpoints, &["put", "other", "x"]);
     assert_eq!(get(&endpoints, "k").as_deref(), Some("v"));
 
-    let ttl = ok(&endpoints, &["lease", "timetolive", &id, "--keys"]);
+    let ttl = etcdctl_ok(&endpoints, &["lease", "timetolive", &id, "--keys"]);
     // "lease … granted with TTL(60s), remaining(59s), attached keys([k])"
     assert!(
         ttl.contains(&format!("lease {id} granted with TTL(60s)")),
@@ -95,17 +84,17 @@ fn etcdctl_grants_attaches_keeps_alive_lists_and_revokes_leases() {
         .unwrap_or_else(|| panic!("no remaining TTL in {ttl}"));
     assert!((0..=60).contains(&remaining), "{ttl}");
 
-    let kept = ok(&endpoints, &["lease", "keep-alive", "--once", &id]);
+    let kept = etcdctl_ok(&endpoints, &["lease", "keep-alive", "--once", &id]);
     assert!(
         kept.contains(&format!("lease {id} keepalived with TTL(60)")),
         "{kept}"
     );
 
-    let listed = ok(&endpoints, &["lease", "list"]);
+    let listed = etcdctl_ok(&endpoints, &["lease", "list"]);
     assert!(listed.contains("found 1 leases"), "{listed}");
     assert!(listed.lines().any(|line| line.trim() == id), "{listed}");
 
-    let revoked = ok(&endpoints, &["lease", "revoke", &id]);
+    let revoked = etcdctl_ok(&endpoints, &["lease", "revoke", &id]);
     assert!(
         revoked.contains(&format!("lease {id} revoked")),
         "{revoked}"
@@ -121,7 +110,7 @@ fn etcdctl_grants_attaches_keeps_alive_lists_and_revokes_leases() {
         "{}",
         again.stderr
     );
-    let ttl = ok(&endpoints, &["lease", "timetolive", &id]);
+    let ttl = etcdctl_ok(&endpoints, &["lease", "timetolive", &id]);
     assert!(ttl.contains("already expired"), "{ttl}");
     let put = etcdctl(&endpoints, &["put", "--lease", &id, "k", "v"]);
     assert!(!put.success);
@@ -130,7 +119,7 @@ fn etcdctl_grants_attaches_keeps_alive_lists_and_revokes_leases() {
         "{}",
         put.stderr
     );
-    let listed = ok(&endpoints, &["lease", "list"]);
+    let listed = etcdctl_ok(&endpoints, &["lease", "list"]);
     assert!(listed.contains("found 0 leases"), "{listed}");
 }
 
@@ -140,7 +129,7 @@ fn a_lease_nobody_keeps_alive_expires_with_its_key() {
     cluster.leader();
     let endpoints = [cluster.proc(1).client];
     let id = grant(&endpoints, 2);
-    ok(&endpoints, &["put", "--lease", &id, "short", "lived"]);
+    etcdctl_ok(&endpoints, &["put", "--lease", &id, "short", "lived"]);
     let dump = || cluster.dump_logs();
     wait_gone(
         &endpoints,
@@ -148,7 +137,7 @@ fn a_lease_nobody_keeps_alive_expires_with_its_key() {
         Instant::now() + Duration::from_secs(10),
         &dump,
     );
-    let ttl = ok(&endpoints, &["lease", "timetolive", &id]);
+    let ttl = etcdctl_ok(&endpoints, &["lease", "timetolive", &id]);
     assert!(ttl.contains("already expired"), "{ttl}");
 }
 
@@ -166,7 +155,7 @@ fn a_kept_lease_outlives_its_leader_and_expires_on_the_next_one() {
         .collect();
 
     let id = grant(&leader_endpoint, TTL);
-    ok(&leader_endpoint, &["put", "--lease", &id, "held", "v"]);
+    etcdctl_ok(&leader_endpoint, &["put", "--lease", &id, "held", "v"]);
     let mut keeper = etcdctl_command(&leader_endpoint, &["lease", "keep-alive", &id])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -215,7 +204,7 @@ fn a_kept_lease_outlives_its_leader_and_expires_on_the_next_one() {
         killed + Duration::from_secs(TTL + 10),
         &dump,
     );
-    let listed = ok(&others, &["lease", "list"]);
+    let listed = etcdctl_ok(&others, &["lease", "list"]);
     assert!(listed.contains("found 0 leases"), "{listed}");
 }
 
@@ -228,10 +217,10 @@ fn leases_survive_a_restart_from_a_snapshot() {
     cluster.leader();
     let endpoints = [cluster.proc(1).client];
     let id = grant(&endpoints, 600);
-    ok(&endpoints, &["put", "--lease", &id, "leased", "v"]);
+    etcdctl_ok(&endpoints, &["put", "--lease", &id, "leased", "v"]);
     // Enough entries after the grant for snapshots to hold the lease.
     for n in 0..20 {
-        ok(&endpoints, &["put", &format!("filler{n}"), "x"]);
+        etcdctl_ok(&endpoints, &["put", &format!("filler{n}"), "x"]);
     }
     let snap_dir = cluster.proc(1).dir.join("snap");
     let snapshots = || {
@@ -249,12 +238,12 @@ fn leases_survive_a_restart_from_a_snapshot() {
     cluster.restart(1);
     cluster.leader();
     assert_eq!(get(&endpoints, "leased").as_deref(), Some("v"));
-    let ttl = ok(&endpoints, &["lease", "timetolive", &id, "--keys"]);
+    let ttl = etcdctl_ok(&endpoints, &["lease", "timetolive", &id, "--keys"]);
     assert!(ttl.contains("granted with TTL(600s)"), "{ttl}");
     assert!(ttl.contains("attached keys([leased])"), "{ttl}");
-    let listed = ok(&endpoints, &["lease", "list"]);
+    let listed = etcdctl_ok(&endpoints, &["lease", "list"]);
     assert!(listed.lines().any(|line| line.trim() == id), "{listed}");
-    ok(&endpoints, &["lease", "revoke", &id]);
+    etcdctl_ok(&endpoints, &["lease", "revoke", &id]);
     assert_eq!(get(&endpoints, "leased"), None);
     assert_eq!(get(&endpoints, "filler7").as_deref(), Some("x"));
 }
@@ -274,7 +263,7 @@ fn a_lease_kept_alive_through_a_follower_lives_while_kept_and_expires_after() {
     let leader_endpoint = [cluster.proc(leader).client];
 
     let id = grant(&follower_endpoint, TTL);
-    ok(&follower_endpoint, &["put", "--lease", &id, "kept", "v"]);
+    etcdctl_ok(&follower_endpoint, &["put", "--lease", &id, "kept", "v"]);
     let mut keeper = etcdctl_command(&follower_endpoint, &["lease", "keep-alive", &id])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -284,7 +273,7 @@ fn a_lease_kept_alive_through_a_follower_lives_while_kept_and_expires_after() {
     // decides expiry) keep the key.
     sleep(Duration::from_secs(3 * TTL));
     let on_leader = get(&leader_endpoint, "kept");
-    let ttl = ok(&leader_endpoint, &["lease", "timetolive", &id]);
+    let ttl = etcdctl_ok(&leader_endpoint, &["lease", "timetolive", &id]);
     let _ = keeper.kill();
     let _ = keeper.wait();
     let stopped = Instant::now();
@@ -303,6 +292,6 @@ fn a_lease_kept_alive_through_a_follower_lives_while_kept_and_expires_after() {
         stopped + Duration::from_secs(TTL + 10),
         &dump,
     );
-    let ttl = ok(&follower_endpoint, &["lease", "timetolive", &id]);
+    let ttl = etcdctl_ok(&follower_endpoint, &["lease", "timetolive", &id]);
     assert!(ttl.contains("already expired"), "{ttl}");
 }

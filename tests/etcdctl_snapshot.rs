@@ -8,7 +8,7 @@
 mod etcd_common;
 mod server_common;
 
-use etcd_common::etcdctl;
+use etcd_common::{etcdctl, etcdctl_ok};
 use server_common::{BINARY, DEADLINE, Proc, ProcCluster, initial_cluster, wait_healthy};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,21 +18,10 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "restored-cluster";
 
-/// Runs etcdctl and returns its stdout, failing the test if it failed.
-fn ok(endpoints: &[SocketAddr], args: &[&str]) -> String {
-    let out = etcdctl(endpoints, args);
-    assert!(
-        out.success,
-        "etcdctl {args:?} failed: {}{}",
-        out.stdout, out.stderr
-    );
-    out.stdout
-}
-
 /// Every key with its value, version and revisions, and the header's
 /// revision, as one member holds them (a serializable read).
 fn contents(endpoint: SocketAddr) -> (serde_json::Value, i64) {
-    let out = ok(
+    let out = etcdctl_ok(
         &[endpoint],
         &["get", "", "--from-key", "-w", "json", "--consistency=s"],
     );
@@ -61,20 +50,20 @@ fn a_snapshot_saved_with_etcdctl_restores_into_a_new_cluster() {
     source.leader();
     let endpoint = [source.proc(1).client];
     for n in 0..50 {
-        ok(
+        etcdctl_ok(
             &endpoint,
             &["put", &format!("key{n:02}"), &format!("value{n}")],
         );
     }
-    ok(&endpoint, &["put", "key07", "rewritten"]);
-    ok(&endpoint, &["del", "key13"]);
+    etcdctl_ok(&endpoint, &["put", "key07", "rewritten"]);
+    etcdctl_ok(&endpoint, &["del", "key13"]);
     let (saved_kvs, saved_revision) = contents(endpoint[0]);
     assert_eq!(saved_kvs.as_array().map(Vec::len), Some(49));
 
     let work = tempfile::tempdir().expect("tempdir");
     let backup = work.path().join("backup.db");
     let backup_arg = backup.to_str().expect("utf-8 path");
-    let saved = ok(&endpoint, &["snapshot", "save", backup_arg]);
+    let saved = etcdctl_ok(&endpoint, &["snapshot", "save", backup_arg]);
     assert!(saved.contains("Snapshot saved at"), "{saved}");
     drop(source);
 

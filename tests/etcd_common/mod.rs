@@ -60,6 +60,18 @@ pub fn etcdctl(endpoints: &[SocketAddr], args: &[&str]) -> Etcdctl {
     }
 }
 
+/// Runs etcdctl against `endpoints` and returns its stdout, failing the
+/// test (with what it printed) if it failed.
+pub fn etcdctl_ok(endpoints: &[SocketAddr], args: &[&str]) -> String {
+    let out = etcdctl(endpoints, args);
+    assert!(
+        out.success,
+        "etcdctl {args:?} failed: {}{}",
+        out.stdout, out.stderr
+    );
+    out.stdout
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
