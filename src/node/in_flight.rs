@@ -43,6 +43,11 @@ impl InFlightReadies {
         self.bytes < self.max_bytes
     }
 
+    /// Whether no Ready is in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Whether any Ready waits for the persistence actor.
     pub(crate) fn awaiting_persistence(&self) -> bool {
         self.queue.iter().any(|flight| flight.submitted)

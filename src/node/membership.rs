@@ -1,6 +1,6 @@
 //! Membership as the raft actor handles it: checking a requested change
 //! against the current configuration, proposing it, applying committed
-//! changes to raft, telling the transport where members are, and
+//! changes to raft, saying what the transport must learn of members, and
 //! remembering the configuration at each index for snapshots.
 //!
 //! Owns: the membership callers waiting for their change, and the
@@ -35,8 +35,24 @@ use crate::raftpb::{
     ConfChange, ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
     Entry,
 };
-use crate::transport::Transport;
 use std::collections::{BTreeSet, HashMap};
+
+/// What the transport must learn from an applied membership change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerChange {
+    /// A member was added, or moved, and is reachable at `peer_url`.
+    Reachable {
+        /// The member.
+        node_id: u64,
+        /// Where peers reach it.
+        peer_url: String,
+    },
+    /// A member was removed.
+    Removed {
+        /// The member.
+        node_id: u64,
+    },
+}
 
 /// The raft actor's membership bookkeeping.
 pub(crate) struct Membership {
@@ -81,22 +97,21 @@ impl Membership {
         }
     }
 
-    /// Applies the committed entry to raft if it is a membership change,
-    /// tells the transport, and answers its caller.
+    /// Applies the committed entry to raft if it is a membership change
+    /// and answers its caller; returns what the transport must learn.
     pub(crate) fn apply_committed(
         &mut self,
         raw: &mut RawNode<MemoryStorage>,
-        transport: &dyn Transport,
         entry: &Entry,
-    ) {
+    ) -> Vec<PeerChange> {
         let cc = match decode_conf_change(entry) {
-            Ok(None) => return,
+            Ok(None) => return Vec::new(),
             Ok(Some(cc)) => cc,
             // Refused alike on every member (raft refuses malformed
             // changes when proposed, so this is another writer's entry).
             Err(error) => {
                 tracing::error!(node = self.node_id, index = entry.index, %error, "membership change does not decode");
-                return;
+                return Vec::new();
             }
         };
         let waiter =
@@ -109,7 +124,7 @@ impl Membership {
                     ?conf_state,
                     "membership changed"
                 );
-                self.tell_transport(transport, &cc);
+                let peer_changes = self.peer_changes(&cc);
                 let joint = !conf_state.voters_outgoing.is_empty();
                 self.history.record(entry.index, conf_state);
                 match waiter {
@@ -124,6 +139,7 @@ impl Membership {
                         let _ = reply.send(Ok(entry.index));
                     }
                 }
+                peer_changes
             }
             Err(error) => {
                 tracing::error!(node = self.node_id, index = entry.index, %error, "membership change refused");
@@ -132,13 +148,15 @@ impl Membership {
                         reason: error.to_string(),
                     }));
                 }
+                Vec::new()
             }
         }
     }
 
-    /// Tells the transport where added or moved members are, or that one
-    /// left.
-    fn tell_transport(&self, transport: &dyn Transport, cc: &ConfChangeV2) {
+    /// Where added or moved members are, and which left (this node's own
+    /// changes are not the transport's business).
+    fn peer_changes(&self, cc: &ConfChangeV2) -> Vec<PeerChange> {
+        let mut peer_changes = Vec::new();
         for change in &cc.changes {
             let node_id = change.node_id;
             match ConfChangeType::try_from(change.change_type) {
@@ -149,15 +167,16 @@ impl Membership {
                 ) if node_id != self.node_id => {
                     let peer_url = envelope::member_peer_url(&cc.context, node_id);
                     if !peer_url.is_empty() {
-                        transport.add_peer(node_id, &peer_url);
+                        peer_changes.push(PeerChange::Reachable { node_id, peer_url });
                     }
                 }
                 Ok(ConfChangeType::ConfChangeRemoveNode) if node_id != self.node_id => {
-                    transport.remove_peer(node_id);
+                    peer_changes.push(PeerChange::Removed { node_id });
                 }
                 _ => {}
             }
         }
+        peer_changes
     }
 
     /// The configuration as of `index` (after every change at or below it).

@@ -39,6 +39,8 @@ mod in_flight;
 mod mailbox;
 mod membership;
 mod raft_actor;
+#[doc(hidden)]
+pub mod raft_core;
 mod snapshot_files;
 mod snapshot_transfer;
 mod test_panic;

@@ -512,8 +512,8 @@ impl<S: SimMachine> Cluster<S> {
     fn leader(&self) -> Option<u64> {
         self.nodes
             .values()
-            .filter(|n| n.raw.raft.state == StateRole::Leader)
-            .max_by_key(|n| n.raw.raft.term)
+            .filter(|n| n.raw().raft.state == StateRole::Leader)
+            .max_by_key(|n| n.raw().raft.term)
             .map(|n| n.id)
     }
 
@@ -600,7 +600,7 @@ impl<S: SimMachine> Cluster<S> {
         let Some(leader) = self.leader() else {
             return;
         };
-        let conf = self.nodes[&leader].raw.status().conf_state;
+        let conf = self.nodes[&leader].raw().status().conf_state;
         let change = if let Some(&learner) = conf.learners.first() {
             if self.rng.chance(600) {
                 MembershipChange::Promote(learner)
@@ -636,7 +636,7 @@ impl<S: SimMachine> Cluster<S> {
         let Some(leader) = self.leader() else {
             return;
         };
-        let voters = self.nodes[&leader].raw.status().conf_state.voters;
+        let voters = self.nodes[&leader].raw().status().conf_state.voters;
         let Some(to) = self.rng.pick(&voters) else {
             return;
         };
@@ -707,17 +707,17 @@ impl<S: SimMachine> Cluster<S> {
         let Some(leader) = self.leader() else {
             return false;
         };
-        let lead = &self.nodes[&leader].raw.raft;
+        let lead = &self.nodes[&leader].raw().raft;
         let commit = lead.raft_log.committed;
         if lead.raft_log.last_index() != commit || self.check.agreed_len() != commit {
             return false;
         }
         self.members().iter().all(|id| {
             self.nodes.get(id).is_some_and(|n| {
-                n.raw.raft.lead == leader
-                    && n.raw.raft.term == lead.term
+                n.raw().raft.lead == leader
+                    && n.raw().raft.term == lead.term
                     && n.applier.applied_index() == commit
-                    && n.raw.raft.raft_log.last_index() == commit
+                    && n.raw().raft.raft_log.last_index() == commit
                     && n.quiet()
             })
         })
@@ -741,7 +741,7 @@ impl<S: SimMachine> Cluster<S> {
             .nodes
             .values()
             .map(|n| {
-                let raft = &n.raw.raft;
+                let raft = &n.raw().raft;
                 format!(
                     "{}:{:?} term {} lead {} commit {} last {} applied {} voters {:?} learners {:?}",
                     n.id,
@@ -751,8 +751,8 @@ impl<S: SimMachine> Cluster<S> {
                     raft.raft_log.committed,
                     raft.raft_log.last_index(),
                     n.applier.applied_index(),
-                    n.raw.status().conf_state.voters,
-                    n.raw.status().conf_state.learners
+                    n.raw().status().conf_state.voters,
+                    n.raw().status().conf_state.learners
                 )
             })
             .collect();
@@ -796,7 +796,7 @@ impl<S: SimMachine> Cluster<S> {
                 }
                 Some(_) => {}
             }
-            let store = node.raw.store();
+            let store = node.raw().store();
             let (Ok(first), Ok(last)) = (store.first_index(), store.last_index()) else {
                 continue;
             };

@@ -1,37 +1,36 @@
-//! One simulated node: the real raft core, apply machinery (the node's
-//! `Applier` over the run's state machine) and WAL encoding, driven the way
-//! `src/node` drives them, over a simulated disk and network. Generic over
-//! the state machine ([`SimMachine`]).
+//! One simulated node: the raft actor's own event handling
+//! (`ringraft::node::raft_core`, the code `src/node` runs), the real apply
+//! machinery (the node's `Applier` over the run's state machine) and WAL
+//! encoding, over a simulated disk and network. Generic over the state
+//! machine ([`SimMachine`]).
 //!
-//! Owns: the node's `RawNode` and `MemoryStorage`, its `Applier` (the state
-//! machine, applied index and member directory), its
-//! persistence actor ([`Persistence`]) and disk, the Readies handed out and
-//! not yet released, the configuration history (for snapshots), and the
-//! clients waiting on it (proposals by request id, reads by read index).
+//! Owns: the node's [`RaftCore`] (its `RawNode`, `MemoryStorage`, Readies
+//! in flight, membership bookkeeping and configuration history), its
+//! `Applier` (the state machine, applied index and member directory), its
+//! persistence actor ([`Persistence`]) and disk, what the core handed the
+//! apply side and it has not taken yet, and the clients waiting on it
+//! (proposals by request id, reads by read index).
 //!
-//! Guarantees: the raft actor's order (`src/node/raft_actor.rs`): every
-//! Ready is handed to persistence without waiting (pipelining); a Ready is
-//! released only once persistence acknowledged it (or it needed none) and
-//! every earlier one was released: its entries, snapshot and hard state go
-//! into `MemoryStorage`, then `on_persisted`, then its messages go out (a
-//! failed send is reported to raft as the transport reports it), then its
-//! snapshot restores the state machine. Its committed entries apply when
-//! it is handed out (right after it is submitted), membership changes to
-//! raft first: they are durable here already. The apply actor's rules
+//! Guarantees: the raft actor's order is the core's own (its module says
+//! it); this module only carries out the core's effects — Readies and
+//! snapshot saves into the simulated persistence actor, messages into the
+//! simulated network (a snapshot's transfer finishes when it is handed
+//! over), apply work into an ordered inbox — and drives it: every event
+//! goes to the core, then the core hands out Readies, persistence runs,
+//! acknowledged Readies are released and the inbox is applied, until
+//! nothing moves. Membership changes are checked and proposed by the
+//! core's code. The apply side plays the apply actor
 //! (`src/node/apply_actor.rs`): entries apply in order through the real
-//! `Applier` (membership changes update its member directory from the
-//! change's context), a proposer is answered with the outcome the applier
-//! gives for its request id once its entry applied here, a linearizable
-//! read is served once applied ≥ its read index, and every `snapshot_count`
+//! `Applier`, a proposer is answered with the outcome the applier gives
+//! for its request id once its entry applied here, a linearizable read is
+//! served once applied ≥ its read index, and every `snapshot_count`
 //! applied entries, or after the applier reports a member added, the
-//! applier's framed snapshot is taken, saved (file, then WAL marker) and
-//! the log compacted keeping `catchup_entries`. Proposals are framed as
-//! `NodeHandle::propose` frames them (`envelope::proposal_header`, then the
-//! machine's `encode_command`), membership changes carry
-//! `envelope::member_context`. Boot (`src/node/bootstrap.rs`): a restart
-//! rebuilds everything from the disk alone, restoring the applier from the
-//! snapshot. The apply actor runs synchronously here (one of the
-//! interleavings the real node allows).
+//! applier's framed snapshot goes to the core (which makes the raft
+//! snapshot, queues its save and compacts). Proposals are framed as
+//! `NodeHandle::propose` frames them. Boot (`src/node/bootstrap.rs`): a
+//! restart rebuilds everything from the disk alone, restoring the applier
+//! from the snapshot. The apply side runs right after the core's step (one
+//! of the interleavings the real node allows).
 //!
 //! The break switches deliberately violate one rule each, to show the
 //! checks catch it: `AckBeforeFsync` (persistence acknowledges before
@@ -49,13 +48,17 @@ use crate::persistence::{Job, Latency, Persistence, Progress};
 use crate::rng::SimRng;
 use crate::scheduler::{Event, IoLane, Scheduler};
 use crate::stats::Stats;
+use ringraft::StateMachine;
 use ringraft::node::applier::Applier;
-use ringraft::node::conf_history::ConfHistory;
 use ringraft::node::envelope::{self, RequestId};
-use ringraft::raft::raft::decode_conf_change;
-use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole, Storage};
-use ringraft::raftpb::{ConfChange, ConfChangeType, Entry, Message, MessageType, Snapshot};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use ringraft::node::raft_core::{CoreSettings, PeerChange, RaftCore, RaftIo, Sent};
+use ringraft::node::{DEFAULT_MAX_INFLIGHT_BYTES, MembershipChange as NodeChange, NodeError};
+use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole};
+use ringraft::raftpb::{Entry, Message, MessageType, Snapshot};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use tokio::sync::oneshot;
 
 /// A deliberately broken safety rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,10 +134,22 @@ impl<S: SimMachine> Env<'_, S> {
     }
 }
 
-/// A Ready handed out and not yet released.
-struct InFlight {
-    ready: Ready,
-    submitted: bool,
+/// What waits for a proposal: its request id and the client.
+type Proposer = (RequestId, Waiter);
+/// What waits for a linearizable read: the query and the client.
+type Reader<S> = (<S as StateMachine>::Query, Waiter);
+
+/// What the raft core hands the apply side, in order (the apply actor's
+/// inbox in `src/node`).
+enum ApplyWork<S: SimMachine> {
+    Register(Vec<Proposer>),
+    Committed(Vec<Entry>),
+    Restore(Snapshot),
+    Read {
+        index: u64,
+        query: S::Query,
+        waiter: Waiter,
+    },
 }
 
 /// A membership change the cluster asks for.
@@ -150,24 +165,120 @@ pub enum MembershipChange {
 pub struct SimNode<S: SimMachine> {
     pub id: u64,
     pub incarnation: u64,
-    pub raw: RawNode<MemoryStorage>,
+    /// The raft actor's event handling, the code `src/node` runs.
+    core: RaftCore<Proposer, Reader<S>>,
     pub applier: Applier<S>,
     pub disk: SimDisk,
     persistence: Persistence,
-    in_flight: VecDeque<InFlight>,
     acked: u64,
-    conf_history: ConfHistory,
+    /// What the core handed the apply side and it has not taken yet.
+    inbox: VecDeque<ApplyWork<S>>,
     last_snapshot_index: u64,
     /// A new member was added since the last snapshot.
     member_added: bool,
     settings: NodeSettings,
     proposals: BTreeMap<RequestId, Waiter>,
-    /// Membership changes this node proposed, by request id.
-    membership_proposals: BTreeSet<RequestId>,
-    reads_without_index: BTreeMap<u64, (S::Query, Waiter)>,
+    /// Membership changes this node proposed, answered once applied.
+    membership_replies: Vec<oneshot::Receiver<Result<u64, NodeError>>>,
     reads_waiting_apply: Vec<(u64, S::Query, Waiter)>,
+    /// This node was a member of the configuration at some point.
+    was_member: bool,
     /// This node applied its own removal.
     pub removed: bool,
+}
+
+/// The core's effects in the simulation: persistence jobs for the
+/// simulated persistence actor, messages into the simulated network,
+/// everything for apply into the node's inbox (taken after the core's
+/// step, as the apply actor would).
+struct SimIo<'n, 'e, 'a, S: SimMachine> {
+    id: u64,
+    applied_index: u64,
+    persistence: &'n mut Persistence,
+    inbox: &'n mut VecDeque<ApplyWork<S>>,
+    env: &'e mut Env<'a, S>,
+}
+
+impl<S: SimMachine> SimIo<'_, '_, '_, S> {
+    fn refuse(&mut self, waiter: Waiter) {
+        self.env.replies.push(Reply {
+            node: self.id,
+            applied_index: self.applied_index,
+            waiter,
+            answer: Answer::Refused,
+        });
+    }
+}
+
+impl<S: SimMachine> RaftIo<Proposer, Reader<S>> for SimIo<'_, '_, '_, S> {
+    fn persist_ready(&mut self, ready: &Ready) -> Result<usize, NodeError> {
+        self.persistence.submit(Job::Ready {
+            number: ready.number,
+            hard_state: ready.hard_state,
+            entries: ready.entries.clone(),
+            snapshot: ready.snapshot.clone(),
+            must_sync: ready.must_sync,
+        });
+        Ok(ready.entries.iter().map(|e| e.data.len() + 32).sum())
+    }
+
+    fn persist_snapshot(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
+        self.persistence.submit(Job::SaveSnapshot(snapshot));
+        self.env.stats.snapshots_saved += 1;
+        Ok(())
+    }
+
+    fn send(&mut self, message: Message) -> Sent {
+        let is_snapshot = message.msg_type() == MessageType::MsgSnap;
+        // The network carries a snapshot's state inline: its transfer is
+        // over when the message is handed over.
+        match (
+            is_snapshot,
+            self.env.net.send(message, self.env.rng, self.env.sched),
+        ) {
+            (true, true) => Sent::Snapshot(SnapshotStatus::Finish),
+            (true, false) => Sent::Snapshot(SnapshotStatus::Failure),
+            (false, true) => Sent::Queued,
+            (false, false) => Sent::Unreachable,
+        }
+    }
+
+    // The simulated network routes by node id.
+    fn peer_changed(&mut self, _: PeerChange) {}
+
+    fn proposed(&mut self, proposers: Vec<Proposer>) {
+        self.inbox.push_back(ApplyWork::Register(proposers));
+    }
+
+    fn refused(&mut self, proposers: Vec<Proposer>, _: NodeError) {
+        for (_, waiter) in proposers {
+            self.refuse(waiter);
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        self.inbox.push_back(ApplyWork::Committed(entries));
+    }
+
+    fn restore(&mut self, snapshot: Snapshot) {
+        self.inbox.push_back(ApplyWork::Restore(snapshot));
+    }
+
+    fn read_at(&mut self, index: u64, (query, waiter): Reader<S>) {
+        self.inbox.push_back(ApplyWork::Read {
+            index,
+            query,
+            waiter,
+        });
+    }
+
+    fn read_refused(&mut self, (_, waiter): Reader<S>, _: NodeError) {
+        self.refuse(waiter);
+    }
+
+    fn reader_gone(&self, _: &Reader<S>) -> bool {
+        false
+    }
 }
 
 impl<S: SimMachine> SimNode<S> {
@@ -182,19 +293,25 @@ impl<S: SimMachine> SimNode<S> {
         incarnation: u64,
     ) -> Result<SimNode<S>, String> {
         let disk = SimDisk::create(id);
-        let raw = RawNode::new(
+        let mut raw = RawNode::new(
             &raft_config(id, 0, &settings, incarnation),
             MemoryStorage::new(),
         )
         .map_err(|e| format!("node {id}: RawNode::new: {e}"))?;
-        let applier = Applier::new(genesis);
-        let mut node = SimNode::assemble(id, raw, applier, disk, 0, settings, incarnation);
         if let Some(voters) = voters {
-            node.raw
-                .bootstrap(voters)
+            raw.bootstrap(voters)
                 .map_err(|e| format!("node {id}: bootstrap: {e}"))?;
         }
-        Ok(node)
+        let applier = Applier::new(genesis);
+        Ok(SimNode::assemble(
+            id,
+            raw,
+            applier,
+            disk,
+            0,
+            settings,
+            incarnation,
+        ))
     }
 
     /// A restart from what `disk` kept, the state machine starting from
@@ -243,11 +360,25 @@ impl<S: SimMachine> SimNode<S> {
         settings: NodeSettings,
         incarnation: u64,
     ) -> SimNode<S> {
-        let conf_state = raw.status().conf_state;
-        SimNode {
+        let core_settings = CoreSettings {
+            send_appends_early: settings.send_appends_early,
+            lease_reads: false,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            snapshot_catchup_entries: settings.catchup_entries,
+        };
+        // Read contexts of an earlier incarnation are never reused.
+        let first_read_seq = incarnation << 32;
+        let core = RaftCore::new(
+            raw,
+            boot_snapshot_index,
+            core_settings,
+            first_read_seq,
+            Arc::new(AtomicU64::new(0)),
+        );
+        let mut node = SimNode {
             id,
             incarnation,
-            raw,
+            core,
             last_snapshot_index: applier.applied_index(),
             member_added: false,
             applier,
@@ -256,16 +387,22 @@ impl<S: SimMachine> SimNode<S> {
                 settings.latency,
                 settings.break_mode == BreakMode::AckBeforeFsync,
             ),
-            in_flight: VecDeque::new(),
             acked: 0,
-            conf_history: ConfHistory::new(boot_snapshot_index, conf_state),
+            inbox: VecDeque::new(),
             settings,
             proposals: BTreeMap::new(),
-            membership_proposals: BTreeSet::new(),
-            reads_without_index: BTreeMap::new(),
+            membership_replies: Vec::new(),
             reads_waiting_apply: Vec::new(),
+            was_member: false,
             removed: false,
-        }
+        };
+        node.note_membership();
+        node
+    }
+
+    /// The raft core.
+    pub fn raw(&self) -> &RawNode<MemoryStorage> {
+        self.core.raw()
     }
 
     /// Whether a snapshot save is under way.
@@ -273,9 +410,10 @@ impl<S: SimMachine> SimNode<S> {
         self.persistence.saving_snapshot()
     }
 
-    /// Whether nothing is in flight: no Ready unreleased, no IO queued.
+    /// Whether nothing is in flight: no Ready unreleased, no IO queued,
+    /// nothing waiting to apply.
     pub fn quiet(&self) -> bool {
-        self.in_flight.is_empty() && !self.persistence.busy() && !self.raw.has_ready()
+        self.core.idle() && !self.persistence.busy() && self.inbox.is_empty()
     }
 
     /// Lets the node do whatever it can without an outside event (after a
@@ -286,15 +424,19 @@ impl<S: SimMachine> SimNode<S> {
 
     /// The clock ticked.
     pub fn tick(&mut self, env: &mut Env<'_, S>) {
-        self.raw.tick();
+        let (core, io) = self.split(env);
+        core.tick(&io);
         self.drive(env);
     }
 
-    /// A message from a peer arrived.
+    /// A message from a peer arrived. A snapshot's state travels in its
+    /// message here, so a MsgSnap has arrived whole.
     pub fn step(&mut self, message: Message, env: &mut Env<'_, S>) {
-        // Refused messages (from non-members, stale) are dropped, as the
-        // raft actor does.
-        let _ = self.raw.step(message);
+        if message.msg_type() == MessageType::MsgSnap {
+            self.core.step_received_snapshot(message);
+        } else {
+            self.core.step(message);
+        }
         self.drive(env);
     }
 
@@ -317,36 +459,15 @@ impl<S: SimMachine> SimNode<S> {
         };
         let mut data = envelope::proposal_header(id, 64);
         S::encode_command(command, &mut data);
-        match self.raw.propose(data) {
-            Ok(()) => {
-                self.proposals.insert(id, waiter);
-            }
-            Err(_) => env.replies.push(Reply {
-                node: self.id,
-                applied_index: self.applier.applied_index(),
-                waiter,
-                answer: Answer::Refused,
-            }),
-        }
+        let (core, mut io) = self.split(env);
+        core.propose(vec![data], vec![(id, waiter)], &mut io);
         self.drive(env);
     }
 
     /// A client asks for a linearizable read (ReadIndex).
     pub fn read(&mut self, query: S::Query, waiter: Waiter, env: &mut Env<'_, S>) {
-        let seq = env.seq();
-        let mut context = self.id.to_be_bytes().to_vec();
-        context.extend_from_slice(&seq.to_be_bytes());
-        match self.raw.read_index(context) {
-            Ok(()) => {
-                self.reads_without_index.insert(seq, (query, waiter));
-            }
-            Err(_) => env.replies.push(Reply {
-                node: self.id,
-                applied_index: self.applier.applied_index(),
-                waiter,
-                answer: Answer::Refused,
-            }),
-        }
+        let (core, mut io) = self.split(env);
+        core.read_index((query, waiter), false, &mut io);
         self.drive(env);
     }
 
@@ -356,85 +477,101 @@ impl<S: SimMachine> SimNode<S> {
     }
 
     /// Asks this node (a leader, normally) for a membership change, checked
-    /// as the raft actor checks it.
+    /// and proposed by the raft actor's code.
     pub fn propose_membership(
         &mut self,
         change: MembershipChange,
         env: &mut Env<'_, S>,
     ) -> Result<(), String> {
-        let conf = self.raw.status().conf_state;
-        let member = |id: u64| conf.voters.contains(&id) || conf.learners.contains(&id);
-        // As `membership::propose`: only additions announce an address.
-        let (change_type, node_id, peers) = match change {
-            MembershipChange::AddVoter(id) if !member(id) => (
-                ConfChangeType::ConfChangeAddNode,
-                id,
-                vec![(id, peer_url(id))],
-            ),
-            MembershipChange::AddLearner(id) if !member(id) => (
-                ConfChangeType::ConfChangeAddLearnerNode,
-                id,
-                vec![(id, peer_url(id))],
-            ),
-            MembershipChange::Promote(id) if conf.learners.contains(&id) => {
-                (ConfChangeType::ConfChangeAddNode, id, Vec::new())
-            }
-            MembershipChange::Remove(id) if member(id) && conf.voters != [id] => {
-                (ConfChangeType::ConfChangeRemoveNode, id, Vec::new())
-            }
-            _ => return Err(format!("{change:?} does not fit {conf:?}")),
+        let change = match change {
+            MembershipChange::AddVoter(node_id) => NodeChange::AddVoter {
+                node_id,
+                peer_url: peer_url(node_id),
+            },
+            MembershipChange::AddLearner(node_id) => NodeChange::AddLearner {
+                node_id,
+                peer_url: peer_url(node_id),
+            },
+            MembershipChange::Promote(node_id) => NodeChange::Promote { node_id },
+            MembershipChange::Remove(node_id) => NodeChange::Remove { node_id },
         };
-        let raft = &self.raw.raft;
-        if raft.state == StateRole::Leader && raft.pending_conf_index > raft.raft_log.applied {
-            return Err("another membership change is still being applied".to_string());
-        }
         let id = RequestId {
             node_id: self.id,
             seq: env.seq(),
         };
-        let cc = ConfChange {
-            change_type: change_type as i32,
-            node_id,
-            context: envelope::member_context(&peers, id),
-            ..Default::default()
+        let (reply, mut answer) = oneshot::channel();
+        let applied = self.applier.applied_index();
+        self.core
+            .change_membership(vec![change], id, applied, reply);
+        let proposed = match answer.try_recv() {
+            Ok(Err(error)) => Err(error.to_string()),
+            Ok(Ok(_)) => Err("answered before it was proposed".to_string()),
+            Err(_) => {
+                self.membership_replies.push(answer);
+                Ok(())
+            }
         };
-        let proposed = self
-            .raw
-            .propose_conf_change_v1(&cc)
-            .map_err(|e| e.to_string());
-        if proposed.is_ok() {
-            self.membership_proposals.insert(id);
-        }
         self.drive(env);
         proposed
     }
 
     /// Asks this node to hand leadership to `to`.
     pub fn transfer_leader(&mut self, to: u64, env: &mut Env<'_, S>) {
-        if self.raw.status().conf_state.voters.contains(&to) && self.raw.raft.lead != to {
-            self.raw.transfer_leader(to);
-        }
+        // Nobody waits for the answer here: the cluster watches leaders.
+        let (reply, _) = oneshot::channel();
+        self.core.transfer_leader(to, reply);
         self.drive(env);
     }
 
-    /// Runs the raft actor's loop until nothing more can happen without an
-    /// outside event.
+    /// The core and its effects, borrowed apart from the node's other
+    /// parts.
+    fn split<'n, 'e, 'a>(
+        &'n mut self,
+        env: &'e mut Env<'a, S>,
+    ) -> (&'n mut RaftCore<Proposer, Reader<S>>, SimIo<'n, 'e, 'a, S>) {
+        let io = SimIo {
+            id: self.id,
+            applied_index: self.applier.applied_index(),
+            persistence: &mut self.persistence,
+            inbox: &mut self.inbox,
+            env,
+        };
+        (&mut self.core, io)
+    }
+
+    /// Runs the raft actor's loop, the persistence actor and the apply
+    /// actor until nothing more can happen without an outside event.
     fn drive(&mut self, env: &mut Env<'_, S>) {
         loop {
-            let mut moved = false;
-            while self.raw.has_ready() {
-                self.hand_out(env);
-                moved = true;
-            }
+            let (core, mut io) = self.split(env);
+            let mut moved = match core.advance(&mut io) {
+                Ok(moved) => moved,
+                Err(e) => {
+                    env.check
+                        .violation(format!("node {}: handing out a Ready: {e}", self.id));
+                    false
+                }
+            };
             let progress = self.persistence.pump(&mut self.disk, env.rng);
             self.note_progress(progress, env);
-            moved |= self.release(env);
+            let acked = self.acked;
+            let (core, mut io) = self.split(env);
+            match core.persisted(acked, &mut io) {
+                Ok(released) => moved |= released,
+                Err(e) => env
+                    .check
+                    .violation(format!("node {}: releasing Readies: {e}", self.id)),
+            }
+            moved |= self.run_apply(env);
             if !moved {
                 break;
             }
         }
-        if self.raw.raft.state == StateRole::Leader {
-            env.check.leader(self.raw.raft.term, self.id);
+        self.note_membership();
+        self.note_membership_replies(env);
+        let raft = &self.core.raw().raft;
+        if raft.state == StateRole::Leader {
+            env.check.leader(raft.term, self.id);
         }
     }
 
@@ -454,58 +591,51 @@ impl<S: SimMachine> SimNode<S> {
         }
     }
 
-    fn hand_out(&mut self, env: &mut Env<'_, S>) {
-        let mut ready = self.raw.ready();
-        self.raw.advance_append_async(&ready);
-        if let Some(snapshot) = &ready.snapshot {
-            self.conf_history.reset(
-                snapshot.metadata.index,
-                snapshot.metadata.conf_state.clone(),
-            );
-        }
-        for read_state in std::mem::take(&mut ready.read_states) {
-            self.forward_read(read_state.index, &read_state.request_ctx, env);
-        }
-        let submitted = ready.needs_persistence();
-        if submitted {
-            self.persistence.submit(Job::Ready {
-                number: ready.number,
-                hard_state: ready.hard_state,
-                entries: ready.entries.clone(),
-                snapshot: ready.snapshot.clone(),
-                must_sync: ready.must_sync,
-            });
-        }
-        if self.settings.send_appends_early {
-            let appends = std::mem::take(&mut ready.append_messages);
-            self.send(appends, env);
-        }
-        // Applied at hand-out, after the submit, as the raft actor does
-        // (`forward_committed`): the entries are durable here already.
-        let committed = std::mem::take(&mut ready.committed_entries);
-        self.in_flight.push_back(InFlight { ready, submitted });
-        if !committed.is_empty() {
-            for entry in &committed {
-                self.apply_conf_change_to_raft(entry, env);
-            }
-            self.apply_batch(committed, env);
+    /// Whether this node was a member and no longer is: it applied its
+    /// own removal.
+    fn note_membership(&mut self) {
+        let conf = self.core.raw().status().conf_state;
+        let member = conf.voters.contains(&self.id) || conf.learners.contains(&self.id);
+        if member {
+            self.was_member = true;
+        } else if self.was_member {
+            self.removed = true;
         }
     }
 
-    fn forward_read(&mut self, index: u64, context: &[u8], env: &mut Env<'_, S>) {
-        let Some((node, seq)) = context.split_at_checked(8) else {
-            return;
-        };
-        let Ok(seq) = <[u8; 8]>::try_from(seq) else {
-            return;
-        };
-        if node != self.id.to_be_bytes() {
-            return;
+    fn note_membership_replies(&mut self, env: &mut Env<'_, S>) {
+        self.membership_replies
+            .retain_mut(|answer| match answer.try_recv() {
+                Ok(Ok(_)) => {
+                    env.stats.membership_changes_applied += 1;
+                    false
+                }
+                Err(oneshot::error::TryRecvError::Empty) => true,
+                Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => false,
+            });
+    }
+
+    /// The apply actor: takes what the core handed it, in order. Returns
+    /// whether it took anything.
+    fn run_apply(&mut self, env: &mut Env<'_, S>) -> bool {
+        let mut moved = false;
+        while let Some(work) = self.inbox.pop_front() {
+            moved = true;
+            match work {
+                ApplyWork::Register(proposers) => self.proposals.extend(proposers),
+                ApplyWork::Committed(entries) => self.apply_batch(entries, env),
+                ApplyWork::Restore(snapshot) => self.restore(snapshot, env),
+                ApplyWork::Read {
+                    index,
+                    query,
+                    waiter,
+                } => self.read_at(index, query, waiter, env),
+            }
         }
-        let Some((query, waiter)) = self.reads_without_index.remove(&u64::from_be_bytes(seq))
-        else {
-            return;
-        };
+        moved
+    }
+
+    fn read_at(&mut self, index: u64, query: S::Query, waiter: Waiter, env: &mut Env<'_, S>) {
         if self.settings.break_mode == BreakMode::ReadBeforeApply
             || index <= self.applier.applied_index()
         {
@@ -520,67 +650,6 @@ impl<S: SimMachine> SimNode<S> {
         }
     }
 
-    /// Releases the acknowledged Readies in order; true if any was.
-    fn release(&mut self, env: &mut Env<'_, S>) -> bool {
-        let mut released = Vec::new();
-        while let Some(front) = self.in_flight.front() {
-            if front.submitted && front.ready.number > self.acked {
-                break;
-            }
-            let Some(flight) = self.in_flight.pop_front() else {
-                break;
-            };
-            let store = self.raw.store_mut();
-            if let Some(snapshot) = &flight.ready.snapshot
-                && let Err(e) = store.apply_snapshot(snapshot.clone())
-            {
-                env.check.violation(format!(
-                    "node {}: snapshot into MemoryStorage: {e}",
-                    self.id
-                ));
-            }
-            if let Err(e) = store.append(&flight.ready.entries) {
-                env.check
-                    .violation(format!("node {}: entries into MemoryStorage: {e}", self.id));
-            }
-            if let Some(hard_state) = flight.ready.hard_state {
-                store.set_hard_state(hard_state);
-            }
-            released.push(flight);
-        }
-        let Some(last) = released.last() else {
-            return false;
-        };
-        self.raw.on_persisted(last.ready.number);
-        for flight in released {
-            let ready = flight.ready;
-            self.send(ready.append_messages, env);
-            self.send(ready.messages, env);
-            if let Some(snapshot) = ready.snapshot {
-                self.restore(snapshot, env);
-            }
-        }
-        true
-    }
-
-    fn send(&mut self, messages: Vec<Message>, env: &mut Env<'_, S>) {
-        for message in messages {
-            let to = message.to;
-            let msg_type = message.msg_type();
-            let sent = env.net.send(message, env.rng, env.sched);
-            match (msg_type, sent) {
-                (MessageType::MsgSnap, true) => {
-                    self.raw.report_snapshot(to, SnapshotStatus::Finish)
-                }
-                (MessageType::MsgSnap, false) => {
-                    self.raw.report_snapshot(to, SnapshotStatus::Failure)
-                }
-                (MessageType::MsgApp, false) => self.raw.report_unreachable(to),
-                _ => {}
-            }
-        }
-    }
-
     fn restore(&mut self, snapshot: Snapshot, env: &mut Env<'_, S>) {
         let index = snapshot.metadata.index;
         if index <= self.applier.applied_index() {
@@ -591,37 +660,12 @@ impl<S: SimMachine> SimNode<S> {
                 env.stats.snapshots_installed += 1;
                 env.check.state(self.id, &self.applier);
                 self.last_snapshot_index = index;
-                self.raw.advance_apply(index);
+                self.core.applied(index);
                 self.serve_reads(env);
             }
             Err(e) => env
                 .check
                 .violation(format!("node {}: snapshot from the leader: {e}", self.id)),
-        }
-    }
-
-    fn apply_conf_change_to_raft(&mut self, entry: &Entry, env: &mut Env<'_, S>) {
-        let Ok(Some(cc)) = decode_conf_change(entry) else {
-            return;
-        };
-        match self.raw.apply_conf_change(&cc) {
-            Ok(conf_state) => {
-                if let Some(id) = envelope::member_request_id(&cc.context)
-                    && self.membership_proposals.remove(&id)
-                {
-                    env.stats.membership_changes_applied += 1;
-                }
-                let member =
-                    conf_state.voters.contains(&self.id) || conf_state.learners.contains(&self.id);
-                if !member && cc.changes.iter().any(|c| c.node_id == self.id) {
-                    self.removed = true;
-                }
-                self.conf_history.record(entry.index, conf_state);
-            }
-            Err(e) => env.check.violation(format!(
-                "node {}: committed membership change at {} refused: {e}",
-                self.id, entry.index
-            )),
         }
     }
 
@@ -641,7 +685,7 @@ impl<S: SimMachine> SimNode<S> {
         };
         self.member_added |= batch.member_added;
         env.check.state(self.id, &self.applier);
-        self.raw.advance_apply(self.applier.applied_index());
+        self.core.applied(self.applier.applied_index());
         for (id, index, outcome) in batch.outcomes {
             let Some(waiter) = self.proposals.remove(&id) else {
                 continue;
@@ -683,14 +727,15 @@ impl<S: SimMachine> SimNode<S> {
     }
 
     /// Every `snapshot_count` applied entries, and right after the applier
-    /// reported a member added: snapshot, save, compact (the apply actor's
-    /// `maybe_snapshot` and the raft actor's `make_snapshot`). The second trigger matters: a
-    /// leader sends a member that needs compacted entries its latest
-    /// snapshot, and raft refuses one whose configuration does not hold the
-    /// recipient (etcd's rule); without it, leader and new member exchange
-    /// MsgSnap and MsgAppResp as fast as the network carries them until the
-    /// next periodic snapshot (for ever if the cluster needs the new
-    /// member's vote to commit). This simulation found that in `src/node`.
+    /// reported a member added, the apply actor's `maybe_snapshot`; the
+    /// raft actor's code makes the raft snapshot, queues its save and
+    /// compacts. The second trigger matters: a leader sends a member that
+    /// needs compacted entries its latest snapshot, and raft refuses one
+    /// whose configuration does not hold the recipient (etcd's rule);
+    /// without it, leader and new member exchange MsgSnap and MsgAppResp
+    /// as fast as the network carries them until the next periodic
+    /// snapshot (for ever if the cluster needs the new member's vote to
+    /// commit). This simulation found that in `src/node`.
     fn maybe_snapshot(&mut self, env: &mut Env<'_, S>) {
         let applied = self.applier.applied_index();
         let since_last = applied - self.last_snapshot_index;
@@ -707,29 +752,11 @@ impl<S: SimMachine> SimNode<S> {
                 return;
             }
         };
-        let conf_state = self.conf_history.at(applied);
-        let store = self.raw.store_mut();
-        let snapshot = match store.create_snapshot(applied, Some(conf_state), data) {
-            Ok(snapshot) => snapshot,
-            Err(ringraft::raft::StorageError::SnapshotOutOfDate { .. }) => return,
-            Err(e) => {
-                env.check
-                    .violation(format!("node {}: create_snapshot({applied}): {e}", self.id));
-                return;
-            }
-        };
-        self.persistence.submit(Job::SaveSnapshot(snapshot));
-        env.stats.snapshots_saved += 1;
-        let compact_index = applied.saturating_sub(self.settings.catchup_entries);
-        let store = self.raw.store_mut();
-        if let Ok(first_index) = store.first_index()
-            && compact_index >= first_index
-            && let Err(e) = store.compact(compact_index)
-        {
+        let (core, mut io) = self.split(env);
+        if let Err(e) = core.make_snapshot(applied, data, &mut io) {
             env.check
-                .violation(format!("node {}: compact({compact_index}): {e}", self.id));
+                .violation(format!("node {}: snapshot at {applied}: {e}", self.id));
         }
-        self.conf_history.prune_through(applied);
     }
 }
 
