@@ -1,36 +1,34 @@
-//! The apply actor: feeds committed entries to the state machine (through
-//! the [`Applier`]) in log order, completes the callers waiting for their
-//! proposals, serves reads once the state machine is recent enough, and
-//! takes snapshots.
+//! The apply actor: the tokio task that drives the apply core
+//! ([`super::apply_core`]: the [`Applier`] and so the user's state machine,
+//! the proposers and reads waiting on it, the snapshot cadence) from the
+//! raft actor's channel, and writes snapshots.
 //!
-//! Owns: the [`Applier`] (and so the user's state machine), the proposals
-//! waiting to apply (by [`RequestId`]), the reads waiting for an applied
-//! index, the published applied index (a `watch` the raft actor turns into
-//! `advance_apply`), and when to snapshot.
+//! Owns: the core, the published applied index (a `watch` the raft actor
+//! turns into `advance_apply`), the snapshot being written, and restoring
+//! from a snapshot's state file.
 //!
-//! Guarantees: entries apply in the order the raft actor sent them, each
-//! once; a proposal's caller is answered with its response only after the
-//! entry applied here, and only after the applied index was published; a
-//! read with read index `i` is served only once `applied ≥ i`; a snapshot
-//! replaces the state machine before any entry after it applies. A failure
-//! of the state machine, or a gap in the entries, stops the actor and
-//! fails every waiter with it, rather than serving a wrong state.
+//! Guarantees: the core's rules hold (entries apply in the order the raft
+//! actor sent them, each once; the applied index is published before a
+//! proposer is answered; a read with read index `i` is served only once
+//! `applied ≥ i`); a snapshot replaces the state machine before any entry
+//! after it applies. A failure of the state machine, or a gap in the
+//! entries, stops the actor and fails every waiter with it, rather than
+//! serving a wrong state.
 //!
-//! Every `snapshot_count` applied entries it takes a point-in-time
-//! snapshot and writes it on a blocking thread (one at a time) while
-//! applying goes on; the framed data goes to the raft actor, which records
-//! it in `MemoryStorage`, has the persistence actor save it, and compacts.
-//! It also snapshots right after a member is added: a new member whose log
-//! must start from a snapshot can only accept one whose configuration
-//! names it, and raft sends the newest; without this, the leader would
-//! offer an older snapshot that the new member refuses, again and again,
-//! until the next periodic one (found by the simulation, `tests/sim`).
+//! When the core says a snapshot is due, it takes a point-in-time snapshot
+//! and writes it on a blocking thread (one at a time, at low priority)
+//! while applying goes on; the framed data goes to the raft actor, which
+//! records it in `MemoryStorage`, has the persistence actor save it, and
+//! compacts. A snapshot right after a member is added is the core's rule:
+//! without it, the leader would offer a new member an older snapshot that
+//! does not name it, again and again, until the next periodic one (found
+//! by the simulation, `tests/sim`).
 //!
-//! May not touch: raft, files, the network.
+//! May not touch: raft, the WAL, the network.
 
 use super::applier::Applier;
+use super::apply_core::{ApplyCore, ApplyIo};
 use super::background;
-use super::envelope::RequestId;
 use super::error::{ApplyError, NodeError};
 use super::mailbox::{ApplyMsg, ProposalReply, Read, SnapshotData};
 use super::snapshot_files;
@@ -38,7 +36,6 @@ use super::test_panic::TestPanic;
 use crate::metrics as names;
 use crate::raftpb::{Entry, Snapshot};
 use crate::state_machine::StateMachine;
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -90,32 +87,79 @@ pub(crate) struct ApplyOutputs {
 /// A snapshot being written on a blocking thread.
 type SnapshotWrite = JoinHandle<Result<SnapshotData, ApplyError>>;
 
-/// The apply actor's state.
+/// The apply core as the node runs it: callers wait on oneshots.
+type NodeApplyCore<S> = ApplyCore<S, ProposalReply<<S as StateMachine>::Response>, Read<S>>;
+
+/// The apply actor's state: the core and what drives it.
 pub(crate) struct ApplyActor<S: StateMachine> {
     metrics: ApplyMetrics,
-    applier: Applier<S>,
+    core: NodeApplyCore<S>,
     inbox: mpsc::UnboundedReceiver<ApplyMsg<S>>,
     outputs: ApplyOutputs,
-    waiters: HashMap<RequestId, ProposalReply<S::Response>>,
-    reads: BTreeMap<(u64, u64), Read<S>>,
-    read_seq: u64,
     messages_seen: u64,
-    /// Snapshot every this many applied entries (0: never).
-    snapshot_count: u64,
-    last_snapshot_index: u64,
-    /// A member was added since the last snapshot.
-    member_added: bool,
     /// The snapshot being written, if one is.
     writing: Option<SnapshotWrite>,
     /// Where state files are written and restored from.
     snap_dir: PathBuf,
-    /// Take a snapshot at the first chance (the node booted from one whose
-    /// state is inline, which peers cannot be sent).
-    snapshot_soon: bool,
     /// How fast state files are written.
     pacing: crate::snap::state_file::WritePacing,
     /// The test-only panic hook (`super::test_panic`).
     test_panic: Option<TestPanic>,
+}
+
+/// The core's effects as the actor carries them out: the applied index
+/// into its `watch`, answers into the callers' oneshots.
+struct ActorApplyIo<'a> {
+    applied: &'a watch::Sender<u64>,
+}
+
+impl<S: StateMachine> ApplyIo<S, ProposalReply<S::Response>, Read<S>> for ActorApplyIo<'_> {
+    fn applied(&mut self, applier: &Applier<S>) {
+        self.applied.send_replace(applier.applied_index());
+    }
+
+    fn answer(
+        &mut self,
+        reply: ProposalReply<S::Response>,
+        _: u64,
+        outcome: Result<S::Response, NodeError>,
+    ) {
+        let _ = reply.send(outcome);
+    }
+
+    fn serve(&mut self, read: Read<S>, applier: &Applier<S>) {
+        match read {
+            Read::State { query, reply } => {
+                if !reply.is_closed() {
+                    let _ = reply.send(Ok(applier.query(query)));
+                }
+            }
+            Read::Members(reply) => {
+                let _ = reply.send(Ok(applier.members().clone()));
+            }
+            Read::Backup(reply) => {
+                if !reply.is_closed() {
+                    let _ = reply.send(Ok(applier.state_view()));
+                }
+            }
+        }
+    }
+
+    fn fail_proposer(&mut self, reply: ProposalReply<S::Response>, error: NodeError) {
+        let _ = reply.send(Err(error));
+    }
+
+    fn fail_reader(&mut self, read: Read<S>, error: NodeError) {
+        read.fail(error);
+    }
+
+    fn proposer_gone(&self, reply: &ProposalReply<S::Response>) -> bool {
+        reply.is_closed()
+    }
+
+    fn reader_gone(&self, read: &Read<S>) -> bool {
+        read.is_closed()
+    }
 }
 
 /// Where the apply actor keeps snapshots, and whether it needs a fresh one.
@@ -141,22 +185,14 @@ impl<S: StateMachine> ApplyActor<S> {
         snapshots: SnapshotSettings,
     ) -> ApplyActor<S> {
         outputs.applied.send_replace(applier.applied_index());
-        let last_snapshot_index = applier.applied_index();
         ApplyActor {
             metrics: ApplyMetrics::new(node_id),
-            applier,
+            core: ApplyCore::new(applier, snapshots.count, snapshots.soon),
             inbox,
             outputs,
-            waiters: HashMap::new(),
-            reads: BTreeMap::new(),
-            read_seq: 0,
             messages_seen: 0,
-            snapshot_count: snapshots.count,
-            last_snapshot_index,
-            member_added: false,
             writing: None,
             snap_dir: snapshots.dir,
-            snapshot_soon: snapshots.soon,
             pacing: snapshots.pacing,
             test_panic: None,
         }
@@ -166,6 +202,14 @@ impl<S: StateMachine> ApplyActor<S> {
     pub(crate) fn with_test_panic(mut self, hook: Option<TestPanic>) -> ApplyActor<S> {
         self.test_panic = hook;
         self
+    }
+
+    /// The core and its effects, borrowed apart.
+    fn split(&mut self) -> (&mut NodeApplyCore<S>, ActorApplyIo<'_>) {
+        let io = ActorApplyIo {
+            applied: &self.outputs.applied,
+        };
+        (&mut self.core, io)
     }
 
     /// Runs until the raft actor hangs up (shutdown) or applying fails.
@@ -187,18 +231,20 @@ impl<S: StateMachine> ApplyActor<S> {
             }
             self.messages_seen += 1;
             if self.messages_seen % SWEEP_EVERY_MESSAGES == 0 {
-                self.waiters.retain(|_, reply| !reply.is_closed());
-                self.reads.retain(|_, read| !read.is_closed());
+                let (core, io) = self.split();
+                core.sweep(&io);
             }
         }
-        self.fail_all(&NodeError::Stopped);
+        let (core, mut io) = self.split();
+        core.fail_all(&NodeError::Stopped, &mut io);
         self.end_snapshot_write().await;
         Ok(())
     }
 
     async fn stop(mut self, error: NodeError) -> Result<(), NodeError> {
         tracing::error!(%error, "apply actor stops");
-        self.fail_all(&error);
+        let (core, mut io) = self.split();
+        core.fail_all(&error, &mut io);
         self.end_snapshot_write().await;
         Err(error)
     }
@@ -216,16 +262,12 @@ impl<S: StateMachine> ApplyActor<S> {
 
     async fn handle(&mut self, message: ApplyMsg<S>) -> Result<(), NodeError> {
         match message {
-            ApplyMsg::Register(waiters) => self.waiters.extend(waiters),
+            ApplyMsg::Register(waiters) => self.core.register(waiters),
             ApplyMsg::Committed(entries) => self.apply_batch(entries)?,
             ApplyMsg::Restore(snapshot) => self.restore(snapshot).await?,
             ApplyMsg::Read { index, read } => {
-                if index <= self.applier.applied_index() {
-                    self.serve(read);
-                } else {
-                    self.read_seq += 1;
-                    self.reads.insert((index, self.read_seq), read);
-                }
+                let (core, mut io) = self.split();
+                core.read(index, read, &mut io);
             }
         }
         Ok(())
@@ -237,7 +279,7 @@ impl<S: StateMachine> ApplyActor<S> {
     /// the worker is handed over to the rest first.
     async fn restore(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
         let index = snapshot.metadata.index;
-        if index <= self.applier.applied_index() {
+        if !self.core.needs_restore(index) {
             return Ok(());
         }
         // A local snapshot still being written is older: let it finish
@@ -247,7 +289,7 @@ impl<S: StateMachine> ApplyActor<S> {
             self.snapshot_written(written)?;
         }
         let started = Instant::now();
-        let (applier, snap_dir) = (&mut self.applier, &self.snap_dir);
+        let (applier, snap_dir) = (self.core.applier_mut(), &self.snap_dir);
         let mut restore = || snapshot_files::restore(applier, snap_dir, &snapshot);
         let multi_threaded = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
@@ -262,33 +304,21 @@ impl<S: StateMachine> ApplyActor<S> {
             took_ms = started.elapsed().as_millis() as u64,
             "state machine restored from a snapshot"
         );
-        self.last_snapshot_index = index;
-        self.outputs.applied.send_replace(index);
-        self.serve_reads();
+        let (core, mut io) = self.split();
+        core.restored(index, &mut io);
         Ok(())
     }
 
     fn apply_batch(&mut self, entries: Vec<Entry>) -> Result<(), NodeError> {
         let started = Instant::now();
-        let applied_before = self.applier.applied_index();
+        let applied_before = self.core.applier().applied_index();
         if entries.iter().any(|e| {
             e.entry_type == crate::raftpb::EntryType::EntryNormal as i32 && !e.data.is_empty()
         }) {
             TestPanic::fire(self.test_panic, TestPanic::Apply);
         }
-        let batch = self.applier.apply(entries)?;
-        self.member_added |= batch.member_added;
-        // Published before anyone is answered: a caller that got its answer
-        // sees `applied_index() >= index`.
-        self.outputs
-            .applied
-            .send_replace(self.applier.applied_index());
-        for (id, _, outcome) in batch.outcomes {
-            if let Some(reply) = self.waiters.remove(&id) {
-                let _ = reply.send(outcome);
-            }
-        }
-        self.serve_reads();
+        let (core, mut io) = self.split();
+        core.apply(entries, &mut io)?;
         let elapsed = started.elapsed();
         self.metrics.apply_duration.record(elapsed);
         if elapsed > SLOW_APPLY {
@@ -296,30 +326,27 @@ impl<S: StateMachine> ApplyActor<S> {
         }
         self.metrics
             .applied
-            .increment(self.applier.applied_index() - applied_before);
-        self.metrics.pending.set(self.waiters.len() as f64);
+            .increment(self.core.applier().applied_index() - applied_before);
+        self.metrics
+            .pending
+            .set(self.core.waiting_proposers() as f64);
         self.maybe_snapshot();
         Ok(())
     }
 
-    /// Every `snapshot_count` applied entries, and after a member was
-    /// added, starts writing a snapshot (unless one is being written).
+    /// Starts writing a snapshot when one is due (unless one is being
+    /// written).
     fn maybe_snapshot(&mut self) {
-        let applied = self.applier.applied_index();
-        let since_last = applied - self.last_snapshot_index;
-        let due = since_last >= self.snapshot_count
-            || ((self.member_added || self.snapshot_soon) && since_last > 0);
-        if self.snapshot_count == 0 || !due || self.writing.is_some() {
+        if self.writing.is_some() {
             return;
         }
-        self.member_added = false;
-        self.snapshot_soon = false;
-        self.last_snapshot_index = applied;
-        let job = self.applier.snapshot();
+        let Some(index) = self.core.snapshot_due() else {
+            return;
+        };
+        let job = self.core.applier().snapshot();
         let started = Instant::now();
         let created = self.metrics.snapshot_create.clone();
         let (snap_dir, pacing) = (self.snap_dir.clone(), self.pacing);
-        let index = applied;
         self.writing = Some(tokio::task::spawn_blocking(move || {
             // Behind the commit path: see `background`.
             let written = background::run_at_low_priority(SNAPSHOT_WRITER_THREAD, || {
@@ -346,47 +373,9 @@ impl<S: StateMachine> ApplyActor<S> {
             }
             Ok(Err(error)) => Err(error),
             Err(join) => Err(ApplyError::SnapshotWrite {
-                index: self.last_snapshot_index,
+                index: self.core.last_snapshot_index(),
                 source: std::sync::Arc::new(std::io::Error::other(join.to_string())),
             }),
-        }
-    }
-
-    fn serve_reads(&mut self) {
-        let applied = self.applier.applied_index();
-        while let Some(entry) = self.reads.first_entry() {
-            if entry.key().0 > applied {
-                break;
-            }
-            let read = entry.remove();
-            self.serve(read);
-        }
-    }
-
-    fn serve(&self, read: Read<S>) {
-        match read {
-            Read::State { query, reply } => {
-                if !reply.is_closed() {
-                    let _ = reply.send(Ok(self.applier.query(query)));
-                }
-            }
-            Read::Members(reply) => {
-                let _ = reply.send(Ok(self.applier.members().clone()));
-            }
-            Read::Backup(reply) => {
-                if !reply.is_closed() {
-                    let _ = reply.send(Ok(self.applier.state_view()));
-                }
-            }
-        }
-    }
-
-    fn fail_all(&mut self, error: &NodeError) {
-        for (_, reply) in self.waiters.drain() {
-            let _ = reply.send(Err(error.clone()));
-        }
-        for (_, read) in std::mem::take(&mut self.reads) {
-            read.fail(error.clone());
         }
     }
 }

@@ -25,6 +25,8 @@
 #[doc(hidden)]
 pub mod applier;
 mod apply_actor;
+#[doc(hidden)]
+pub mod apply_core;
 mod background;
 #[doc(hidden)]
 pub mod bootstrap;

@@ -682,7 +682,7 @@ impl<S: SimMachine> Cluster<S> {
             return;
         }
         for node in self.nodes.values() {
-            self.check.invariant(node.id, &node.applier);
+            self.check.invariant(node.id, node.applier());
             self.stats.invariant_checks += 1;
         }
     }
@@ -716,7 +716,7 @@ impl<S: SimMachine> Cluster<S> {
             self.nodes.get(id).is_some_and(|n| {
                 n.raw().raft.lead == leader
                     && n.raw().raft.term == lead.term
-                    && n.applier.applied_index() == commit
+                    && n.applier().applied_index() == commit
                     && n.raw().raft.raft_log.last_index() == commit
                     && n.quiet()
             })
@@ -750,7 +750,7 @@ impl<S: SimMachine> Cluster<S> {
                     raft.lead,
                     raft.raft_log.committed,
                     raft.raft_log.last_index(),
-                    n.applier.applied_index(),
+                    n.applier().applied_index(),
                     n.raw().status().conf_state.voters,
                     n.raw().status().conf_state.learners
                 )
@@ -775,23 +775,23 @@ impl<S: SimMachine> Cluster<S> {
                 continue;
             };
             if S::HAS_INVARIANT
-                && let Err(what) = S::invariant(&self.workload.params, node.applier.state())
+                && let Err(what) = S::invariant(&self.workload.params, node.applier().state())
             {
                 violations.push(format!("node {id} at the end: {what}"));
             }
             match reference {
                 None => reference = Some((*id, node)),
                 Some((other, first))
-                    if first.applier.state() != node.applier.state()
-                        || first.applier.members() != node.applier.members()
-                        || first.applier.applied_index() != node.applier.applied_index() =>
+                    if first.applier().state() != node.applier().state()
+                        || first.applier().members() != node.applier().members()
+                        || first.applier().applied_index() != node.applier().applied_index() =>
                 {
                     violations.push(format!(
                         "final states differ: node {other} and node {id} (applied {} and {}; members {:?} and {:?})",
-                        first.applier.applied_index(),
-                        node.applier.applied_index(),
-                        first.applier.members(),
-                        node.applier.members()
+                        first.applier().applied_index(),
+                        node.applier().applied_index(),
+                        first.applier().members(),
+                        node.applier().members()
                     ))
                 }
                 Some(_) => {}

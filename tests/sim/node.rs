@@ -50,12 +50,13 @@ use crate::scheduler::{Event, IoLane, Scheduler};
 use crate::stats::Stats;
 use ringraft::StateMachine;
 use ringraft::node::applier::Applier;
+use ringraft::node::apply_core::{ApplyCore, ApplyIo};
 use ringraft::node::envelope::{self, RequestId};
 use ringraft::node::raft_core::{CoreSettings, PeerChange, RaftCore, RaftIo, Sent};
 use ringraft::node::{DEFAULT_MAX_INFLIGHT_BYTES, MembershipChange as NodeChange, NodeError};
 use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole};
 use ringraft::raftpb::{Entry, Message, MessageType, Snapshot};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use tokio::sync::oneshot;
@@ -167,20 +168,16 @@ pub struct SimNode<S: SimMachine> {
     pub incarnation: u64,
     /// The raft actor's event handling, the code `src/node` runs.
     core: RaftCore<Proposer, Reader<S>>,
-    pub applier: Applier<S>,
+    /// The apply actor's rules, the code `src/node` runs.
+    apply: ApplyCore<S, Proposer, Reader<S>>,
     pub disk: SimDisk,
     persistence: Persistence,
     acked: u64,
     /// What the core handed the apply side and it has not taken yet.
     inbox: VecDeque<ApplyWork<S>>,
-    last_snapshot_index: u64,
-    /// A new member was added since the last snapshot.
-    member_added: bool,
     settings: NodeSettings,
-    proposals: BTreeMap<RequestId, Waiter>,
     /// Membership changes this node proposed, answered once applied.
     membership_replies: Vec<oneshot::Receiver<Result<u64, NodeError>>>,
-    reads_waiting_apply: Vec<(u64, S::Query, Waiter)>,
     /// This node was a member of the configuration at some point.
     was_member: bool,
     /// This node applied its own removal.
@@ -379,9 +376,7 @@ impl<S: SimMachine> SimNode<S> {
             id,
             incarnation,
             core,
-            last_snapshot_index: applier.applied_index(),
-            member_added: false,
-            applier,
+            apply: ApplyCore::new(applier, settings.snapshot_count, false),
             disk,
             persistence: Persistence::new(
                 settings.latency,
@@ -390,9 +385,7 @@ impl<S: SimMachine> SimNode<S> {
             acked: 0,
             inbox: VecDeque::new(),
             settings,
-            proposals: BTreeMap::new(),
             membership_replies: Vec::new(),
-            reads_waiting_apply: Vec::new(),
             was_member: false,
             removed: false,
         };
@@ -403,6 +396,11 @@ impl<S: SimMachine> SimNode<S> {
     /// The raft core.
     pub fn raw(&self) -> &RawNode<MemoryStorage> {
         self.core.raw()
+    }
+
+    /// The applier (the state machine as applied here).
+    pub fn applier(&self) -> &Applier<S> {
+        self.apply.applier()
     }
 
     /// Whether a snapshot save is under way.
@@ -473,7 +471,8 @@ impl<S: SimMachine> SimNode<S> {
 
     /// A serializable read: this node's state machine as it stands.
     pub fn local_read(&self, query: S::Query) -> (u64, S::QueryResult) {
-        (self.applier.applied_index(), self.applier.query(query))
+        let applier = self.apply.applier();
+        (applier.applied_index(), applier.query(query))
     }
 
     /// Asks this node (a leader, normally) for a membership change, checked
@@ -500,7 +499,7 @@ impl<S: SimMachine> SimNode<S> {
             seq: env.seq(),
         };
         let (reply, mut answer) = oneshot::channel();
-        let applied = self.applier.applied_index();
+        let applied = self.apply.applier().applied_index();
         self.core
             .change_membership(vec![change], id, applied, reply);
         let proposed = match answer.try_recv() {
@@ -531,7 +530,7 @@ impl<S: SimMachine> SimNode<S> {
     ) -> (&'n mut RaftCore<Proposer, Reader<S>>, SimIo<'n, 'e, 'a, S>) {
         let io = SimIo {
             id: self.id,
-            applied_index: self.applier.applied_index(),
+            applied_index: self.apply.applier().applied_index(),
             persistence: &mut self.persistence,
             inbox: &mut self.inbox,
             env,
@@ -622,46 +621,44 @@ impl<S: SimMachine> SimNode<S> {
         while let Some(work) = self.inbox.pop_front() {
             moved = true;
             match work {
-                ApplyWork::Register(proposers) => self.proposals.extend(proposers),
+                ApplyWork::Register(proposers) => self
+                    .apply
+                    .register(proposers.into_iter().map(|p| (p.0, p)).collect()),
                 ApplyWork::Committed(entries) => self.apply_batch(entries, env),
                 ApplyWork::Restore(snapshot) => self.restore(snapshot, env),
                 ApplyWork::Read {
                     index,
                     query,
                     waiter,
-                } => self.read_at(index, query, waiter, env),
+                } => {
+                    // The deliberate bug: serve at once, whatever applied.
+                    let index = match self.settings.break_mode {
+                        BreakMode::ReadBeforeApply => 0,
+                        _ => index,
+                    };
+                    let mut io = SimApplyIo::new(self.id, &self.apply, env);
+                    self.apply.read(index, (query, waiter), &mut io);
+                }
             }
         }
         moved
     }
 
-    fn read_at(&mut self, index: u64, query: S::Query, waiter: Waiter, env: &mut Env<'_, S>) {
-        if self.settings.break_mode == BreakMode::ReadBeforeApply
-            || index <= self.applier.applied_index()
-        {
-            env.replies.push(Reply {
-                node: self.id,
-                applied_index: self.applier.applied_index(),
-                waiter,
-                answer: Answer::Value(self.applier.query(query)),
-            });
-        } else {
-            self.reads_waiting_apply.push((index, query, waiter));
-        }
-    }
-
     fn restore(&mut self, snapshot: Snapshot, env: &mut Env<'_, S>) {
         let index = snapshot.metadata.index;
-        if index <= self.applier.applied_index() {
+        if !self.apply.needs_restore(index) {
             return;
         }
-        match self.applier.restore(index, &mut snapshot.data.as_slice()) {
+        let restored = self
+            .apply
+            .applier_mut()
+            .restore(index, &mut snapshot.data.as_slice());
+        match restored {
             Ok(()) => {
                 env.stats.snapshots_installed += 1;
-                env.check.state(self.id, &self.applier);
-                self.last_snapshot_index = index;
+                let mut io = SimApplyIo::new(self.id, &self.apply, env);
+                self.apply.restored(index, &mut io);
                 self.core.applied(index);
-                self.serve_reads(env);
             }
             Err(e) => env
                 .check
@@ -669,82 +666,29 @@ impl<S: SimMachine> SimNode<S> {
         }
     }
 
-    /// The apply actor's `apply_batch`: the entries through the real
-    /// `Applier`, then the proposers waiting here answered with their
-    /// outcomes, reads served, and a snapshot taken when due.
+    /// The apply actor's `apply_batch`: the entries through the apply
+    /// core (the real `Applier`; proposers answered, reads served), then
+    /// a snapshot when one is due, made by the raft core.
     fn apply_batch(&mut self, entries: Vec<Entry>, env: &mut Env<'_, S>) {
         for entry in &entries {
             env.check.applied(self.id, entry);
         }
-        let batch = match self.applier.apply(entries) {
-            Ok(batch) => batch,
-            Err(e) => {
-                env.check.violation(format!("node {}: apply: {e}", self.id));
-                return;
-            }
-        };
-        self.member_added |= batch.member_added;
-        env.check.state(self.id, &self.applier);
-        self.core.applied(self.applier.applied_index());
-        for (id, index, outcome) in batch.outcomes {
-            let Some(waiter) = self.proposals.remove(&id) else {
-                continue;
-            };
-            match outcome {
-                Ok(response) => {
-                    env.check.acknowledged_write(self.id, index, id, &response);
-                    env.replies.push(Reply {
-                        node: self.id,
-                        applied_index: self.applier.applied_index(),
-                        waiter,
-                        answer: Answer::Written(index, response),
-                    });
-                }
-                Err(e) => env.check.violation(format!(
-                    "node {}: proposal {id:?} applied at {index} answered with an error: {e}",
-                    self.id
-                )),
-            }
+        let mut io = SimApplyIo::new(self.id, &self.apply, env);
+        if let Err(e) = self.apply.apply(entries, &mut io) {
+            env.check.violation(format!("node {}: apply: {e}", self.id));
+            return;
         }
-        self.serve_reads(env);
+        self.core.applied(self.apply.applier().applied_index());
         self.maybe_snapshot(env);
     }
 
-    fn serve_reads(&mut self, env: &mut Env<'_, S>) {
-        let applied = self.applier.applied_index();
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_waiting_apply)
-            .into_iter()
-            .partition(|(index, _, _)| *index <= applied);
-        self.reads_waiting_apply = waiting;
-        for (_, query, waiter) in ready {
-            env.replies.push(Reply {
-                node: self.id,
-                applied_index: applied,
-                waiter,
-                answer: Answer::Value(self.applier.query(query)),
-            });
-        }
-    }
-
-    /// Every `snapshot_count` applied entries, and right after the applier
-    /// reported a member added, the apply actor's `maybe_snapshot`; the
-    /// raft actor's code makes the raft snapshot, queues its save and
-    /// compacts. The second trigger matters: a leader sends a member that
-    /// needs compacted entries its latest snapshot, and raft refuses one
-    /// whose configuration does not hold the recipient (etcd's rule);
-    /// without it, leader and new member exchange MsgSnap and MsgAppResp
-    /// as fast as the network carries them until the next periodic
-    /// snapshot (for ever if the cluster needs the new member's vote to
-    /// commit). This simulation found that in `src/node`.
+    /// The apply actor's `maybe_snapshot`, taken synchronously here; the
+    /// raft core makes the raft snapshot, queues its save and compacts.
     fn maybe_snapshot(&mut self, env: &mut Env<'_, S>) {
-        let applied = self.applier.applied_index();
-        let since_last = applied - self.last_snapshot_index;
-        if since_last < self.settings.snapshot_count && !(self.member_added && since_last > 0) {
+        let Some(applied) = self.apply.snapshot_due() else {
             return;
-        }
-        self.member_added = false;
-        self.last_snapshot_index = applied;
-        let data = match self.applier.snapshot().into_bytes() {
+        };
+        let data = match self.apply.applier().snapshot().into_bytes() {
             Ok(data) => data,
             Err(e) => {
                 env.check
@@ -757,6 +701,85 @@ impl<S: SimMachine> SimNode<S> {
             env.check
                 .violation(format!("node {}: snapshot at {applied}: {e}", self.id));
         }
+    }
+}
+
+/// The apply core's effects in the simulation: the checker hears every
+/// state and acknowledged write, clients get their replies.
+struct SimApplyIo<'e, 'a, S: SimMachine> {
+    id: u64,
+    applied_index: u64,
+    env: &'e mut Env<'a, S>,
+}
+
+impl<'e, 'a, S: SimMachine> SimApplyIo<'e, 'a, S> {
+    fn new(
+        id: u64,
+        apply: &ApplyCore<S, Proposer, Reader<S>>,
+        env: &'e mut Env<'a, S>,
+    ) -> SimApplyIo<'e, 'a, S> {
+        SimApplyIo {
+            id,
+            applied_index: apply.applier().applied_index(),
+            env,
+        }
+    }
+
+    fn reply(&mut self, waiter: Waiter, answer: Answer<S>) {
+        self.env.replies.push(Reply {
+            node: self.id,
+            applied_index: self.applied_index,
+            waiter,
+            answer,
+        });
+    }
+}
+
+impl<S: SimMachine> ApplyIo<S, Proposer, Reader<S>> for SimApplyIo<'_, '_, S> {
+    fn applied(&mut self, applier: &Applier<S>) {
+        self.applied_index = applier.applied_index();
+        self.env.check.state(self.id, applier);
+    }
+
+    fn answer(
+        &mut self,
+        (id, waiter): Proposer,
+        index: u64,
+        outcome: Result<S::Response, NodeError>,
+    ) {
+        match outcome {
+            Ok(response) => {
+                self.env
+                    .check
+                    .acknowledged_write(self.id, index, id, &response);
+                self.reply(waiter, Answer::Written(index, response));
+            }
+            Err(e) => self.env.check.violation(format!(
+                "node {}: proposal {id:?} applied at {index} answered with an error: {e}",
+                self.id
+            )),
+        }
+    }
+
+    fn serve(&mut self, (query, waiter): Reader<S>, applier: &Applier<S>) {
+        self.applied_index = applier.applied_index();
+        self.reply(waiter, Answer::Value(applier.query(query)));
+    }
+
+    fn fail_proposer(&mut self, (_, waiter): Proposer, _: NodeError) {
+        self.reply(waiter, Answer::Refused);
+    }
+
+    fn fail_reader(&mut self, (_, waiter): Reader<S>, _: NodeError) {
+        self.reply(waiter, Answer::Refused);
+    }
+
+    fn proposer_gone(&self, _: &Proposer) -> bool {
+        false
+    }
+
+    fn reader_gone(&self, _: &Reader<S>) -> bool {
+        false
     }
 }
 
