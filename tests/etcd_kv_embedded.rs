@@ -6,13 +6,15 @@
 //! output etcd's etcdctl prints for them. `ringraft serve` does not run
 //! this store yet; this pins the service and the store before it does.
 
+mod etcd_common;
+
+use etcd_common::embedded::start_embedded;
+use etcd_common::ensure_etcd;
 use ringraft::etcd::kv_service::KvService;
 use ringraft::etcd::pb::etcdserverpb::kv_server::KvServer;
 use ringraft::etcd::pb::etcdserverpb::watch_server::WatchServer;
 use ringraft::etcd::store::EtcdStore;
 use ringraft::etcd::watch_service::WatchService;
-use ringraft::server::client_listener::{self, ClientLimits};
-use ringraft::{InProcessNetwork, Node, NodeConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -21,11 +23,7 @@ use std::time::Duration;
 /// Runs etcdctl with `args` (and `stdin`), returning (success, stdout,
 /// stderr). Blocking: called through `spawn_blocking`.
 fn etcdctl(endpoint: SocketAddr, args: &[&str], stdin: &str) -> (bool, String, String) {
-    if Command::new("etcdctl").arg("version").output().is_err() {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install-etcd.sh");
-        let status = Command::new(script).status().expect("install-etcd.sh runs");
-        assert!(status.success(), "scripts/install-etcd.sh failed");
-    }
+    ensure_etcd();
     let mut child = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
@@ -91,37 +89,16 @@ async fn stop_watch(mut child: std::process::Child) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_puts_gets_deletes_txns_and_compacts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = NodeConfig::new(1, 0x77, dir.path().join("data"), &[1]);
-    let network = InProcessNetwork::new();
-    let (transport, inbox) = network.endpoint(1);
-    let store = EtcdStore::new();
-    let feed = store.watch_feed();
-    let node = Node::start(config, store, transport, inbox).expect("node starts");
-    while node.status().await.expect("status").leader.is_none() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(KvServer::new(KvService::new(node.clone(), 0x77)));
-    routes.add_service(WatchServer::new(WatchService::new(
-        node.clone(),
-        feed,
-        0x77,
-    )));
-    let grpc = routes.routes().into_axum_router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let server = client_listener::spawn(
-        listener,
-        axum::Router::new(),
-        Some(grpc),
-        None,
-        ClientLimits::default(),
-        stopped,
-    );
+    let served = start_embedded(0x77, EtcdStore::watch_feed, |node, feed, routes| {
+        routes.add_service(KvServer::new(KvService::new(node.clone(), 0x77)));
+        routes.add_service(WatchServer::new(WatchService::new(
+            node.clone(),
+            feed,
+            0x77,
+        )));
+    })
+    .await;
+    let endpoint = served.endpoint;
 
     // A watch from revision 2 (the first write of a fresh store), started
     // with the writes: whichever of them it gets from the history and
@@ -232,7 +209,7 @@ async fn etcdctl_puts_gets_deletes_txns_and_compacts() {
         now + 3
     );
 
-    let _ = stop.send(true);
-    let _ = server.await;
+    let node = served.node.clone();
+    served.stop().await;
     node.shutdown().await.expect("shutdown");
 }

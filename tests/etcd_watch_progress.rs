@@ -4,14 +4,15 @@
 //! running the MVCC store. etcdctl 3.4 has no flags for these; etcd's
 //! client library (and Kubernetes, which relies on progress) does.
 
+mod etcd_common;
+
+use etcd_common::embedded::{EmbeddedNode, start_embedded};
 use ringraft::etcd::pb::etcdserverpb as pb;
 use ringraft::etcd::pb::etcdserverpb::kv_client::KvClient;
 use ringraft::etcd::pb::etcdserverpb::kv_server::KvServer;
 use ringraft::etcd::pb::etcdserverpb::watch_client::WatchClient;
 use ringraft::etcd::pb::etcdserverpb::watch_server::WatchServer;
 use ringraft::etcd::{EtcdStore, KvService, WatchService};
-use ringraft::server::client_listener::{self, ClientLimits};
-use ringraft::{InProcessNetwork, Node, NodeConfig};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,42 +29,20 @@ const PATIENCE: Duration = Duration::from_secs(10);
 struct Served {
     kv: KvClient<Channel>,
     watch: WatchClient<Channel>,
-    _dir: tempfile::TempDir,
+    /// Serves until the test ends.
+    _node: EmbeddedNode,
 }
 
 async fn serve() -> Served {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = NodeConfig::new(1, CLUSTER, dir.path().join("data"), &[1]);
-    let network = InProcessNetwork::new();
-    let (transport, inbox) = network.endpoint(1);
-    let store = EtcdStore::new();
-    let feed = store.watch_feed();
-    let node = Node::start(config, store, transport, inbox).expect("node starts");
-    while node.status().await.expect("status").leader.is_none() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let watch = WatchService::new(node.clone(), feed, CLUSTER)
-        .with_progress_interval(PROGRESS_INTERVAL)
-        .with_fragment_bytes(FRAGMENT_BYTES);
-    let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(KvServer::new(KvService::new(node.clone(), CLUSTER)));
-    routes.add_service(WatchServer::new(watch));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    // Runs until the test's runtime ends.
-    std::mem::forget(stop);
-    let _server = client_listener::spawn(
-        listener,
-        axum::Router::new(),
-        Some(routes.routes().into_axum_router()),
-        None,
-        ClientLimits::default(),
-        stopped,
-    );
-    let channel = Channel::from_shared(format!("http://{endpoint}"))
+    let node = start_embedded(CLUSTER, EtcdStore::watch_feed, |node, feed, routes| {
+        let watch = WatchService::new(node.clone(), feed, CLUSTER)
+            .with_progress_interval(PROGRESS_INTERVAL)
+            .with_fragment_bytes(FRAGMENT_BYTES);
+        routes.add_service(KvServer::new(KvService::new(node.clone(), CLUSTER)));
+        routes.add_service(WatchServer::new(watch));
+    })
+    .await;
+    let channel = Channel::from_shared(format!("http://{}", node.endpoint))
         .expect("uri")
         .connect()
         .await
@@ -71,7 +50,7 @@ async fn serve() -> Served {
     Served {
         kv: KvClient::new(channel.clone()),
         watch: WatchClient::new(channel),
-        _dir: dir,
+        _node: node,
     }
 }
 

@@ -13,16 +13,14 @@
 mod etcd_common;
 mod server_common;
 
+use etcd_common::embedded::start_embedded;
 use etcd_common::{etcdctl, etcdctl_ok};
 use ringraft::etcd::pb::etcdserverpb::kv_server::KvServer;
 use ringraft::etcd::pb::etcdserverpb::lease_server::LeaseServer;
 use ringraft::etcd::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use ringraft::etcd::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use ringraft::etcd::pb::etcdserverpb::{HashKvRequest, HashRequest};
-use ringraft::etcd::store::EtcdStore;
 use ringraft::etcd::{HeaderSource, KvService, LeaseService, MaintenanceService};
-use ringraft::server::client_listener::{self, ClientLimits};
-use ringraft::{InProcessNetwork, Node, NodeConfig};
 use server_common::{DEADLINE, ProcCluster};
 use std::net::SocketAddr;
 use std::thread::sleep;
@@ -74,41 +72,23 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_hashkv_follows_the_history_and_refuses_future_and_compacted_revisions() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = NodeConfig::new(1, 0x77, dir.path().join("data"), &[1]);
-    let network = InProcessNetwork::new();
-    let (transport, inbox) = network.endpoint(1);
-    let store = EtcdStore::new();
-    let revision = store.applied_revision();
-    let deadlines = store.lease_deadlines();
-    let node = Node::start(config, store, transport, inbox).expect("node starts");
-    while node.status().await.expect("status").leader.is_none() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let headers = HeaderSource::new(node.clone(), 0x77, revision);
-    let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(KvServer::new(KvService::new(node.clone(), 0x77)));
-    routes.add_service(LeaseServer::new(LeaseService::new(
-        headers.clone(),
-        deadlines,
-    )));
-    routes.add_service(MaintenanceServer::new(MaintenanceService::new(
-        headers, None,
-    )));
-    let grpc = routes.routes().into_axum_router();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let server = client_listener::spawn(
-        listener,
-        axum::Router::new(),
-        Some(grpc),
-        None,
-        ClientLimits::default(),
-        stopped,
-    );
+    let served = start_embedded(
+        0x77,
+        |store| (store.applied_revision(), store.lease_deadlines()),
+        |node, (revision, deadlines), routes| {
+            let headers = HeaderSource::new(node.clone(), 0x77, revision);
+            routes.add_service(KvServer::new(KvService::new(node.clone(), 0x77)));
+            routes.add_service(LeaseServer::new(LeaseService::new(
+                headers.clone(),
+                deadlines,
+            )));
+            routes.add_service(MaintenanceServer::new(MaintenanceService::new(
+                headers, None,
+            )));
+        },
+    )
+    .await;
+    let endpoint = served.endpoint;
     let endpoints = [endpoint];
     let mut client = MaintenanceClient::connect(format!("http://{endpoint}"))
         .await
@@ -222,8 +202,8 @@ async fn etcdctl_hashkv_follows_the_history_and_refuses_future_and_compacted_rev
         .clone();
     assert_eq!(at_5_again.hash, after.hash);
 
-    let _ = stop.send(true);
-    let _ = server.await;
+    let node = served.node.clone();
+    served.stop().await;
     node.shutdown().await.expect("shutdown");
 }
 

@@ -81,6 +81,9 @@ pub enum RestoreError {
         /// The IO error.
         source: std::io::Error,
     },
+    /// The staging directory cannot be made.
+    #[error("the staging directory: {0}")]
+    DataDir(#[from] crate::storage::DataDirError),
     /// The staging directory cannot be marked.
     #[error(transparent)]
     Format(#[from] data_format::DataFormatError),
@@ -123,11 +126,7 @@ pub async fn restore(config: &ServeConfig, backup: &Path) -> Result<Restored, Re
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(io_error("remove", &staging))?;
     }
-    crate::storage::create_data_dir(&staging).map_err(|e| RestoreError::Io {
-        op: "create",
-        path: staging.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    crate::storage::create_data_dir(&staging)?;
     data_format::check_or_mark(&staging)?;
     let deadline = SNAPSHOT_DEADLINE + Duration::from_secs(state_len / BYTES_PER_EXTRA_SECOND);
     let snapshot_index = save_first_snapshot(config, &staging, store, deadline).await?;

@@ -4,6 +4,8 @@
 //! running etcdctl, and a single-node etcd on loopback killed on drop.
 #![allow(dead_code)]
 
+pub mod embedded;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
