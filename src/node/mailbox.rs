@@ -120,6 +120,20 @@ pub(crate) type ProposalReply<R> = oneshot::Sender<Result<R, NodeError>>;
 pub(crate) type IndexReply = oneshot::Sender<Result<u64, NodeError>>;
 /// Where a read's answer goes.
 pub(crate) type ReadReply<R> = oneshot::Sender<Result<R, NodeError>>;
+/// Where a leadership transfer's outcome goes.
+pub(crate) type TransferReply = oneshot::Sender<Result<(), NodeError>>;
+
+/// The raft core answers membership changes and transfers through the
+/// callers' oneshots.
+impl<T> super::raft_core::Reply<T> for oneshot::Sender<Result<T, NodeError>> {
+    fn answer(self, outcome: Result<T, NodeError>) {
+        let _ = self.send(outcome);
+    }
+
+    fn is_gone(&self) -> bool {
+        self.is_closed()
+    }
+}
 
 /// A read of the node: the state machine's, or the node's own member
 /// directory.
@@ -198,10 +212,7 @@ pub(crate) enum Control {
     /// held for an unacknowledged Ready is sent, no waiter is answered).
     Crash,
     /// Hand leadership to `to`; answered once this node sees `to` lead.
-    TransferLeader {
-        to: u64,
-        reply: oneshot::Sender<Result<(), NodeError>>,
-    },
+    TransferLeader { to: u64, reply: TransferReply },
 }
 
 /// What the raft actor (and, for local reads, the handle) sends the apply

@@ -28,7 +28,8 @@
 use super::conf_history::ConfHistory;
 use super::envelope::{self, RequestId};
 use super::error::NodeError;
-use super::mailbox::{IndexReply, MembershipChange};
+use super::mailbox::MembershipChange;
+use super::raft_core::Reply;
 use crate::raft::raft::decode_conf_change;
 use crate::raft::{MemoryStorage, RawNode, StateRole};
 use crate::raftpb::{
@@ -55,21 +56,21 @@ pub enum PeerChange {
 }
 
 /// The raft actor's membership bookkeeping.
-pub(crate) struct Membership {
+pub(crate) struct Membership<M> {
     node_id: u64,
     /// Callers waiting for their change to apply.
-    pending: HashMap<RequestId, IndexReply>,
+    pending: HashMap<RequestId, M>,
     /// Callers of a joint change that entered: answered when it is left.
-    awaiting_leave: Vec<IndexReply>,
+    awaiting_leave: Vec<M>,
     /// The configuration after each applied change (and at the latest
     /// snapshot), to give a snapshot the configuration as of its index.
     history: ConfHistory,
 }
 
-impl Membership {
+impl<M: Reply<u64>> Membership<M> {
     /// Bookkeeping for node `node_id` whose configuration at
     /// `snapshot_index` is `conf_state`.
-    pub(crate) fn new(node_id: u64, snapshot_index: u64, conf_state: ConfState) -> Membership {
+    pub(crate) fn new(node_id: u64, snapshot_index: u64, conf_state: ConfState) -> Membership<M> {
         Membership {
             node_id,
             pending: HashMap::new(),
@@ -86,8 +87,8 @@ impl Membership {
         raw: &mut RawNode<MemoryStorage>,
         changes: Vec<MembershipChange>,
         id: RequestId,
-        reply: IndexReply,
-    ) -> Result<(), (NodeError, IndexReply)> {
+        reply: M,
+    ) -> Result<(), (NodeError, M)> {
         match check_and_propose(raw, &changes, id) {
             Ok(()) => {
                 self.pending.insert(id, reply);
@@ -130,13 +131,13 @@ impl Membership {
                 match waiter {
                     Some(reply) if joint => self.awaiting_leave.push(reply),
                     Some(reply) => {
-                        let _ = reply.send(Ok(entry.index));
+                        reply.answer(Ok(entry.index));
                     }
                     None => {}
                 }
                 if !joint {
                     for reply in self.awaiting_leave.drain(..) {
-                        let _ = reply.send(Ok(entry.index));
+                        reply.answer(Ok(entry.index));
                     }
                 }
                 peer_changes
@@ -144,7 +145,7 @@ impl Membership {
             Err(error) => {
                 tracing::error!(node = self.node_id, index = entry.index, %error, "membership change refused");
                 if let Some(reply) = waiter {
-                    let _ = reply.send(Err(NodeError::InvalidMembership {
+                    reply.answer(Err(NodeError::InvalidMembership {
                         reason: error.to_string(),
                     }));
                 }
@@ -197,8 +198,8 @@ impl Membership {
 
     /// Forgets callers that gave up.
     pub(crate) fn sweep(&mut self) {
-        self.pending.retain(|_, reply| !reply.is_closed());
-        self.awaiting_leave.retain(|reply| !reply.is_closed());
+        self.pending.retain(|_, reply| !reply.is_gone());
+        self.awaiting_leave.retain(|reply| !reply.is_gone());
     }
 }
 

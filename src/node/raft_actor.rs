@@ -34,7 +34,9 @@
 use super::config::NodeConfig;
 use super::envelope::RequestId;
 use super::error::NodeError;
-use super::mailbox::{ApplyMsg, ClientRequest, Control, ProposalReply, Read, SnapshotData};
+use super::mailbox::{
+    ApplyMsg, ClientRequest, Control, IndexReply, ProposalReply, Read, SnapshotData, TransferReply,
+};
 use super::raft_core::{CoreSettings, PeerChange, RaftCore, RaftIo, Sent};
 use super::snapshot_transfer::{SnapshotTransfers, TransferEvent};
 use super::test_panic::TestPanic;
@@ -101,10 +103,13 @@ pub(crate) struct RaftActorParts<S: StateMachine> {
 /// What waits for a proposal: its request id and where its outcome goes.
 type Proposer<S> = (RequestId, ProposalReply<<S as StateMachine>::Response>);
 
+/// The raft core as the node runs it: callers wait on oneshots.
+type NodeRaftCore<S> = RaftCore<Proposer<S>, Read<S>, IndexReply, TransferReply>;
+
 /// The raft actor's state: the core and the channels it is driven by.
 pub(crate) struct RaftActor<S: StateMachine> {
     id: u64,
-    core: RaftCore<Proposer<S>, Read<S>>,
+    core: NodeRaftCore<S>,
     persist: Option<PersistActor>,
     sender: PersistSender,
     persisted: PersistedWatch,
@@ -344,7 +349,7 @@ impl<S: StateMachine> RaftActor<S> {
     }
 
     /// The core and the effects it may have, borrowed apart.
-    fn split(&mut self) -> (&mut RaftCore<Proposer<S>, Read<S>>, ActorIo<'_, S>) {
+    fn split(&mut self) -> (&mut NodeRaftCore<S>, ActorIo<'_, S>) {
         let io = ActorIo {
             id: self.id,
             sender: &self.sender,

@@ -33,12 +33,13 @@
 //!   [`RaftCore::step_received_snapshot`], once its state is here.
 //!
 //! May not touch: files, channels, the clock, the state machine — each is
-//! the driver's, reached through [`RaftIo`].
+//! the driver's, reached through [`RaftIo`] (and callers, through
+//! [`Reply`]). Nothing in it depends on a runtime.
 
 use super::envelope::RequestId;
 use super::error::NodeError;
 use super::in_flight::{InFlight, InFlightReadies};
-use super::mailbox::{IndexReply, MembershipChange, NodeStatus};
+use super::mailbox::{MembershipChange, NodeStatus};
 use super::membership::Membership;
 pub use super::membership::PeerChange;
 use crate::metrics as names;
@@ -48,7 +49,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use tokio::sync::oneshot;
 
 /// What became of a message handed to the driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,15 @@ pub trait RaftIo<P, R> {
     fn reader_gone(&self, reader: &R) -> bool;
 }
 
+/// Where the outcome of a request the core answers itself goes: a
+/// membership change (the index it applied at) or a leadership transfer.
+pub trait Reply<T> {
+    /// Answers the caller (who may be gone).
+    fn answer(self, outcome: Result<T, NodeError>);
+    /// Whether the caller gave up (its entry is then dropped).
+    fn is_gone(&self) -> bool;
+}
+
 /// The settings the core takes from `NodeConfig`.
 #[derive(Debug, Clone, Copy)]
 pub struct CoreSettings {
@@ -105,8 +114,9 @@ pub struct CoreSettings {
     pub snapshot_catchup_entries: u64,
 }
 
-/// The raft actor's state and rules.
-pub struct RaftCore<P, R> {
+/// The raft actor's state and rules. `P` waits for a proposal, `R` for a
+/// read, `M` for a membership change, `T` for a leadership transfer.
+pub struct RaftCore<P, R, M, T> {
     id: u64,
     raw: RawNode<MemoryStorage>,
     settings: CoreSettings,
@@ -114,8 +124,8 @@ pub struct RaftCore<P, R> {
     acked: u64,
     next_read_seq: u64,
     pending_reads: HashMap<u64, R>,
-    membership: Membership,
-    pending_transfers: Vec<(u64, oneshot::Sender<Result<(), NodeError>>)>,
+    membership: Membership<M>,
+    pending_transfers: Vec<(u64, T)>,
     leader: u64,
     /// Where the persisted term is published for the handle.
     term: Arc<AtomicU64>,
@@ -128,7 +138,7 @@ pub struct RaftCore<P, R> {
     _proposer: std::marker::PhantomData<fn(P)>,
 }
 
-impl<P, R> RaftCore<P, R> {
+impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
     /// A core over `raw`, booted from the snapshot at
     /// `boot_snapshot_index` (0: none). Read contexts are numbered from
     /// `first_read_seq`, which must not repeat one a previous life of this
@@ -140,7 +150,7 @@ impl<P, R> RaftCore<P, R> {
         settings: CoreSettings,
         first_read_seq: u64,
         term: Arc<AtomicU64>,
-    ) -> RaftCore<P, R> {
+    ) -> RaftCore<P, R, M, T> {
         let id = raw.raft.id;
         let leader = raw.raft.soft_state().leader_id;
         let conf_state = raw.status().conf_state;
@@ -199,8 +209,7 @@ impl<P, R> RaftCore<P, R> {
         self.pending_reads
             .retain(|_, reader| !io.reader_gone(reader));
         self.membership.sweep();
-        self.pending_transfers
-            .retain(|(_, reply)| !reply.is_closed());
+        self.pending_transfers.retain(|(_, reply)| !reply.is_gone());
     }
 
     /// Steps a peer's message. A MsgSnap is dropped: it is accepted only
@@ -257,14 +266,14 @@ impl<P, R> RaftCore<P, R> {
         changes: Vec<MembershipChange>,
         id: RequestId,
         applied: u64,
-        reply: IndexReply,
+        reply: M,
     ) {
         // The caller may have seen an earlier change applied before the
         // driver told the core: raft must know, or it would call the
         // change pending.
         self.raw.advance_apply(applied);
         if let Err((error, reply)) = self.membership.propose(&mut self.raw, changes, id, reply) {
-            let _ = reply.send(Err(error));
+            reply.answer(Err(error));
         }
     }
 
@@ -294,13 +303,13 @@ impl<P, R> RaftCore<P, R> {
 
     /// Hands leadership to `to`; `reply` is answered once this node sees
     /// `to` lead.
-    pub fn transfer_leader(&mut self, to: u64, reply: oneshot::Sender<Result<(), NodeError>>) {
+    pub fn transfer_leader(&mut self, to: u64, reply: T) {
         if !self.raw.status().conf_state.voters.contains(&to) {
-            let _ = reply.send(Err(NodeError::UnknownMember { node_id: to }));
+            reply.answer(Err(NodeError::UnknownMember { node_id: to }));
             return;
         }
         if self.leader == to {
-            let _ = reply.send(Ok(()));
+            reply.answer(Ok(()));
             return;
         }
         self.raw.transfer_leader(to);
@@ -421,7 +430,7 @@ impl<P, R> RaftCore<P, R> {
             .partition::<Vec<_>, _>(|(to, _)| *to == leader);
         self.pending_transfers = waiting;
         for (_, reply) in answered {
-            let _ = reply.send(Ok(()));
+            reply.answer(Ok(()));
         }
     }
 

@@ -52,14 +52,17 @@ use ringraft::StateMachine;
 use ringraft::node::applier::Applier;
 use ringraft::node::apply_core::{ApplyCore, ApplyIo};
 use ringraft::node::envelope::{self, RequestId};
-use ringraft::node::raft_core::{CoreSettings, PeerChange, RaftCore, RaftIo, Sent};
+use ringraft::node::raft_core::{
+    CoreSettings, PeerChange, RaftCore, RaftIo, Reply as CoreReply, Sent,
+};
 use ringraft::node::{DEFAULT_MAX_INFLIGHT_BYTES, MembershipChange as NodeChange, NodeError};
 use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole};
 use ringraft::raftpb::{Entry, Message, MessageType, Snapshot};
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use tokio::sync::oneshot;
 
 /// A deliberately broken safety rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +143,36 @@ type Proposer = (RequestId, Waiter);
 /// What waits for a linearizable read: the query and the client.
 type Reader<S> = (<S as StateMachine>::Query, Waiter);
 
+/// Where the core answers a membership change or a leadership transfer:
+/// a slot the node reads after each step (one thread, no runtime).
+struct Slot<T>(Rc<RefCell<Option<Result<T, NodeError>>>>);
+
+impl<T> Slot<T> {
+    /// A slot and the handle the core answers through.
+    fn new() -> (Slot<T>, Slot<T>) {
+        let shared = Rc::new(RefCell::new(None));
+        (Slot(Rc::clone(&shared)), Slot(shared))
+    }
+
+    fn take(&self) -> Option<Result<T, NodeError>> {
+        self.0.borrow_mut().take()
+    }
+}
+
+impl<T> CoreReply<T> for Slot<T> {
+    fn answer(self, outcome: Result<T, NodeError>) {
+        *self.0.borrow_mut() = Some(outcome);
+    }
+
+    fn is_gone(&self) -> bool {
+        // The other handle is the waiter's; gone once it was dropped.
+        Rc::strong_count(&self.0) < 2
+    }
+}
+
+/// The raft core as the simulation runs it.
+type SimRaftCore<S> = RaftCore<Proposer, Reader<S>, Slot<u64>, Slot<()>>;
+
 /// What the raft core hands the apply side, in order (the apply actor's
 /// inbox in `src/node`).
 enum ApplyWork<S: SimMachine> {
@@ -167,7 +200,7 @@ pub struct SimNode<S: SimMachine> {
     pub id: u64,
     pub incarnation: u64,
     /// The raft actor's event handling, the code `src/node` runs.
-    core: RaftCore<Proposer, Reader<S>>,
+    core: SimRaftCore<S>,
     /// The apply actor's rules, the code `src/node` runs.
     apply: ApplyCore<S, Proposer, Reader<S>>,
     pub disk: SimDisk,
@@ -177,7 +210,7 @@ pub struct SimNode<S: SimMachine> {
     inbox: VecDeque<ApplyWork<S>>,
     settings: NodeSettings,
     /// Membership changes this node proposed, answered once applied.
-    membership_replies: Vec<oneshot::Receiver<Result<u64, NodeError>>>,
+    membership_replies: Vec<Slot<u64>>,
     /// This node was a member of the configuration at some point.
     was_member: bool,
     /// This node applied its own removal.
@@ -498,14 +531,14 @@ impl<S: SimMachine> SimNode<S> {
             node_id: self.id,
             seq: env.seq(),
         };
-        let (reply, mut answer) = oneshot::channel();
+        let (answer, reply) = Slot::new();
         let applied = self.apply.applier().applied_index();
         self.core
             .change_membership(vec![change], id, applied, reply);
-        let proposed = match answer.try_recv() {
-            Ok(Err(error)) => Err(error.to_string()),
-            Ok(Ok(_)) => Err("answered before it was proposed".to_string()),
-            Err(_) => {
+        let proposed = match answer.take() {
+            Some(Err(error)) => Err(error.to_string()),
+            Some(Ok(_)) => Err("answered before it was proposed".to_string()),
+            None => {
                 self.membership_replies.push(answer);
                 Ok(())
             }
@@ -517,7 +550,7 @@ impl<S: SimMachine> SimNode<S> {
     /// Asks this node to hand leadership to `to`.
     pub fn transfer_leader(&mut self, to: u64, env: &mut Env<'_, S>) {
         // Nobody waits for the answer here: the cluster watches leaders.
-        let (reply, _) = oneshot::channel();
+        let (_, reply) = Slot::new();
         self.core.transfer_leader(to, reply);
         self.drive(env);
     }
@@ -527,7 +560,7 @@ impl<S: SimMachine> SimNode<S> {
     fn split<'n, 'e, 'a>(
         &'n mut self,
         env: &'e mut Env<'a, S>,
-    ) -> (&'n mut RaftCore<Proposer, Reader<S>>, SimIo<'n, 'e, 'a, S>) {
+    ) -> (&'n mut SimRaftCore<S>, SimIo<'n, 'e, 'a, S>) {
         let io = SimIo {
             id: self.id,
             applied_index: self.apply.applier().applied_index(),
@@ -604,13 +637,13 @@ impl<S: SimMachine> SimNode<S> {
 
     fn note_membership_replies(&mut self, env: &mut Env<'_, S>) {
         self.membership_replies
-            .retain_mut(|answer| match answer.try_recv() {
-                Ok(Ok(_)) => {
+            .retain(|answer| match answer.take() {
+                Some(Ok(_)) => {
                     env.stats.membership_changes_applied += 1;
                     false
                 }
-                Err(oneshot::error::TryRecvError::Empty) => true,
-                Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => false,
+                Some(Err(_)) => false,
+                None => true,
             });
     }
 
