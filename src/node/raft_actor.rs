@@ -125,7 +125,6 @@ pub(crate) struct RaftActor<S: StateMachine> {
     /// bytes so the uncommitted-entry limit holds for gathered proposals.
     max_batch_payload_bytes: u64,
     tick_interval: Duration,
-    next_seq: u64,
     snapshots: mpsc::UnboundedReceiver<SnapshotData>,
     transfers: SnapshotTransfers,
     transfer_events: mpsc::UnboundedReceiver<TransferEvent>,
@@ -278,9 +277,6 @@ impl<S: StateMachine> RaftActor<S> {
             apply_task: Some(parts.apply_task),
             max_batch_payload_bytes: config.max_uncommitted_entries_bytes,
             tick_interval: config.tick_interval,
-            // Distinct from the handle's proposal sequence only by being a
-            // different map; membership ids never meet proposals.
-            next_seq: boot_sequence(),
             snapshots: parts.snapshots,
             transfers,
             transfer_events,
@@ -455,12 +451,6 @@ impl<S: StateMachine> RaftActor<S> {
         }
     }
 
-    fn next_request_seq(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        seq
-    }
-
     /// Handles one client request; a proposal joins `proposals`, which
     /// are proposed together before any other kind of request (order is
     /// kept) and at the end of the pass.
@@ -479,12 +469,8 @@ impl<S: StateMachine> RaftActor<S> {
             }
             ClientRequest::ChangeMembership { changes, reply } => {
                 self.propose(std::mem::take(proposals));
-                let id = RequestId {
-                    node_id: self.id,
-                    seq: self.next_request_seq(),
-                };
                 let applied = *self.applied.borrow();
-                self.core.change_membership(changes, id, applied, reply);
+                self.core.change_membership(changes, applied, reply);
             }
             ClientRequest::Read { read, lease } => {
                 self.propose(std::mem::take(proposals));

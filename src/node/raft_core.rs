@@ -122,7 +122,9 @@ pub struct RaftCore<P, R, M, T> {
     settings: CoreSettings,
     in_flight: InFlightReadies,
     acked: u64,
-    next_read_seq: u64,
+    /// The next request sequence number (read contexts and membership
+    /// request ids).
+    next_seq: u64,
     pending_reads: HashMap<u64, R>,
     membership: Membership<M>,
     pending_transfers: Vec<(u64, T)>,
@@ -140,15 +142,15 @@ pub struct RaftCore<P, R, M, T> {
 
 impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
     /// A core over `raw`, booted from the snapshot at
-    /// `boot_snapshot_index` (0: none). Read contexts are numbered from
-    /// `first_read_seq`, which must not repeat one a previous life of this
-    /// node used (a late answer to an old read would otherwise serve a new
-    /// one).
+    /// `boot_snapshot_index` (0: none). Read contexts and membership
+    /// requests are numbered from `first_request_seq`, which must not
+    /// repeat one a previous life of this node used (a late answer to an
+    /// old request would otherwise answer a new one).
     pub fn new(
         raw: RawNode<MemoryStorage>,
         boot_snapshot_index: u64,
         settings: CoreSettings,
-        first_read_seq: u64,
+        first_request_seq: u64,
         term: Arc<AtomicU64>,
     ) -> RaftCore<P, R, M, T> {
         let id = raw.raft.id;
@@ -163,7 +165,7 @@ impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
             settings,
             in_flight: InFlightReadies::new(settings.max_inflight_bytes),
             acked: 0,
-            next_read_seq: first_read_seq,
+            next_seq: first_request_seq,
             pending_reads: HashMap::new(),
             membership: Membership::new(id, boot_snapshot_index, conf_state),
             pending_transfers: Vec::new(),
@@ -196,11 +198,6 @@ impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
     /// Whether nothing is in flight and raft has nothing to hand out.
     pub fn idle(&self) -> bool {
         self.in_flight.is_empty() && !self.raw.has_ready()
-    }
-
-    /// The leader this node knows (0: none).
-    pub fn leader(&self) -> u64 {
-        self.leader
     }
 
     /// A clock tick: raft's timers, and forgetting callers that gave up.
@@ -258,20 +255,18 @@ impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
         }
     }
 
-    /// Checks and proposes a membership change as request `id`, the state
-    /// machine having applied through `applied`; `reply` is answered once
-    /// it applies to raft here, or at once with why it cannot.
-    pub fn change_membership(
-        &mut self,
-        changes: Vec<MembershipChange>,
-        id: RequestId,
-        applied: u64,
-        reply: M,
-    ) {
+    /// Checks and proposes a membership change, the state machine having
+    /// applied through `applied`; `reply` is answered once it applies to
+    /// raft here, or at once with why it cannot.
+    pub fn change_membership(&mut self, changes: Vec<MembershipChange>, applied: u64, reply: M) {
         // The caller may have seen an earlier change applied before the
         // driver told the core: raft must know, or it would call the
         // change pending.
         self.raw.advance_apply(applied);
+        let id = RequestId {
+            node_id: self.id,
+            seq: self.next_request_seq(),
+        };
         if let Err((error, reply)) = self.membership.propose(&mut self.raw, changes, id, reply) {
             reply.answer(Err(error));
         }
@@ -284,8 +279,7 @@ impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
             io.read_refused(reader, NodeError::LeaseReadsDisabled);
             return;
         }
-        let seq = self.next_read_seq;
-        self.next_read_seq = self.next_read_seq.wrapping_add(1);
+        let seq = self.next_request_seq();
         let mut context = self.id.to_be_bytes().to_vec();
         context.extend_from_slice(&seq.to_be_bytes());
         let asked = if lease {
@@ -299,6 +293,12 @@ impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
             }
             Err(error) => io.read_refused(reader, NodeError::refused(error, self.leader)),
         }
+    }
+
+    fn next_request_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        seq
     }
 
     /// Hands leadership to `to`; `reply` is answered once this node sees

@@ -56,6 +56,7 @@ use ringraft::node::raft_core::{
     CoreSettings, PeerChange, RaftCore, RaftIo, Reply as CoreReply, Sent,
 };
 use ringraft::node::{DEFAULT_MAX_INFLIGHT_BYTES, MembershipChange as NodeChange, NodeError};
+use ringraft::persist::request::ReadyToPersist;
 use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole};
 use ringraft::raftpb::{Entry, Message, MessageType, Snapshot};
 use std::cell::RefCell;
@@ -242,14 +243,23 @@ impl<S: SimMachine> SimIo<'_, '_, '_, S> {
 
 impl<S: SimMachine> RaftIo<Proposer, Reader<S>> for SimIo<'_, '_, '_, S> {
     fn persist_ready(&mut self, ready: &Ready) -> Result<usize, NodeError> {
+        let to_persist = ReadyToPersist::from_ready(ready);
+        let bytes = to_persist.approx_bytes();
+        let ReadyToPersist {
+            number,
+            hard_state,
+            entries,
+            snapshot,
+            must_sync,
+        } = to_persist;
         self.persistence.submit(Job::Ready {
-            number: ready.number,
-            hard_state: ready.hard_state,
-            entries: ready.entries.clone(),
-            snapshot: ready.snapshot.clone(),
-            must_sync: ready.must_sync,
+            number,
+            hard_state,
+            entries,
+            snapshot,
+            must_sync,
         });
-        Ok(ready.entries.iter().map(|e| e.data.len() + 32).sum())
+        Ok(bytes)
     }
 
     fn persist_snapshot(&mut self, snapshot: Snapshot) -> Result<(), NodeError> {
@@ -396,13 +406,13 @@ impl<S: SimMachine> SimNode<S> {
             max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
             snapshot_catchup_entries: settings.catchup_entries,
         };
-        // Read contexts of an earlier incarnation are never reused.
-        let first_read_seq = incarnation << 32;
+        // Request numbers of an earlier incarnation are never reused.
+        let first_request_seq = incarnation << 32;
         let core = RaftCore::new(
             raw,
             boot_snapshot_index,
             core_settings,
-            first_read_seq,
+            first_request_seq,
             Arc::new(AtomicU64::new(0)),
         );
         let mut node = SimNode {
@@ -527,14 +537,9 @@ impl<S: SimMachine> SimNode<S> {
             MembershipChange::Promote(node_id) => NodeChange::Promote { node_id },
             MembershipChange::Remove(node_id) => NodeChange::Remove { node_id },
         };
-        let id = RequestId {
-            node_id: self.id,
-            seq: env.seq(),
-        };
         let (answer, reply) = Slot::new();
         let applied = self.apply.applier().applied_index();
-        self.core
-            .change_membership(vec![change], id, applied, reply);
+        self.core.change_membership(vec![change], applied, reply);
         let proposed = match answer.take() {
             Some(Err(error)) => Err(error.to_string()),
             Some(Ok(_)) => Err("answered before it was proposed".to_string()),
