@@ -32,6 +32,7 @@ use super::background;
 use super::error::{ApplyError, NodeError};
 use super::mailbox::{ApplyMsg, ProposalReply, Read, SnapshotData};
 use super::snapshot_files;
+use super::snapshot_policy::SnapshotPolicy;
 use super::test_panic::TestPanic;
 use crate::metrics as names;
 use crate::raftpb::{Entry, Snapshot};
@@ -164,8 +165,10 @@ impl<S: StateMachine> ApplyIo<S, ProposalReply<S::Response>, Read<S>> for ActorA
 
 /// Where the apply actor keeps snapshots, and whether it needs a fresh one.
 pub(crate) struct SnapshotSettings {
-    /// Snapshot every this many applied entries (0: never).
+    /// Snapshot every this many applied entries at least (0: never).
     pub(crate) count: u64,
+    /// The size of the state of the snapshot boot restored (0: none).
+    pub(crate) state_bytes: u64,
     /// The snapshot directory.
     pub(crate) dir: PathBuf,
     /// Take one as soon as anything is applied.
@@ -187,7 +190,11 @@ impl<S: StateMachine> ApplyActor<S> {
         outputs.applied.send_replace(applier.applied_index());
         ApplyActor {
             metrics: ApplyMetrics::new(node_id),
-            core: ApplyCore::new(applier, snapshots.count, snapshots.soon),
+            core: ApplyCore::new(
+                applier,
+                SnapshotPolicy::new(snapshots.count, snapshots.state_bytes),
+                snapshots.soon,
+            ),
             inbox,
             outputs,
             messages_seen: 0,
@@ -305,7 +312,7 @@ impl<S: StateMachine> ApplyActor<S> {
             "state machine restored from a snapshot"
         );
         let (core, mut io) = self.split();
-        core.restored(index, &mut io);
+        core.restored(index, snapshot_files::state_bytes(&snapshot), &mut io);
         Ok(())
     }
 
@@ -367,6 +374,7 @@ impl<S: StateMachine> ApplyActor<S> {
     ) -> Result<(), ApplyError> {
         match written {
             Ok(Ok(snapshot)) => {
+                self.core.snapshot_written(snapshot.state_bytes);
                 // Refused only when the raft actor ended; then nothing matters.
                 let _ = self.outputs.snapshots.send(snapshot);
                 Ok(())

@@ -18,10 +18,12 @@
 //!   applied here;
 //! - a read with read index `i` is served only once `applied ≥ i`, in read
 //!   index order;
-//! - a snapshot is due every `snapshot_count` applied entries (0: never),
-//!   and as soon as anything applied after a member was added (a new member
-//!   can accept only a snapshot whose configuration names it) or when the
-//!   node booted from a snapshot peers cannot be sent.
+//! - a snapshot is due when the [`SnapshotPolicy`] says so (every
+//!   `snapshot_count` entries for a small state; a large state also waits
+//!   for log bytes), and as soon as anything applied after a member was
+//!   added (a new member can accept only a snapshot whose configuration
+//!   names it) or when the node booted from a snapshot peers cannot be
+//!   sent.
 //!
 //! May not touch: raft, files, channels — the driver's. Restoring from a
 //! snapshot's state is the driver's too (it knows where the state is);
@@ -30,6 +32,7 @@
 use super::applier::Applier;
 use super::envelope::RequestId;
 use super::error::NodeError;
+use super::snapshot_policy::SnapshotPolicy;
 use crate::state_machine::StateMachine;
 use std::collections::{BTreeMap, HashMap};
 
@@ -60,8 +63,8 @@ pub struct ApplyCore<S: StateMachine, P, R> {
     /// By (read index, arrival), so that reads are served in index order.
     reads: BTreeMap<(u64, u64), R>,
     read_seq: u64,
-    /// Snapshot every this many applied entries (0: never).
-    snapshot_count: u64,
+    /// When a snapshot is due.
+    snapshot_policy: SnapshotPolicy,
     last_snapshot_index: u64,
     /// A member was added since the last snapshot.
     member_added: bool,
@@ -72,14 +75,14 @@ pub struct ApplyCore<S: StateMachine, P, R> {
 impl<S: StateMachine, P, R> ApplyCore<S, P, R> {
     /// A core over `applier` (as boot left it, at its last snapshot);
     /// `snapshot_soon` asks for a snapshot as soon as anything applies.
-    pub fn new(applier: Applier<S>, snapshot_count: u64, snapshot_soon: bool) -> Self {
+    pub fn new(applier: Applier<S>, snapshot_policy: SnapshotPolicy, snapshot_soon: bool) -> Self {
         let last_snapshot_index = applier.applied_index();
         ApplyCore {
             applier,
             waiters: HashMap::new(),
             reads: BTreeMap::new(),
             read_seq: 0,
-            snapshot_count,
+            snapshot_policy,
             last_snapshot_index,
             member_added: false,
             snapshot_soon,
@@ -114,7 +117,9 @@ impl<S: StateMachine, P, R> ApplyCore<S, P, R> {
         entries: Vec<crate::raftpb::Entry>,
         io: &mut I,
     ) -> Result<(), NodeError> {
+        let payload_bytes: usize = entries.iter().map(|entry| entry.data.len()).sum();
         let batch = self.applier.apply(entries)?;
+        self.snapshot_policy.applied(payload_bytes as u64);
         self.member_added |= batch.member_added;
         io.applied(&self.applier);
         for (id, index, outcome) in batch.outcomes {
@@ -142,9 +147,12 @@ impl<S: StateMachine, P, R> ApplyCore<S, P, R> {
         index > self.applier.applied_index()
     }
 
-    /// The driver restored the applier from the snapshot at `index`.
-    pub fn restored<I: ApplyIo<S, P, R>>(&mut self, index: u64, io: &mut I) {
+    /// The driver restored the applier from the snapshot at `index`, whose
+    /// state took `state_bytes`.
+    pub fn restored<I: ApplyIo<S, P, R>>(&mut self, index: u64, state_bytes: u64, io: &mut I) {
         self.last_snapshot_index = index;
+        self.snapshot_policy.reset();
+        self.snapshot_policy.state_written(state_bytes);
         io.applied(&self.applier);
         self.serve_reads(io);
     }
@@ -154,15 +162,21 @@ impl<S: StateMachine, P, R> ApplyCore<S, P, R> {
     pub fn snapshot_due(&mut self) -> Option<u64> {
         let applied = self.applier.applied_index();
         let since_last = applied - self.last_snapshot_index;
-        let due = since_last >= self.snapshot_count
+        let due = self.snapshot_policy.due(since_last)
             || ((self.member_added || self.snapshot_soon) && since_last > 0);
-        if self.snapshot_count == 0 || !due {
+        if !self.snapshot_policy.enabled() || !due {
             return None;
         }
+        self.snapshot_policy.reset();
         self.member_added = false;
         self.snapshot_soon = false;
         self.last_snapshot_index = applied;
         Some(applied)
+    }
+
+    /// The snapshot last due was written; its state took `state_bytes`.
+    pub fn snapshot_written(&mut self, state_bytes: u64) {
+        self.snapshot_policy.state_written(state_bytes);
     }
 
     /// The index of the last snapshot taken or restored.
@@ -195,5 +209,99 @@ impl<S: StateMachine, P, R> ApplyCore<S, P, R> {
             }
             io.serve(entry.remove(), &self.applier);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{KvCommand, KvStore};
+    use crate::raftpb::Entry;
+
+    const MIB: u64 = 1024 * 1024;
+
+    /// Effects nobody waits for.
+    struct NoWaiters;
+
+    impl ApplyIo<KvStore, (), ()> for NoWaiters {
+        fn applied(&mut self, _: &Applier<KvStore>) {}
+        fn answer(&mut self, _: (), _: u64, _: Result<crate::kv::KvResponse, NodeError>) {}
+        fn serve(&mut self, _: (), _: &Applier<KvStore>) {}
+        fn fail_proposer(&mut self, _: (), _: NodeError) {}
+        fn fail_reader(&mut self, _: (), _: NodeError) {}
+        fn proposer_gone(&self, _: &()) -> bool {
+            false
+        }
+        fn reader_gone(&self, _: &()) -> bool {
+            false
+        }
+    }
+
+    /// Applies `count` puts of `value_bytes` each after what applied; the
+    /// applied index at which a snapshot first came due, if one did.
+    fn put_until_due(
+        core: &mut ApplyCore<KvStore, (), ()>,
+        count: u64,
+        value_bytes: usize,
+    ) -> Option<u64> {
+        for _ in 0..count {
+            let index = core.applier().applied_index() + 1;
+            let mut data = Vec::new();
+            let key = format!("k{index}");
+            KvStore::encode_command(
+                &KvCommand::put(key.as_bytes(), &vec![7; value_bytes]),
+                &mut data,
+            );
+            core.apply(vec![Entry::new(1, index, data)], &mut NoWaiters)
+                .expect("applies");
+            if let Some(at) = core.snapshot_due() {
+                return Some(at);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_small_state_snapshots_every_count_entries() {
+        let policy = SnapshotPolicy::new(10, 0);
+        let mut core = ApplyCore::new(Applier::new(KvStore::new()), policy, false);
+        assert_eq!(put_until_due(&mut core, 100, 16), Some(10));
+        core.snapshot_written(MIB);
+        assert_eq!(put_until_due(&mut core, 100, 16), Some(20));
+    }
+
+    #[test]
+    fn once_the_state_file_is_large_small_entries_wait_for_the_count_multiple() {
+        let policy = SnapshotPolicy::new(10, 0);
+        let mut core = ApplyCore::new(Applier::new(KvStore::new()), policy, false);
+        assert_eq!(put_until_due(&mut core, 100, 16), Some(10));
+        core.snapshot_written(64 * MIB);
+        assert_eq!(put_until_due(&mut core, 1000, 16), Some(110));
+        assert_eq!(core.last_snapshot_index(), 110);
+    }
+
+    #[test]
+    fn large_entries_make_a_snapshot_due_once_they_weigh_the_state() {
+        let policy = SnapshotPolicy::new(10, 9 * MIB);
+        let mut core = ApplyCore::new(Applier::new(KvStore::new()), policy, false);
+        // 9 MiB of state: 18 entries of 512 KiB weigh as much.
+        assert_eq!(put_until_due(&mut core, 100, 512 * 1024), Some(18));
+    }
+
+    #[test]
+    fn a_restore_counts_from_the_restored_snapshot() {
+        let policy = SnapshotPolicy::new(10, 0);
+        let mut core = ApplyCore::new(Applier::new(KvStore::new()), policy, false);
+        assert_eq!(put_until_due(&mut core, 5, 16), None);
+        let snapshot = core.applier().snapshot().into_bytes().expect("snapshot");
+        let policy = SnapshotPolicy::new(10, 0);
+        let mut restored = ApplyCore::new(Applier::new(KvStore::new()), policy, false);
+        restored
+            .applier_mut()
+            .restore(5, &mut snapshot.as_slice())
+            .expect("restores");
+        restored.restored(5, 64 * MIB, &mut NoWaiters);
+        assert_eq!(restored.last_snapshot_index(), 5);
+        assert_eq!(put_until_due(&mut restored, 1000, 16), Some(105));
     }
 }

@@ -237,4 +237,6 @@ pub(crate) struct SnapshotData {
     pub(crate) index: u64,
     /// The framed snapshot (`applier::SnapshotJob::write`).
     pub(crate) data: Vec<u8>,
+    /// The size of the state as written (its state file's length).
+    pub(crate) state_bytes: u64,
 }

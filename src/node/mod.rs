@@ -44,6 +44,8 @@ mod raft_actor;
 #[doc(hidden)]
 pub mod raft_core;
 mod snapshot_files;
+#[doc(hidden)]
+pub mod snapshot_policy;
 mod snapshot_transfer;
 mod test_panic;
 
@@ -91,9 +93,11 @@ impl Node {
         let booted = bootstrap::boot(&boot_config)?;
         let mut applier = Applier::new(state_machine);
         let mut inline_snapshot = false;
+        let mut state_bytes = 0;
         if booted.applied > 0 {
             let snapshot = booted.memory.last_snapshot();
             inline_snapshot = snapshot_files::state_file_of(snapshot).is_none();
+            state_bytes = snapshot_files::state_bytes(snapshot);
             snapshot_files::restore(&mut applier, &snap_dir, snapshot)
                 .map_err(bootstrap::BootError::from)?;
         }
@@ -131,6 +135,7 @@ impl Node {
             outputs,
             apply_actor::SnapshotSettings {
                 count: config.snapshot_count,
+                state_bytes,
                 dir: snap_dir.clone(),
                 soon: inline_snapshot,
                 pacing: crate::snap::state_file::WritePacing::at(

@@ -40,6 +40,7 @@ pub(crate) fn write<V: WriteSnapshot>(
     Ok(SnapshotData {
         index,
         data: reference.encode_data(),
+        state_bytes: reference.size_bytes,
     })
 }
 
@@ -60,6 +61,12 @@ pub(crate) fn restore<S: StateMachine>(
         StateFileReader::open(snap_dir, reference).map_err(|e| file_error(index, e))?;
     applier.restore(index, &mut reader)?;
     reader.finish().map_err(|e| file_error(index, e))
+}
+
+/// How many bytes `snapshot`'s state takes: its state file's length, or
+/// its data's when the state travels inline.
+pub(crate) fn state_bytes(snapshot: &Snapshot) -> u64 {
+    state_file_of(snapshot).map_or(snapshot.data.len() as u64, |file| file.size_bytes)
 }
 
 /// The state file of `snapshot`, if its state lives in one.

@@ -55,6 +55,7 @@ use ringraft::node::envelope::{self, RequestId};
 use ringraft::node::raft_core::{
     CoreSettings, PeerChange, RaftCore, RaftIo, Reply as CoreReply, Sent,
 };
+use ringraft::node::snapshot_policy::SnapshotPolicy;
 use ringraft::node::{DEFAULT_MAX_INFLIGHT_BYTES, MembershipChange as NodeChange, NodeError};
 use ringraft::persist::request::ReadyToPersist;
 use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole};
@@ -419,7 +420,11 @@ impl<S: SimMachine> SimNode<S> {
             id,
             incarnation,
             core,
-            apply: ApplyCore::new(applier, settings.snapshot_count, false),
+            apply: ApplyCore::new(
+                applier,
+                SnapshotPolicy::new(settings.snapshot_count, 0),
+                false,
+            ),
             disk,
             persistence: Persistence::new(
                 settings.latency,
@@ -695,7 +700,8 @@ impl<S: SimMachine> SimNode<S> {
             Ok(()) => {
                 env.stats.snapshots_installed += 1;
                 let mut io = SimApplyIo::new(self.id, &self.apply, env);
-                self.apply.restored(index, &mut io);
+                self.apply
+                    .restored(index, snapshot.data.len() as u64, &mut io);
                 self.core.applied(index);
             }
             Err(e) => env
@@ -734,6 +740,7 @@ impl<S: SimMachine> SimNode<S> {
                 return;
             }
         };
+        self.apply.snapshot_written(data.len() as u64);
         let (core, mut io) = self.split(env);
         if let Err(e) = core.make_snapshot(applied, data, &mut io) {
             env.check
