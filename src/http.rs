@@ -771,6 +771,8 @@ async fn scan<S: V1Store>(State(state): Shared<S>, uri: Uri) -> Result<Response,
 struct MemberBody {
     id: u64,
     peer_url: String,
+    /// The client URL the member published (empty until it did).
+    client_url: String,
     learner: bool,
     is_leader: bool,
 }
@@ -787,6 +789,10 @@ async fn list_members<S: V1Store>(State(state): Shared<S>) -> Result<Json<Member
         .node
         .member_addresses(Consistency::Serializable)
         .await?;
+    let client_urls = state
+        .node
+        .member_client_urls(Consistency::Serializable)
+        .await?;
     let peer_url = |id: u64| {
         addresses
             .get(&id)
@@ -802,6 +808,7 @@ async fn list_members<S: V1Store>(State(state): Shared<S>) -> Result<Json<Member
         .map(|(id, learner)| MemberBody {
             id,
             peer_url: peer_url(id),
+            client_url: client_urls.get(&id).cloned().unwrap_or_default(),
             learner,
             is_leader: status.leader == Some(id),
         })

@@ -1,9 +1,11 @@
 //! etcd's own client, etcdctl 3.4 (Debian's etcd-client, installed by
 //! `scripts/install-etcd.sh`), against three `ringraft serve` processes
-//! over the etcd v3 gRPC API on the client port: `member list`, `member
+//! over the etcd v3 gRPC API on the client port: `member list` (with every
+//! member's published client URL, asked of each member), `member
 //! add --learner`, the new member started with the id etcdctl printed,
 //! `member promote`, `member remove`, and etcd's errors for a member that
-//! does not exist and for promoting a voter.
+//! does not exist and for promoting a voter; `endpoint status`, `health`
+//! and `hashkv` with `--cluster`.
 
 mod etcd_common;
 mod server_common;
@@ -40,22 +42,27 @@ fn etcdctl_lists_adds_promotes_and_removes_members() {
     let leader = cluster.leader();
     let endpoint = cluster.proc(leader).client;
 
-    let members = member_list(endpoint);
-    assert_eq!(members.len(), 3, "{members:?}");
-    for (row, id) in members.iter().zip(1u64..) {
-        let proc = cluster.proc(id);
-        assert_eq!(row[0], format!("{id:x}"));
-        assert_eq!(row[1], "started");
-        assert_eq!(row[2], format!("ringraft-{id}"));
-        assert_eq!(row[3], format!("http://{}", proc.peer));
-        assert_eq!(row[5], "false", "a voter");
+    // Every member publishes its client URL through the log: each one
+    // lists all three, whichever member answers.
+    for answering in [1u64, 2, 3] {
+        let members = eventually("every member's client URL listed", || {
+            let members = member_list(cluster.proc(answering).client);
+            members
+                .iter()
+                .all(|row| !row[4].is_empty())
+                .then_some(members)
+        });
+        assert_eq!(members.len(), 3, "{members:?}");
+        for (row, id) in members.iter().zip(1u64..) {
+            let proc = cluster.proc(id);
+            assert_eq!(row[0], format!("{id:x}"));
+            assert_eq!(row[1], "started");
+            assert_eq!(row[2], format!("ringraft-{id}"));
+            assert_eq!(row[3], format!("http://{}", proc.peer));
+            assert_eq!(row[4], format!("http://{}", proc.client), "as published");
+            assert_eq!(row[5], "false", "a voter");
+        }
     }
-    let own = &members[usize::try_from(leader - 1).expect("small")];
-    assert_eq!(
-        own[4],
-        format!("http://{endpoint}"),
-        "the node's own client URL"
-    );
 
     // A learner, with the id the server chose.
     let mut fourth = Proc::new(4, cluster.root.path());
@@ -107,6 +114,12 @@ fn etcdctl_lists_adds_promotes_and_removes_members() {
     let listed = member_list(endpoint);
     let row = listed.iter().find(|row| row[0] == hex_id).expect("listed");
     assert_eq!(row[5], "false", "a voter now");
+    // The joined member published its client URL too.
+    eventually("the new member's client URL listed", || {
+        let listed = member_list(endpoint);
+        let row = listed.iter().find(|row| row[0] == hex_id)?.clone();
+        (row[4] == format!("http://{}", fourth.client)).then_some(())
+    });
 
     // Removal, then etcd's error for a member that is not there.
     let leader = cluster.leader();
@@ -149,6 +162,30 @@ fn etcdctl_reads_endpoint_status_alarms_and_moves_the_leader() {
     let applied: u64 = fields[8].parse().expect("raft applied index");
     assert!(term >= 1 && index >= 1 && applied >= 1, "{}", status.stdout);
     assert_eq!(fields[9], "", "no errors");
+
+    // `--cluster` reaches every member by the client URL it published.
+    // etcdctl 3.4 sends `http://host:port` as the HTTP/2 authority on
+    // those connections; the server repairs it (server::h2_authority).
+    let every = eventually("endpoint status of every member", || {
+        let every = etcdctl(endpoint, &["endpoint", "status", "--cluster"]);
+        (every.success && every.stdout.lines().count() == 3).then_some(every)
+    });
+    for id in [1u64, 2, 3] {
+        let line = format!("http://{}, {id:x}, ", cluster.proc(id).client);
+        assert!(every.stdout.contains(&line), "{line} in\n{}", every.stdout);
+    }
+    let health = etcdctl(endpoint, &["endpoint", "health", "--cluster"]);
+    assert!(health.success, "{}{}", health.stdout, health.stderr);
+    assert_eq!(
+        health.stdout.matches("is healthy").count() + health.stderr.matches("is healthy").count(),
+        3,
+        "{}{}",
+        health.stdout,
+        health.stderr
+    );
+    let hashes = etcdctl(endpoint, &["endpoint", "hashkv", "--cluster"]);
+    assert!(hashes.success, "{}", hashes.stderr);
+    assert_eq!(hashes.stdout.lines().count(), 3, "{}", hashes.stdout);
 
     let alarms = etcdctl(endpoint, &["alarm", "list"]);
     assert!(alarms.success, "{}", alarms.stderr);

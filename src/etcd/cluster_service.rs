@@ -5,9 +5,12 @@
 //! choosing the id of a member added through it. Guarantees: a change is
 //! answered only once applied (the node's membership calls wait for it),
 //! with the members as they are then; a member is shown with a name
-//! (`ringraft-<id>`, so etcdctl calls it started) and its peer URL from the
+//! (`ringraft-<id>`, so etcdctl calls it started), its peer URL from the
 //! replicated member directory, or the initial cluster's for the initial
-//! members. May not touch: how membership changes are made (the node's).
+//! members, and the client URL it published through the log
+//! (`server::publish`; a member that has not yet published shows none,
+//! except this node, which knows its own). May not touch: how membership
+//! changes are made (the node's).
 //!
 //! etcd chooses a new member's id itself, from its peer URLs, the cluster
 //! and the time; so does this service (a hash of the same), and the new
@@ -36,7 +39,7 @@ pub struct ClusterService {
     /// Peer URLs of the initial members (the directory holds only members
     /// added later).
     initial_peer_urls: BTreeMap<u64, String>,
-    /// This node's client URL, the one client URL it knows.
+    /// This node's client URL, shown before its published record applied.
     own_client_url: String,
 }
 
@@ -62,6 +65,10 @@ impl ClusterService {
             .member_addresses(Consistency::Serializable)
             .await
             .map_err(|e| status_of(&e))?;
+        let client_urls = node
+            .member_client_urls(Consistency::Serializable)
+            .await
+            .map_err(|e| status_of(&e))?;
         let voters = status.voters.iter().map(|&id| (id, false));
         let learners = status.learners.iter().map(|&id| (id, true));
         let mut members: Vec<Member> = voters
@@ -72,18 +79,26 @@ impl ClusterService {
                     .filter(|url| !url.is_empty())
                     .or_else(|| self.initial_peer_urls.get(&id))
                     .cloned();
-                self.member(id, peer_url, is_learner)
+                self.member(id, peer_url, client_urls.get(&id), is_learner)
             })
             .collect();
         members.sort_by_key(|member| member.id);
         Ok(members)
     }
 
-    fn member(&self, id: u64, peer_url: Option<String>, is_learner: bool) -> Member {
-        let client_urls = if id == self.headers.node().id() {
-            vec![self.own_client_url.clone()]
-        } else {
-            Vec::new()
+    /// Member `id` as etcd shows it; its client URL is the one it
+    /// published, or for this node (before its record applied) its own.
+    fn member(
+        &self,
+        id: u64,
+        peer_url: Option<String>,
+        client_url: Option<&String>,
+        is_learner: bool,
+    ) -> Member {
+        let client_urls = match client_url {
+            Some(url) => vec![url.clone()],
+            None if id == self.headers.node().id() => vec![self.own_client_url.clone()],
+            None => Vec::new(),
         };
         Member {
             id,
@@ -175,7 +190,7 @@ impl Cluster for ClusterService {
         added.map_err(|e| status_of(&e))?;
         Ok(Response::new(MemberAddResponse {
             header: Some(self.headers.header()),
-            member: Some(self.member(id, Some(address.to_string()), request.is_learner)),
+            member: Some(self.member(id, Some(address.to_string()), None, request.is_learner)),
             members: self.members().await?,
         }))
     }

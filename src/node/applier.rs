@@ -5,14 +5,16 @@
 //!
 //! Owns: the [`StateMachine`], the applied index, the member directory
 //! (node id → peer address, replicated: a restarted or snapshot-restored
-//! node knows where its peers are), and the snapshot data format:
+//! node knows where its peers are), the members' published client URLs
+//! (node id → client URL, from their attributes records), and the
+//! snapshot data format:
 //!
 //! | bytes | field | meaning |
 //! | --- | --- | --- |
 //! | 4 | magic | `RRSN` |
 //! | 1 | version | 1 |
 //! | 4 | header length | u32, big-endian |
-//! | n | header | protobuf [`SnapshotHeader`]: applied index (1), members (2: node id 1, peer url 2) |
+//! | n | header | protobuf [`SnapshotHeader`]: applied index (1), members (2: node id 1, peer url 2), client URLs (3: node id 1, client url 2) |
 //! | rest | state | the state machine's own bytes ([`WriteSnapshot`]) |
 //!
 //! Guarantees: entries apply in index order, each once (an entry at or
@@ -52,6 +54,20 @@ pub struct SnapshotHeader {
     /// The member directory, in id order.
     #[prost(message, repeated, tag = "2")]
     pub members: Vec<MemberAddress>,
+    /// The members' published client URLs, in id order.
+    #[prost(message, repeated, tag = "3")]
+    pub client_urls: Vec<MemberClientUrl>,
+}
+
+/// One member's published client URL in a snapshot header.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MemberClientUrl {
+    /// The member's node id.
+    #[prost(uint64, tag = "1")]
+    pub node_id: u64,
+    /// Where its clients connect.
+    #[prost(string, tag = "2")]
+    pub client_url: String,
 }
 
 /// One member's peer address in a snapshot header.
@@ -122,6 +138,7 @@ pub struct Applier<S> {
     state: S,
     applied_index: u64,
     members: BTreeMap<u64, String>,
+    client_urls: BTreeMap<u64, String>,
 }
 
 impl<S: StateMachine> Applier<S> {
@@ -131,6 +148,7 @@ impl<S: StateMachine> Applier<S> {
             state,
             applied_index: 0,
             members: BTreeMap::new(),
+            client_urls: BTreeMap::new(),
         }
     }
 
@@ -142,6 +160,11 @@ impl<S: StateMachine> Applier<S> {
     /// The member directory: node id → peer address (empty when unknown).
     pub fn members(&self) -> &BTreeMap<u64, String> {
         &self.members
+    }
+
+    /// The client URLs members published: node id → client URL.
+    pub fn client_urls(&self) -> &BTreeMap<u64, String> {
+        &self.client_urls
     }
 
     /// The state machine.
@@ -175,6 +198,9 @@ impl<S: StateMachine> Applier<S> {
             self.applied_index = entry.index;
             match entry.entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {}
+                EntryType::EntryNormal if entry.data.first() == Some(&envelope::ATTRIBUTES_TAG) => {
+                    self.apply_attributes(&entry);
+                }
                 EntryType::EntryNormal => match decode_proposal::<S>(&entry.data) {
                     (id, Ok(command)) => {
                         commands.push(Committed {
@@ -258,6 +284,7 @@ impl<S: StateMachine> Applier<S> {
                 }
                 Ok(ConfChangeType::ConfChangeRemoveNode) => {
                     self.members.remove(&node_id);
+                    self.client_urls.remove(&node_id);
                 }
                 Ok(ConfChangeType::ConfChangeUpdateNode) => {
                     let peer_url = envelope::member_peer_url(&cc.context, node_id);
@@ -269,6 +296,31 @@ impl<S: StateMachine> Applier<S> {
             }
         }
         added
+    }
+
+    /// A member's attributes record updates its client URL (an empty one
+    /// forgets it).
+    fn apply_attributes(&mut self, entry: &Entry) {
+        match envelope::attributes_of(&entry.data) {
+            Some(Ok(attributes)) if attributes.node_id != 0 => {
+                if attributes.client_url.is_empty() {
+                    self.client_urls.remove(&attributes.node_id);
+                } else {
+                    self.client_urls
+                        .insert(attributes.node_id, attributes.client_url);
+                }
+            }
+            Some(Ok(_)) => {
+                tracing::warn!(
+                    index = entry.index,
+                    "member attributes name node 0; skipped"
+                );
+            }
+            Some(Err(error)) => {
+                tracing::warn!(index = entry.index, %error, "member attributes skipped");
+            }
+            None => {}
+        }
     }
 
     /// A point-in-time view of the state machine alone (no node header),
@@ -289,6 +341,14 @@ impl<S: StateMachine> Applier<S> {
                     .map(|(&node_id, peer_url)| MemberAddress {
                         node_id,
                         peer_url: peer_url.clone(),
+                    })
+                    .collect(),
+                client_urls: self
+                    .client_urls
+                    .iter()
+                    .map(|(&node_id, client_url)| MemberClientUrl {
+                        node_id,
+                        client_url: client_url.clone(),
                     })
                     .collect(),
             },
@@ -318,6 +378,11 @@ impl<S: StateMachine> Applier<S> {
             .members
             .into_iter()
             .map(|member| (member.node_id, member.peer_url))
+            .collect();
+        self.client_urls = header
+            .client_urls
+            .into_iter()
+            .map(|member| (member.node_id, member.client_url))
             .collect();
         Ok(())
     }

@@ -138,6 +138,9 @@ impl<S: StateMachine> ApplyIo<S, ProposalReply<S::Response>, Read<S>> for ActorA
             Read::Members(reply) => {
                 let _ = reply.send(Ok(applier.members().clone()));
             }
+            Read::ClientUrls(reply) => {
+                let _ = reply.send(Ok(applier.client_urls().clone()));
+            }
             Read::Backup(reply) => {
                 if !reply.is_closed() {
                     let _ = reply.send(Ok(applier.state_view()));

@@ -61,7 +61,10 @@ pub struct NodeConfig {
     /// Capacity of the client request queue (callers wait when it is full).
     pub request_queue_capacity: usize,
     /// Snapshot the state machine every this many applied entries (0:
-    /// never); etcd's `--snapshot-count`.
+    /// never); etcd's `--snapshot-count`. Once the last state file passes
+    /// 8 MiB a snapshot also waits for as many bytes of entries as the
+    /// state, up to 64 MiB of entries or 10× this count
+    /// (`snapshot_policy`).
     pub snapshot_count: u64,
     /// Entries kept in memory behind a snapshot, so that a slightly lagging
     /// follower gets entries rather than a whole snapshot.

@@ -2,8 +2,9 @@
 //! and request a command came from, so that the apply actor can answer the
 //! waiting caller when the entry applies.
 //!
-//! Owns: [`RequestId`], the proposal header, and the context of a
-//! membership change ([`member_context`]).
+//! Owns: [`RequestId`], the proposal header, the context of a
+//! membership change ([`member_context`]), and the record a member
+//! publishes of itself ([`MemberAttributes`]).
 //!
 //! Guarantees: the data of a proposal is
 //!
@@ -27,6 +28,18 @@
 //! A membership change carries the same id, and the new members' peer
 //! addresses, in its `context` (a small protobuf, [`member_context`]).
 //!
+//! A member's attributes (its client URL, for every member's directory, as
+//! etcd's members publish theirs) travel as a normal entry whose data is
+//!
+//! | bytes | field | meaning |
+//! | --- | --- | --- |
+//! | 1 | tag | `0x02`, a member's attributes |
+//! | rest | attributes | protobuf [`MemberAttributes`]: node id (1), client URL (2) |
+//!
+//! The node applies such an entry itself; it never reaches the state
+//! machine (a proposal of a command always starts with `0x01`, and a
+//! protobuf message never starts with `0x02`, field 0).
+//!
 //! May not touch: the meaning of the command (the state machine's).
 
 use prost::Message as _;
@@ -34,6 +47,38 @@ use prost::encoding::{decode_varint, encode_varint};
 
 /// The first byte of a proposal framed by this module.
 pub const PROPOSAL_TAG: u8 = 0x01;
+
+/// The first byte of a member's attributes record.
+pub const ATTRIBUTES_TAG: u8 = 0x02;
+
+/// What a member publishes of itself through the log.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct MemberAttributes {
+    /// The member.
+    #[prost(uint64, tag = "1")]
+    pub node_id: u64,
+    /// Where its clients connect (`scheme://host:port`; empty: none).
+    #[prost(string, tag = "2")]
+    pub client_url: String,
+}
+
+/// The data of an entry publishing `attributes`.
+pub fn attributes_record(attributes: &MemberAttributes) -> Vec<u8> {
+    let mut data = vec![ATTRIBUTES_TAG];
+    data.extend_from_slice(&attributes.encode_to_vec());
+    data
+}
+
+/// The attributes an entry's data publishes: `None` when the data is not
+/// such a record, an error when it is one that does not decode.
+pub fn attributes_of(data: &[u8]) -> Option<Result<MemberAttributes, HeaderError>> {
+    let (&ATTRIBUTES_TAG, rest) = data.split_first()? else {
+        return None;
+    };
+    Some(MemberAttributes::decode(rest).map_err(|error| HeaderError {
+        reason: format!("member attributes: {error}"),
+    }))
+}
 
 /// Who proposed an entry: the node and its request sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -228,6 +228,37 @@ impl<S: StateMachine> NodeHandle<S> {
         .await
     }
 
+    /// The client URLs members published ([`NodeHandle::publish_client_url`]):
+    /// node id → client URL. A member that never published is absent.
+    pub async fn member_client_urls(
+        &self,
+        consistency: Consistency,
+    ) -> Result<BTreeMap<u64, String>, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        answered(self.shared.timeout, &self.shared.failure, async {
+            self.send_read(Read::ClientUrls(reply), consistency).await?;
+            answer.await.unwrap_or(Err(NodeError::Stopped))
+        })
+        .await
+    }
+
+    /// Publishes this node's client URL through the log, for every
+    /// member's directory (as etcd's members publish their attributes).
+    /// Returns once queued, not once applied: a proposal made while there
+    /// is no leader is dropped, so the caller reads
+    /// [`NodeHandle::member_client_urls`] back and publishes again until
+    /// it shows.
+    pub async fn publish_client_url(&self, client_url: &str) -> Result<(), NodeError> {
+        let data = envelope::attributes_record(&envelope::MemberAttributes {
+            node_id: self.shared.id,
+            client_url: client_url.to_string(),
+        });
+        answered(self.shared.timeout, &self.shared.failure, async {
+            self.submit(ClientRequest::Publish { data }).await
+        })
+        .await
+    }
+
     /// A point-in-time view of the state machine as `consistency` asks,
     /// to be written out (with [`crate::WriteSnapshot::write_snapshot`],
     /// on a blocking thread) as a backup: the state alone, in the format

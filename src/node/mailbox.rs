@@ -145,6 +145,8 @@ pub(crate) enum Read<S: StateMachine> {
     },
     /// The member directory: node id → peer address.
     Members(ReadReply<BTreeMap<u64, String>>),
+    /// The members' published client URLs: node id → client URL.
+    ClientUrls(ReadReply<BTreeMap<u64, String>>),
     /// A point-in-time view of the state machine, for a backup.
     Backup(ReadReply<S::Snapshot>),
 }
@@ -154,7 +156,7 @@ impl<S: StateMachine> Read<S> {
     pub(crate) fn is_closed(&self) -> bool {
         match self {
             Read::State { reply, .. } => reply.is_closed(),
-            Read::Members(reply) => reply.is_closed(),
+            Read::Members(reply) | Read::ClientUrls(reply) => reply.is_closed(),
             Read::Backup(reply) => reply.is_closed(),
         }
     }
@@ -165,7 +167,7 @@ impl<S: StateMachine> Read<S> {
             Read::State { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
-            Read::Members(reply) => {
+            Read::Members(reply) | Read::ClientUrls(reply) => {
                 let _ = reply.send(Err(error));
             }
             Read::Backup(reply) => {
@@ -185,6 +187,9 @@ pub(crate) enum ClientRequest<S: StateMachine> {
         id: super::envelope::RequestId,
         reply: ProposalReply<S::Response>,
     },
+    /// Propose entry data nobody waits for (a member's attributes
+    /// record); the caller reads the outcome back.
+    Publish { data: Vec<u8> },
     /// A read through ReadIndex (with a lease when `lease` is set).
     Read {
         read: Read<S>,

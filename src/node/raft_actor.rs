@@ -467,6 +467,10 @@ impl<S: StateMachine> RaftActor<S> {
                 proposals.data.push(data);
                 proposals.waiters.push((id, reply));
             }
+            ClientRequest::Publish { data } => {
+                proposals.payload_bytes = proposals.payload_bytes.saturating_add(data.len() as u64);
+                proposals.data.push(data);
+            }
             ClientRequest::ChangeMembership { changes, reply } => {
                 self.propose(std::mem::take(proposals));
                 let applied = *self.applied.borrow();

@@ -39,7 +39,9 @@
 //! content type is `application/grpc…` goes to the gRPC router (etcd's API,
 //! `crate::etcd`), every other one to the HTTP router. HTTP/2 connections
 //! are pinged every [`H2_KEEPALIVE_INTERVAL`] and closed when a ping goes
-//! unanswered for [`H2_KEEPALIVE_TIMEOUT`].
+//! unanswered for [`H2_KEEPALIVE_TIMEOUT`], and read through
+//! [`super::h2_authority`] (which repairs the `:authority` etcd's Go
+//! clients may send).
 //!
 //! May not touch: what a request means (the routers') or who may do what
 //! ([`crate::access`]; only the identity is attached here).
@@ -361,9 +363,9 @@ async fn serve_http<IO>(
         };
         async move { router.call(request).await }
     });
-    let io = TokioIo::new(io);
     let outcome = match protocol {
         Protocol::Http1 => {
+            let io = TokioIo::new(io);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -371,6 +373,8 @@ async fn serve_http<IO>(
             drive(builder.serve_connection(io, service), &mut stop).await
         }
         Protocol::Http2 => {
+            // etcd's Go clients may send an authority h2 refuses.
+            let io = TokioIo::new(super::h2_authority::AuthorityRepair::new(io));
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             builder
                 .timer(TokioTimer::new())

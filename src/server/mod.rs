@@ -24,6 +24,8 @@ pub mod client_listener;
 pub mod config;
 pub mod data_format;
 mod descriptors;
+mod h2_authority;
+mod publish;
 pub mod restore;
 
 pub use config::{ServeConfig, ServeConfigError, cluster_id_of, parse_initial_cluster};
@@ -174,6 +176,7 @@ pub async fn start(
         "http"
     };
     let cluster_id = config.cluster_id();
+    let client_url = format!("{scheme}://{client_addr}");
     let headers = crate::etcd::HeaderSource::new(node.clone(), cluster_id, revision.clone());
     let services = EtcdServices {
         kv: crate::etcd::KvService::new(node.clone(), cluster_id).with_quota(Arc::clone(&quota)),
@@ -183,7 +186,7 @@ pub async fn start(
         cluster: crate::etcd::ClusterService::new(
             headers.clone(),
             config.initial_cluster.clone(),
-            format!("{scheme}://{client_addr}"),
+            client_url.clone(),
         ),
         maintenance: crate::etcd::MaintenanceService::new(headers, Some(quota)),
     };
@@ -191,6 +194,8 @@ pub async fn start(
     // Ends by itself when the node stops.
     let _compactor = crate::etcd::compactor::spawn(node.clone(), revision, config.auto_compaction);
     let _lessor = crate::etcd::lessor::spawn(node.clone(), lease_deadlines);
+    // Ends by itself once the URL shows, or when the node stops.
+    let _publisher = publish::spawn(node.clone(), client_url);
     let (http_stop, stopped) = watch::channel(false);
     let http = client_listener::spawn(
         client_listener,

@@ -157,3 +157,77 @@ fn malformed_snapshot_data_is_refused_with_its_reason() {
         Err(ApplyError::SnapshotFormat { index: 2, .. })
     ));
 }
+
+fn attributes(index: u64, node_id: u64, client_url: &str) -> Entry {
+    let data = envelope::attributes_record(&envelope::MemberAttributes {
+        node_id,
+        client_url: client_url.to_string(),
+    });
+    Entry::new(1, index, data)
+}
+
+fn remove_member(index: u64, node_id: u64) -> Entry {
+    let cc = ConfChange {
+        change_type: ConfChangeType::ConfChangeRemoveNode as i32,
+        node_id,
+        ..Default::default()
+    };
+    Entry {
+        entry_type: EntryType::EntryConfChange as i32,
+        term: 1,
+        index,
+        data: cc.encode_to_vec().into(),
+    }
+}
+
+#[test]
+fn published_client_urls_apply_outside_the_state_machine_and_travel_in_snapshots() {
+    let mut applier = Applier::new(KvStore::new());
+    let batch = applier
+        .apply(vec![
+            attributes(1, 1, "http://127.0.0.1:7379"),
+            attributes(2, 2, "http://127.0.0.1:7381"),
+            proposal(3, ID, &KvCommand::put(b"a", b"1")),
+            // A later record replaces the URL.
+            attributes(4, 2, "https://10.0.0.2:2379"),
+        ])
+        .expect("applies");
+    assert_eq!(batch.outcomes.len(), 1, "only the command answers");
+    assert_eq!(applier.applied_index(), 4);
+    let shown = |applier: &Applier<KvStore>| -> Vec<(u64, String)> {
+        applier.client_urls().clone().into_iter().collect()
+    };
+    let expected = vec![
+        (1, "http://127.0.0.1:7379".to_string()),
+        (2, "https://10.0.0.2:2379".to_string()),
+    ];
+    assert_eq!(shown(&applier), expected);
+    assert_eq!(applier.state().len(), 1, "no record reached the store");
+
+    let data = applier.snapshot().into_bytes().expect("written");
+    let mut restored = Applier::new(KvStore::new());
+    restored.restore(4, &mut data.as_slice()).expect("restores");
+    assert_eq!(shown(&restored), expected);
+
+    // Removing a member forgets its URL; an empty URL unpublishes.
+    restored
+        .apply(vec![remove_member(5, 2), attributes(6, 1, "")])
+        .expect("applies");
+    assert!(restored.client_urls().is_empty());
+}
+
+#[test]
+fn a_malformed_attributes_record_is_skipped_alike() {
+    let mut applier = Applier::new(KvStore::new());
+    let batch = applier
+        .apply(vec![
+            Entry::new(1, 1, vec![envelope::ATTRIBUTES_TAG, 0xff, 0xff]),
+            attributes(2, 0, "http://nobody:1"),
+            proposal(3, ID, &KvCommand::put(b"a", b"1")),
+        ])
+        .expect("applies");
+    assert_eq!(applier.applied_index(), 3);
+    assert!(applier.client_urls().is_empty());
+    assert_eq!(batch.outcomes.len(), 1);
+    assert!(batch.outcomes[0].2.is_ok());
+}
