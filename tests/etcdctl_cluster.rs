@@ -300,3 +300,14 @@ fn etcdctl_moves_a_member_to_a_new_peer_url() {
     );
     wait_value(cluster.proc(moved).client, "pair", b"4");
 }
+
+#[test]
+fn a_member_publishes_its_advertised_client_url() {
+    let advertised = "https://ringraft-1.example:2379";
+    let cluster = ProcCluster::start_with(&[1], &["--advertise-client-url", advertised]);
+    let endpoint = cluster.proc(1).client;
+    eventually("the advertised client URL listed", || {
+        let members = member_list(endpoint);
+        (members.len() == 1 && members[0][4] == advertised).then_some(())
+    });
+}

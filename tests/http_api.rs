@@ -474,7 +474,8 @@ async fn a_three_node_cluster_over_http() {
         assert_eq!(list.len(), 4);
         assert_eq!(
             list[3],
-            json!({"id": 4, "peer_url": "http://127.0.0.1:9", "learner": true, "is_leader": false})
+            json!({"id": 4, "peer_url": "http://127.0.0.1:9", "client_url": "", "learner": true, "is_leader": false}),
+            "a member that has not published its client URL shows an empty one"
         );
         assert_eq!(members["leader"], leader);
     }

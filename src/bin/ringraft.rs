@@ -123,6 +123,11 @@ struct ServeArgs {
     /// Address clients (HTTP) connect to.
     #[arg(long, default_value = "127.0.0.1:7379")]
     listen_client: SocketAddr,
+    /// The client URL this member publishes for etcd's member list
+    /// (`http://host:port` or `https://host:port`; default: the
+    /// --listen-client address), as etcd's --advertise-client-urls.
+    #[arg(long)]
+    advertise_client_url: Option<String>,
     /// Initial members, `id=host:port,...` (peer addresses). Default: this
     /// node alone at --listen-peer.
     #[arg(long)]
@@ -252,6 +257,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             listen_peer: self.listen_peer,
             listen_client: self.listen_client,
+            advertise_client_url: self.advertise_client_url.clone(),
             initial_cluster,
             join: self.join,
             force_new_cluster: self.force_new_cluster,

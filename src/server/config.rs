@@ -52,6 +52,10 @@ pub struct ServeConfig {
     pub listen_peer: SocketAddr,
     /// Where clients connect (HTTP).
     pub listen_client: SocketAddr,
+    /// The client URL this member publishes and etcd's `MemberList`
+    /// shows (etcd's `--advertise-client-urls`, one URL here); `None`:
+    /// `http://` or `https://` and the client listener's address.
+    pub advertise_client_url: Option<String>,
     /// Node id → peer address of the initial members (this node included).
     pub initial_cluster: BTreeMap<u64, String>,
     /// Join a running cluster (the member was added with
@@ -135,6 +139,7 @@ impl ServeConfig {
             data_dir: PathBuf::from("ringraft-data"),
             listen_peer,
             listen_client: SocketAddr::from(([127, 0, 0, 1], 7379)),
+            advertise_client_url: None,
             initial_cluster: BTreeMap::from([(1, listen_peer.to_string())]),
             join: false,
             force_new_cluster: false,
@@ -197,6 +202,14 @@ impl ServeConfig {
         }
         if self.listen_peer == self.listen_client {
             return flag("--listen-client", "must differ from --listen-peer");
+        }
+        if let Some(url) = &self.advertise_client_url
+            && !is_client_url(url)
+        {
+            return flag(
+                "--advertise-client-url",
+                "must be http://host:port or https://host:port",
+            );
         }
         if self.tick_interval.is_zero() {
             return flag("--tick-ms", "must be at least 1");
@@ -313,6 +326,17 @@ pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<u64, String>, ServeC
     Ok(members)
 }
 
+/// Whether `url` is `http://host:port` or `https://host:port` (a trailing
+/// `/` allowed), as clients dial a member.
+fn is_client_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let bare_path = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    scheme_ok && bare_path && uri.authority().is_some_and(|a| a.port_u16().is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +393,36 @@ mod tests {
             refused.to_string().contains("--wal-segment-size-bytes"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn an_advertised_client_url_is_a_scheme_host_and_port() {
+        for good in [
+            "http://10.0.0.1:2379",
+            "https://etcd-1.example:2379",
+            "http://[::1]:2379/",
+        ] {
+            let mut config = ServeConfig::single_node_default();
+            config.advertise_client_url = Some(good.to_string());
+            assert_eq!(config.validate(), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "10.0.0.1:2379",
+            "ftp://h:1",
+            "http://h",
+            "http://h:1/v1",
+            "http://h:1?x=1",
+            "unix:///run/ringraft.sock",
+        ] {
+            let mut config = ServeConfig::single_node_default();
+            config.advertise_client_url = Some(bad.to_string());
+            let refused = config.validate().expect_err(bad);
+            assert!(
+                refused.to_string().contains("--advertise-client-url"),
+                "{bad}: {refused}"
+            );
+        }
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub async fn start(
         "http"
     };
     let cluster_id = config.cluster_id();
-    let client_url = format!("{scheme}://{client_addr}");
+    let client_url = advertised_client_url(config, scheme, client_addr);
     let headers = crate::etcd::HeaderSource::new(node.clone(), cluster_id, revision.clone());
     let services = EtcdServices {
         kv: crate::etcd::KvService::new(node.clone(), cluster_id).with_quota(Arc::clone(&quota)),
@@ -289,6 +289,23 @@ fn local_addr(
     listener
         .local_addr()
         .map_err(|source| ServeError::Bind { what, addr, source })
+}
+
+/// The client URL this member publishes: `--advertise-client-url`, or the
+/// listener's address (said to be of no use to other hosts when it is a
+/// wildcard address).
+fn advertised_client_url(config: &ServeConfig, scheme: &str, client_addr: SocketAddr) -> String {
+    if let Some(url) = &config.advertise_client_url {
+        return url.clone();
+    }
+    if client_addr.ip().is_unspecified() {
+        tracing::warn!(
+            %client_addr,
+            "clients listen on a wildcard address: the client URL this member publishes \
+             names no host others can dial; set --advertise-client-url"
+        );
+    }
+    format!("{scheme}://{client_addr}")
 }
 
 /// Members added after the initial cluster are known by the replicated
