@@ -11,6 +11,15 @@ fn proposal(index: u64, id: RequestId, command: &KvCommand) -> Entry {
     Entry::new(1, index, data)
 }
 
+fn conf_change_entry(index: u64, cc: &ConfChange) -> Entry {
+    Entry {
+        entry_type: EntryType::EntryConfChange as i32,
+        term: 1,
+        index,
+        data: cc.encode_to_vec().into(),
+    }
+}
+
 fn add_member(index: u64, node_id: u64, peer_url: &str) -> Entry {
     let cc = ConfChange {
         change_type: ConfChangeType::ConfChangeAddNode as i32,
@@ -21,12 +30,7 @@ fn add_member(index: u64, node_id: u64, peer_url: &str) -> Entry {
         ),
         ..Default::default()
     };
-    Entry {
-        entry_type: EntryType::EntryConfChange as i32,
-        term: 1,
-        index,
-        data: cc.encode_to_vec().into(),
-    }
+    conf_change_entry(index, &cc)
 }
 
 const ID: RequestId = RequestId { node_id: 1, seq: 7 };
@@ -172,12 +176,7 @@ fn remove_member(index: u64, node_id: u64) -> Entry {
         node_id,
         ..Default::default()
     };
-    Entry {
-        entry_type: EntryType::EntryConfChange as i32,
-        term: 1,
-        index,
-        data: cc.encode_to_vec().into(),
-    }
+    conf_change_entry(index, &cc)
 }
 
 #[test]
