@@ -31,7 +31,7 @@ use super::bootstrap::BootPath;
 use super::envelope::{self, RequestId};
 use super::error::NodeError;
 use super::mailbox::{
-    ApplyMsg, ClientRequest, Consistency, Control, MembershipChange, NodeStatus, Read,
+    ApplyMsg, ClientRequest, Consistency, Control, MembershipChange, NodeStatus, Read, ReadReply,
 };
 use crate::kv::{KvCommand, KvQuery, KvQueryResult, KvStore};
 use crate::state_machine::StateMachine;
@@ -204,13 +204,8 @@ impl<S: StateMachine> NodeHandle<S> {
         query: S::Query,
         consistency: Consistency,
     ) -> Result<S::QueryResult, NodeError> {
-        let (reply, answer) = oneshot::channel();
-        answered(self.shared.timeout, &self.shared.failure, async {
-            self.send_read(Read::State { query, reply }, consistency)
-                .await?;
-            answer.await.unwrap_or(Err(NodeError::Stopped))
-        })
-        .await
+        self.read_node(|reply| Read::State { query, reply }, consistency)
+            .await
     }
 
     /// The member directory as this node knows it: node id → peer address
@@ -220,12 +215,7 @@ impl<S: StateMachine> NodeHandle<S> {
         &self,
         consistency: Consistency,
     ) -> Result<BTreeMap<u64, String>, NodeError> {
-        let (reply, answer) = oneshot::channel();
-        answered(self.shared.timeout, &self.shared.failure, async {
-            self.send_read(Read::Members(reply), consistency).await?;
-            answer.await.unwrap_or(Err(NodeError::Stopped))
-        })
-        .await
+        self.read_node(Read::Members, consistency).await
     }
 
     /// The client URLs members published ([`NodeHandle::publish_client_url`]):
@@ -234,12 +224,7 @@ impl<S: StateMachine> NodeHandle<S> {
         &self,
         consistency: Consistency,
     ) -> Result<BTreeMap<u64, String>, NodeError> {
-        let (reply, answer) = oneshot::channel();
-        answered(self.shared.timeout, &self.shared.failure, async {
-            self.send_read(Read::ClientUrls(reply), consistency).await?;
-            answer.await.unwrap_or(Err(NodeError::Stopped))
-        })
-        .await
+        self.read_node(Read::ClientUrls, consistency).await
     }
 
     /// Publishes this node's client URL through the log, for every
@@ -264,9 +249,19 @@ impl<S: StateMachine> NodeHandle<S> {
     /// on a blocking thread) as a backup: the state alone, in the format
     /// [`StateMachine::restore`] reads, without the node's own framing.
     pub async fn backup(&self, consistency: Consistency) -> Result<S::Snapshot, NodeError> {
+        self.read_node(Read::Backup, consistency).await
+    }
+
+    /// Sends the read `make` builds around its reply channel, as
+    /// `consistency` asks, and waits for the answer within the timeout.
+    async fn read_node<T>(
+        &self,
+        make: impl FnOnce(ReadReply<T>) -> Read<S>,
+        consistency: Consistency,
+    ) -> Result<T, NodeError> {
         let (reply, answer) = oneshot::channel();
         answered(self.shared.timeout, &self.shared.failure, async {
-            self.send_read(Read::Backup(reply), consistency).await?;
+            self.send_read(make(reply), consistency).await?;
             answer.await.unwrap_or(Err(NodeError::Stopped))
         })
         .await

@@ -458,19 +458,10 @@ impl<S: StateMachine> RaftActor<S> {
         match request {
             ClientRequest::Propose { data, id, reply } => {
                 TestPanic::fire(self.test_panic, TestPanic::Raft);
-                let data_bytes = data.len() as u64;
-                if proposals.payload_bytes.saturating_add(data_bytes) > self.max_batch_payload_bytes
-                {
-                    self.propose(std::mem::take(proposals));
-                }
-                proposals.payload_bytes = proposals.payload_bytes.saturating_add(data_bytes);
-                proposals.data.push(data);
+                self.queue_proposal(data, proposals);
                 proposals.waiters.push((id, reply));
             }
-            ClientRequest::Publish { data } => {
-                proposals.payload_bytes = proposals.payload_bytes.saturating_add(data.len() as u64);
-                proposals.data.push(data);
-            }
+            ClientRequest::Publish { data } => self.queue_proposal(data, proposals),
             ClientRequest::ChangeMembership { changes, reply } => {
                 self.propose(std::mem::take(proposals));
                 let applied = *self.applied.borrow();
@@ -482,6 +473,17 @@ impl<S: StateMachine> RaftActor<S> {
                 core.read_index(read, lease, &mut io);
             }
         }
+    }
+
+    /// Adds `data` to the batch, proposing the batch first when `data`
+    /// would take it past the batch's payload bound.
+    fn queue_proposal(&mut self, data: Vec<u8>, proposals: &mut Proposals<S>) {
+        let data_bytes = data.len() as u64;
+        if proposals.payload_bytes.saturating_add(data_bytes) > self.max_batch_payload_bytes {
+            self.propose(std::mem::take(proposals));
+        }
+        proposals.payload_bytes = proposals.payload_bytes.saturating_add(data_bytes);
+        proposals.data.push(data);
     }
 
     /// Proposes the batch in one raft step and registers its proposers
