@@ -129,6 +129,11 @@ pub struct Raft<S: Storage> {
     /// Per follower, the latest leader tick at which a heartbeat was sent
     /// that the follower has acknowledged (leader only, lease reads).
     lease_acks: BTreeMap<u64, u64>,
+    /// The commit index moved on an acknowledgement and the followers
+    /// have not been told yet (leader only): told once per batch of steps,
+    /// in [`Raft::announce_commit`], unless an append sent meanwhile
+    /// already carried it.
+    commit_unannounced: bool,
     /// This node restarted with lease reads on: it may have acknowledged a
     /// leader's heartbeat just before, and forgot that with its election
     /// timer, so it refuses votes for the first election timeout.
@@ -257,6 +262,7 @@ impl<S: Storage> Raft<S> {
             pending_read_index_messages: Vec::new(),
             ticks: 0,
             lease_acks: BTreeMap::new(),
+            commit_unannounced: false,
             // A node that ever answered a leader persisted a term first, so
             // an empty HardState means a first start, which promised nothing.
             restarted_under_lease: leases && !initial.hard_state.is_empty(),
@@ -412,6 +418,7 @@ impl<S: Storage> Raft<S> {
         self.read_only.clear();
         self.pending_read_index_messages.clear();
         self.lease_acks.clear();
+        self.commit_unannounced = false;
     }
 
     /// Becomes a follower of `lead` (0 if unknown) in `term`.
@@ -655,6 +662,27 @@ impl<S: Storage> Raft<S> {
     pub fn bcast_append(&mut self) {
         for id in self.peer_ids() {
             self.send_append(id);
+        }
+    }
+
+    /// Tells the followers a commit index that moved since the last
+    /// batch of steps, as etcd's broadcast on every move would, but once:
+    /// a follower already sent an append carrying it (a proposal's, in the
+    /// same batch) is skipped; the others get their pending entries, or an
+    /// empty append when the new commit index covers entries they hold.
+    /// [`crate::raft::RawNode::ready`] calls it before taking the
+    /// messages, so no Ready leaves without the announcement.
+    pub fn announce_commit(&mut self) {
+        if !std::mem::take(&mut self.commit_unannounced) || self.state != StateRole::Leader {
+            return;
+        }
+        let committed = self.raft_log.committed;
+        for id in self.peer_ids() {
+            let useful = self
+                .trk
+                .get(id)
+                .is_some_and(|pr| pr.can_bump_commit(committed));
+            self.maybe_send_append(id, useful);
         }
     }
 
@@ -1381,7 +1409,10 @@ impl<S: Storage> Raft<S> {
         let matched = pr.matched;
         if self.maybe_commit() {
             self.release_pending_read_index_messages();
-            self.bcast_append();
+            // Several acknowledgements of one batch each move the commit
+            // index; one announcement after the batch tells the followers
+            // the last of them (see `announce_commit`).
+            self.commit_unannounced = true;
         } else if from != self.id
             && self
                 .trk

@@ -386,6 +386,7 @@ impl<S: Storage> RawNode<S> {
         self.awaiting_advance = Some(number);
 
         let raft = &mut self.raft;
+        raft.announce_commit();
         let soft_state = raft.soft_state();
         let hard_state = raft.hard_state();
         let entries = raft.raft_log.next_unstable_entries().to_vec();

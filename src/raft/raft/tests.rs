@@ -51,6 +51,8 @@ fn msg(msg_type: MessageType, from: u64, to: u64, term: u64) -> Message {
 }
 
 fn take(r: &mut Raft<MemoryStorage>) -> Vec<Message> {
+    // As `RawNode::ready` does before taking the messages.
+    r.announce_commit();
     std::mem::take(&mut r.msgs)
 }
 
@@ -392,6 +394,89 @@ fn leader_counts_own_entries_only_when_acknowledged_to_itself() {
         r.step(m).expect("own ack");
     }
     assert_eq!(r.raft_log.committed, 1, "leader + follower 2");
+}
+
+/// A leader of 3 that committed its empty entry 1 with both followers
+/// (now replicating), then sent them entries 2 and 3, durable on the
+/// leader and not acknowledged yet.
+fn leader_with_two_unacknowledged_entries() -> Raft<MemoryStorage> {
+    let mut r = raft(1, &[1, 2, 3]);
+    make_leader(&mut r);
+    persist_self(&mut r);
+    for follower in [2, 3] {
+        let mut ack = msg(MessageType::MsgAppResp, follower, 1, 1);
+        ack.index = 1;
+        r.step(ack).expect("ack");
+    }
+    assert_eq!(r.raft_log.committed, 1);
+    take(&mut r);
+    for data in [b"a", b"b"] {
+        let mut prop = msg(MessageType::MsgProp, 1, 1, 0);
+        prop.entries = vec![Entry {
+            data: data.to_vec().into(),
+            ..Default::default()
+        }];
+        r.step(prop).expect("propose");
+    }
+    persist_self(&mut r);
+    take(&mut r);
+    r
+}
+
+fn commits_sent_to(messages: &[Message], to: u64) -> Vec<(u64, usize)> {
+    messages
+        .iter()
+        .filter(|m| m.to == to && m.msg_type() == MessageType::MsgApp)
+        .map(|m| (m.commit, m.entries.len()))
+        .collect()
+}
+
+#[test]
+fn acknowledgements_of_one_batch_announce_the_commit_index_once() {
+    let mut r = leader_with_two_unacknowledged_entries();
+    for index in 2..=3 {
+        let mut ack = msg(MessageType::MsgAppResp, 2, 1, 1);
+        ack.index = index;
+        r.step(ack).expect("ack");
+        assert_eq!(r.raft_log.committed, index);
+    }
+    assert!(r.msgs.is_empty(), "nothing sent before the batch ends");
+    let sent = take(&mut r);
+    // Each follower hears the last commit index once, in an empty append.
+    assert_eq!(commits_sent_to(&sent, 2), vec![(3, 0)]);
+    assert_eq!(commits_sent_to(&sent, 3), vec![(3, 0)]);
+    assert!(take(&mut r).is_empty(), "announced once");
+}
+
+#[test]
+fn a_proposal_in_the_same_batch_carries_the_commit_index() {
+    let mut r = leader_with_two_unacknowledged_entries();
+    let mut ack = msg(MessageType::MsgAppResp, 2, 1, 1);
+    ack.index = 3;
+    r.step(ack).expect("ack");
+    let mut prop = msg(MessageType::MsgProp, 1, 1, 0);
+    prop.entries = vec![Entry::default()];
+    r.step(prop).expect("propose");
+    let sent = take(&mut r);
+    // The proposal's append told both followers commit 3: no empty append.
+    assert_eq!(commits_sent_to(&sent, 2), vec![(3, 1)]);
+    assert_eq!(commits_sent_to(&sent, 3), vec![(3, 1)]);
+}
+
+#[test]
+fn a_deposed_leader_announces_nothing() {
+    let mut r = leader_with_two_unacknowledged_entries();
+    let mut ack = msg(MessageType::MsgAppResp, 2, 1, 1);
+    ack.index = 3;
+    r.step(ack).expect("ack");
+    r.step(msg(MessageType::MsgApp, 3, 1, 2))
+        .expect("newer leader");
+    assert_eq!(r.state, StateRole::Follower);
+    let sent = take(&mut r);
+    assert!(
+        sent.iter().all(|m| m.msg_type() != MessageType::MsgApp),
+        "{sent:?}"
+    );
 }
 
 #[test]
