@@ -89,7 +89,7 @@ pub struct EmbeddedCluster {
     upkeep: tokio::task::JoinHandle<()>,
     value: Arc<[u8]>,
     consistency: Consistency,
-    _network: InProcessNetwork,
+    network: InProcessNetwork,
     dir: tempfile::TempDir,
 }
 
@@ -163,7 +163,7 @@ impl EmbeddedCluster {
                 ReadConsistency::Linearizable => Consistency::Linearizable,
                 ReadConsistency::Serializable => Consistency::Serializable,
             },
-            _network: network,
+            network,
             dir,
         })
     }
@@ -300,6 +300,7 @@ impl Driver for EmbeddedCluster {
             fsync_seconds: Some(fsync_seconds.unwrap_or(0.0)),
             entries: Some(entries.unwrap_or(0.0)),
             position: Some(self.leader.applied_index()),
+            messages: Some(self.network.delivered_messages() as f64),
         }
     }
 }

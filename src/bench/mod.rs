@@ -154,6 +154,11 @@ pub fn report(options: &BenchOptions, measured: &Measured) -> Report {
         fsync_mean_ms: ratio(counters.fsync_seconds.map(|s| s * 1000.0), counters.fsyncs),
         entries_per_fsync: ratio(counters.entries, counters.fsyncs),
         log_entries: counters.position,
+        // One node sends nothing: no messages to count per op.
+        messages_per_op: match nodes {
+            Some(n) if n > 1 => ratio(counters.messages, Some(ops as f64)),
+            _ => None,
+        },
         cpu_seconds: measured.cpu.as_secs_f64(),
         cpu_us_per_op: per_op_us(measured.cpu),
         server_cpu_us_per_op: measured.server_cpu.and_then(per_op_us),

@@ -183,6 +183,7 @@ pub fn run(options: &BenchOptions, dir: Option<&Path>) -> Result<Measured, Bench
             fsync_seconds: Some(sync_ns.load(Ordering::Acquire) as f64 / 1e9),
             entries: Some(ops as f64),
             position: None,
+            messages: None,
         },
         cpu: cpu_after.saturating_sub(cpu_before),
         server_cpu: None,

@@ -75,6 +75,9 @@ pub struct Counters {
     /// The state machine's position: applied index (ringraft) or
     /// revision (etcd).
     pub position: Option<u64>,
+    /// Raft messages between nodes so far (embedded: the in-process
+    /// network's count).
+    pub messages: Option<f64>,
 }
 
 impl Counters {
@@ -89,6 +92,7 @@ impl Counters {
             fsyncs: f(self.fsyncs, after.fsyncs),
             fsync_seconds: f(self.fsync_seconds, after.fsync_seconds),
             entries: f(self.entries, after.entries),
+            messages: f(self.messages, after.messages),
             position: match (self.position, after.position) {
                 (Some(a), Some(b)) => b.checked_sub(a),
                 _ => None,
@@ -145,17 +149,20 @@ not_a_number NaNx
             fsync_seconds: Some(1.0),
             entries: None,
             position: Some(5),
+            messages: Some(7.0),
         };
         let after = Counters {
             fsyncs: Some(15.0),
             fsync_seconds: Some(1.5),
             entries: Some(3.0),
             position: Some(4),
+            messages: Some(9.0),
         };
         let d = before.delta(&after);
         assert_eq!(d.fsyncs, Some(5.0));
         assert_eq!(d.fsync_seconds, Some(0.5));
         assert_eq!(d.entries, None);
+        assert_eq!(d.messages, Some(2.0));
         assert_eq!(d.position, None, "went backwards");
     }
 }

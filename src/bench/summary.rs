@@ -153,6 +153,9 @@ pub struct Report {
     /// etcd and grpc: the first endpoint's revision); with no other client, equal to `writes` plus
     /// any entries raft added itself (an election's empty entry).
     pub log_entries: Option<u64>,
+    /// Raft messages between the nodes per counted operation (embedded
+    /// only: the in-process network's count; `null` elsewhere).
+    pub messages_per_op: Option<f64>,
     /// CPU time (user + system) of this process during the measurement,
     /// seconds: clients and nodes for `embedded`, only the load generator
     /// for a remote target.
@@ -173,7 +176,7 @@ pub struct Report {
 }
 
 /// Columns of [`Report::csv_row`].
-pub const CSV_HEADER: &str = "target,nodes,backend,send_appends_early,clients,value_size,key_space,read_ratio,rate,duration_s,ops,errors,ops_per_sec,mean_ms,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,fsyncs,entries_per_fsync,log_entries,cpu_us_per_op,server_cpu_us_per_op,fsync_mean_ms,client_cpu_us_per_op,node_cpu_us_per_op,pipeline";
+pub const CSV_HEADER: &str = "target,nodes,backend,send_appends_early,clients,value_size,key_space,read_ratio,rate,duration_s,ops,errors,ops_per_sec,mean_ms,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,fsyncs,entries_per_fsync,log_entries,cpu_us_per_op,server_cpu_us_per_op,fsync_mean_ms,client_cpu_us_per_op,node_cpu_us_per_op,pipeline,messages_per_op";
 
 fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map_or_else(String::new, |v| v.to_string())
@@ -236,6 +239,7 @@ impl Report {
             opt_f(self.client_cpu_us_per_op, 2),
             opt_f(self.node_cpu_us_per_op, 2),
             self.pipeline.to_string(),
+            opt_f(self.messages_per_op, 2),
         ]
         .join(",")
     }
@@ -322,6 +326,12 @@ impl Report {
         }
         if let Some(entries) = self.log_entries {
             let _ = writeln!(out, "  log entries  {}", thousands(entries));
+        }
+        if let Some(messages) = self.messages_per_op {
+            let _ = writeln!(
+                out,
+                "  messages     {messages:.2} raft messages between nodes per op"
+            );
         }
         let who = match self.target.as_str() {
             "embedded" => "this process: clients and nodes",
@@ -441,6 +451,7 @@ mod tests {
             fsync_mean_ms: Some(0.5),
             entries_per_fsync: Some(10.0),
             log_entries: Some(100),
+            messages_per_op: None,
             cpu_seconds: 0.5,
             cpu_us_per_op: Some(5000.0),
             server_cpu_us_per_op: None,

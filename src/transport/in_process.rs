@@ -20,6 +20,7 @@ use super::{
 };
 use crate::raftpb::Message;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -44,12 +45,20 @@ struct DelayedLink {
 #[derive(Clone, Debug, Default)]
 pub struct InProcessNetwork {
     registry: Arc<Mutex<Registry>>,
+    /// Messages handed to an inbox so far (snapshots not counted).
+    delivered: Arc<AtomicU64>,
 }
 
 impl InProcessNetwork {
     /// An empty network.
     pub fn new() -> InProcessNetwork {
         InProcessNetwork::default()
+    }
+
+    /// Messages handed to a node's inbox so far, over the whole network
+    /// (what a bench divides by its writes: messages per write).
+    pub fn delivered_messages(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -168,7 +177,9 @@ impl InProcessNetwork {
         inbox.try_send(message).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => TransportError::QueueFull(to),
             mpsc::error::TrySendError::Closed(_) => TransportError::Unreachable(to),
-        })
+        })?;
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
