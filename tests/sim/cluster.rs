@@ -44,6 +44,7 @@ use crate::scheduler::{Event, Scheduler};
 use crate::stats::Stats;
 use crate::workload::{Request, Workload};
 use ringraft::KvStore;
+use ringraft::node::DEFAULT_MAX_INFLIGHT_BYTES;
 use ringraft::raft::{StateRole, Storage};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -179,13 +180,25 @@ impl<S: SimMachine> Cluster<S> {
             break_mode,
             raft_seed: rng.next_u64(),
             send_appends_early: false,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
         };
         // Half the runs send appends early (the node's default), the other
         // half after the leader's fdatasync. Taken from a bit of the raft
         // seed rather than a new draw, so every other draw of a seed stays
         // what it was.
+        // A quarter of the runs give the Readies in flight a budget of 32
+        // to 400 bytes (one Ready of a HardState alone counts 32, an
+        // entry 32 plus its data), so client requests often wait for
+        // persistence (back-pressure); the others the node's default.
+        // Also from the raft seed's bits, for the same reason.
+        let tight_budget = (settings.raft_seed >> 1) & 3 == 0;
         let settings = NodeSettings {
             send_appends_early: settings.raft_seed & 1 == 1,
+            max_inflight_bytes: if tight_budget {
+                32 + ((settings.raft_seed >> 8) % 369) as usize
+            } else {
+                DEFAULT_MAX_INFLIGHT_BYTES
+            },
             ..settings
         };
         let delay_min_us = rng.range(100, 500);

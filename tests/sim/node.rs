@@ -7,9 +7,10 @@
 //! Owns: the node's [`RaftCore`] (its `RawNode`, `MemoryStorage`, Readies
 //! in flight, membership bookkeeping and configuration history), its
 //! `Applier` (the state machine, applied index and member directory), its
-//! persistence actor ([`Persistence`]) and disk, what the core handed the
-//! apply side and it has not taken yet, and the clients waiting on it
-//! (proposals by request id, reads by read index).
+//! persistence actor ([`Persistence`]) and disk, its mailbox of client
+//! requests not taken yet, what the core handed the apply side and it has
+//! not taken yet, and the clients waiting on it (proposals by request id,
+//! reads by read index).
 //!
 //! Guarantees: the raft actor's order is the core's own (its module says
 //! it); this module only carries out the core's effects — Readies and
@@ -18,8 +19,13 @@
 //! over), apply work into an ordered inbox — and drives it: every event
 //! goes to the core, then the core hands out Readies, persistence runs,
 //! acknowledged Readies are released and the inbox is applied, until
-//! nothing moves. Membership changes are checked and proposed by the
-//! core's code. The apply side plays the apply actor
+//! nothing moves. Client proposals and reads wait in the mailbox and are
+//! taken only while the core is accepting, a pass's worth at a time with
+//! consecutive proposals stepped as one `MsgProp`, as the raft actor takes
+//! its request channel: runs with a tight in-flight budget exercise that
+//! back-pressure. Membership changes are checked and proposed by the
+//! core's code (directly: the raft actor takes them from the same channel,
+//! behind the proposals before them). The apply side plays the apply actor
 //! (`src/node/apply_actor.rs`): entries apply in order through the real
 //! `Applier`, a proposer is answered with the outcome the applier gives
 //! for its request id once its entry applied here, a linearizable read is
@@ -56,7 +62,7 @@ use ringraft::node::raft_core::{
     CoreSettings, PeerChange, RaftCore, RaftIo, Reply as CoreReply, Sent,
 };
 use ringraft::node::snapshot_policy::SnapshotPolicy;
-use ringraft::node::{DEFAULT_MAX_INFLIGHT_BYTES, MembershipChange as NodeChange, NodeError};
+use ringraft::node::{MembershipChange as NodeChange, NodeError};
 use ringraft::persist::request::ReadyToPersist;
 use ringraft::raft::{Config, MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole};
 use ringraft::raftpb::{Entry, Message, MessageType, Snapshot};
@@ -90,6 +96,26 @@ pub struct NodeSettings {
     /// A leader sends its appends when a Ready is handed out, before its
     /// own fdatasync (`NodeConfig::send_appends_early`, the default).
     pub send_appends_early: bool,
+    /// The bytes of Readies in flight past which client requests wait
+    /// (`NodeConfig::max_inflight_bytes`; back-pressure).
+    pub max_inflight_bytes: usize,
+}
+
+/// Client requests the raft actor takes per pass (its `MAX_BATCH`).
+const REQUESTS_PER_PASS: usize = 256;
+
+/// A client request waiting in the node's mailbox, taken only while the
+/// core is accepting (as the raft actor takes its request channel).
+enum ClientWork<S: SimMachine> {
+    Propose {
+        data: Vec<u8>,
+        id: RequestId,
+        waiter: Waiter,
+    },
+    Read {
+        query: S::Query,
+        waiter: Waiter,
+    },
 }
 
 /// A client's operation, as the node knows it.
@@ -210,6 +236,9 @@ pub struct SimNode<S: SimMachine> {
     acked: u64,
     /// What the core handed the apply side and it has not taken yet.
     inbox: VecDeque<ApplyWork<S>>,
+    /// Client requests not taken yet (lost with the node on a crash, as
+    /// the real mailbox is).
+    mailbox: VecDeque<ClientWork<S>>,
     settings: NodeSettings,
     /// Membership changes this node proposed, answered once applied.
     membership_replies: Vec<Slot<u64>>,
@@ -404,7 +433,7 @@ impl<S: SimMachine> SimNode<S> {
         let core_settings = CoreSettings {
             send_appends_early: settings.send_appends_early,
             lease_reads: false,
-            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            max_inflight_bytes: settings.max_inflight_bytes,
             snapshot_catchup_entries: settings.catchup_entries,
         };
         // Request numbers of an earlier incarnation are never reused.
@@ -432,6 +461,7 @@ impl<S: SimMachine> SimNode<S> {
             ),
             acked: 0,
             inbox: VecDeque::new(),
+            mailbox: VecDeque::new(),
             settings,
             membership_replies: Vec::new(),
             was_member: false,
@@ -505,16 +535,59 @@ impl<S: SimMachine> SimNode<S> {
         };
         let mut data = envelope::proposal_header(id, 64);
         S::encode_command(command, &mut data);
-        let (core, mut io) = self.split(env);
-        core.propose(vec![data], vec![(id, waiter)], &mut io);
+        self.mailbox
+            .push_back(ClientWork::Propose { data, id, waiter });
         self.drive(env);
     }
 
     /// A client asks for a linearizable read (ReadIndex).
     pub fn read(&mut self, query: S::Query, waiter: Waiter, env: &mut Env<'_, S>) {
-        let (core, mut io) = self.split(env);
-        core.read_index((query, waiter), false, &mut io);
+        self.mailbox.push_back(ClientWork::Read { query, waiter });
         self.drive(env);
+    }
+
+    /// Takes waiting client requests as the raft actor does: only while
+    /// the core is accepting (the bytes of Readies in flight are under
+    /// the budget), up to a pass's worth at a time, consecutive proposals
+    /// stepped as one `MsgProp`. Returns whether any was taken.
+    fn take_requests(&mut self, env: &mut Env<'_, S>) -> bool {
+        if self.mailbox.is_empty() {
+            return false;
+        }
+        if !self.core.accepting() {
+            env.stats.requests_held += 1;
+            return false;
+        }
+        let mut data = Vec::new();
+        let mut proposers = Vec::new();
+        for _ in 0..REQUESTS_PER_PASS {
+            let Some(work) = self.mailbox.pop_front() else {
+                break;
+            };
+            let (core, mut io) = self.split(env);
+            match work {
+                ClientWork::Propose {
+                    data: bytes,
+                    id,
+                    waiter,
+                } => {
+                    data.push(bytes);
+                    proposers.push((id, waiter));
+                }
+                ClientWork::Read { query, waiter } => {
+                    // Proposals taken before a read go first, in order.
+                    core.propose(
+                        std::mem::take(&mut data),
+                        std::mem::take(&mut proposers),
+                        &mut io,
+                    );
+                    core.read_index((query, waiter), false, &mut io);
+                }
+            }
+        }
+        let (core, mut io) = self.split(env);
+        core.propose(data, proposers, &mut io);
+        true
     }
 
     /// A serializable read: this node's state machine as it stands.
@@ -585,8 +658,10 @@ impl<S: SimMachine> SimNode<S> {
     /// actor until nothing more can happen without an outside event.
     fn drive(&mut self, env: &mut Env<'_, S>) {
         loop {
+            let took = self.take_requests(env);
             let (core, mut io) = self.split(env);
-            let mut moved = match core.advance(&mut io) {
+            let mut moved = took;
+            moved |= match core.advance(&mut io) {
                 Ok(moved) => moved,
                 Err(e) => {
                     env.check

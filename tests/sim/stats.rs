@@ -40,6 +40,9 @@ pub struct Stats {
     pub messages_duplicated: u64,
     pub fdatasyncs: u64,
     pub stalls: u64,
+    /// Passes in which client requests waited because the Readies in
+    /// flight held the back-pressure budget.
+    pub requests_held: u64,
     /// Checks of the machine's invariant at the end of a step (one per
     /// running node; it is also checked after every apply and restore).
     pub invariant_checks: u64,
@@ -81,6 +84,7 @@ impl Stats {
             messages_duplicated,
             fdatasyncs,
             stalls,
+            requests_held,
             invariant_checks
         );
     }
@@ -96,7 +100,8 @@ impl Stats {
              client: writes acknowledged {} (refused by the state machine {}), unknown {}; \
              linearizable reads {}, serializable reads {} (all checked against the reference); \
              history ops checked for linearizability {}; invariant checks at step ends {}\n\
-             network: sent {}, lost {}, duplicated {}; convergence stalls {}",
+             network: sent {}, lost {}, duplicated {}; convergence stalls {}; \
+             client requests held by back-pressure {}",
             self.seeds,
             self.steps,
             self.crashes,
@@ -126,7 +131,8 @@ impl Stats {
             self.messages_sent,
             self.messages_lost,
             self.messages_duplicated,
-            self.stalls
+            self.stalls,
+            self.requests_held
         )
     }
 }
