@@ -18,7 +18,7 @@ else
     export RUSTC_BOOTSTRAP=1
     fuzz=(cargo fuzz)
 fi
-targets=(wal_decoder snap_decoder peer_frame http_request raft_step)
+targets=(wal_decoder snap_decoder peer_frame http_request raft_step h2_authority)
 "${fuzz[@]}" build
 failed=()
 for t in "${targets[@]}"; do

@@ -97,6 +97,7 @@ fn embedded_one_node_counts_exactly_the_requested_operations() {
     assert_eq!(u(&report, "log_entries"), 2000, "{report}");
     assert_eq!(report["nodes"], 1);
     assert_eq!(report["target"], "embedded");
+    assert!(report["messages_per_op"].is_null(), "one node: {report}");
 }
 
 #[test]
@@ -143,6 +144,10 @@ fn embedded_three_nodes_for_a_duration_with_reads() {
         u(&report, "log_entries") >= u(&report, "writes"),
         "{report}"
     );
+    // Every write reaches two followers and is acknowledged by them; a
+    // storm of messages (a retry loop) would show here.
+    let messages = f(&report, "messages_per_op");
+    assert!(messages > 0.0 && messages < 20.0, "{report}");
 }
 
 #[test]

@@ -24,7 +24,9 @@ pub mod client_listener;
 pub mod config;
 pub mod data_format;
 mod descriptors;
-mod h2_authority;
+// Public only for the fuzz target (`fuzz/fuzz_targets/h2_authority.rs`).
+#[doc(hidden)]
+pub mod h2_authority;
 mod publish;
 pub mod restore;
 
