@@ -404,23 +404,35 @@ fn leader_with_two_unacknowledged_entries() -> Raft<MemoryStorage> {
     make_leader(&mut r);
     persist_self(&mut r);
     for follower in [2, 3] {
-        let mut ack = msg(MessageType::MsgAppResp, follower, 1, 1);
-        ack.index = 1;
-        r.step(ack).expect("ack");
+        r.step(app_resp(follower, 1)).expect("ack");
     }
     assert_eq!(r.raft_log.committed, 1);
     take(&mut r);
     for data in [b"a", b"b"] {
-        let mut prop = msg(MessageType::MsgProp, 1, 1, 0);
-        prop.entries = vec![Entry {
-            data: data.to_vec().into(),
-            ..Default::default()
-        }];
-        r.step(prop).expect("propose");
+        r.step(proposal(data)).expect("propose");
     }
     persist_self(&mut r);
     take(&mut r);
     r
+}
+
+/// Follower `from`'s acknowledgement of entries up to `index` (term 1).
+fn app_resp(from: u64, index: u64) -> Message {
+    Message {
+        index,
+        ..msg(MessageType::MsgAppResp, from, 1, 1)
+    }
+}
+
+/// A client proposal of one entry carrying `data`.
+fn proposal(data: &[u8]) -> Message {
+    Message {
+        entries: vec![Entry {
+            data: data.to_vec().into(),
+            ..Default::default()
+        }],
+        ..msg(MessageType::MsgProp, 1, 1, 0)
+    }
 }
 
 fn commits_sent_to(messages: &[Message], to: u64) -> Vec<(u64, usize)> {
@@ -435,9 +447,7 @@ fn commits_sent_to(messages: &[Message], to: u64) -> Vec<(u64, usize)> {
 fn acknowledgements_of_one_batch_announce_the_commit_index_once() {
     let mut r = leader_with_two_unacknowledged_entries();
     for index in 2..=3 {
-        let mut ack = msg(MessageType::MsgAppResp, 2, 1, 1);
-        ack.index = index;
-        r.step(ack).expect("ack");
+        r.step(app_resp(2, index)).expect("ack");
         assert_eq!(r.raft_log.committed, index);
     }
     assert!(r.msgs.is_empty(), "nothing sent before the batch ends");
@@ -451,12 +461,8 @@ fn acknowledgements_of_one_batch_announce_the_commit_index_once() {
 #[test]
 fn a_proposal_in_the_same_batch_carries_the_commit_index() {
     let mut r = leader_with_two_unacknowledged_entries();
-    let mut ack = msg(MessageType::MsgAppResp, 2, 1, 1);
-    ack.index = 3;
-    r.step(ack).expect("ack");
-    let mut prop = msg(MessageType::MsgProp, 1, 1, 0);
-    prop.entries = vec![Entry::default()];
-    r.step(prop).expect("propose");
+    r.step(app_resp(2, 3)).expect("ack");
+    r.step(proposal(b"c")).expect("propose");
     let sent = take(&mut r);
     // The proposal's append told both followers commit 3: no empty append.
     assert_eq!(commits_sent_to(&sent, 2), vec![(3, 1)]);
@@ -466,9 +472,7 @@ fn a_proposal_in_the_same_batch_carries_the_commit_index() {
 #[test]
 fn a_deposed_leader_announces_nothing() {
     let mut r = leader_with_two_unacknowledged_entries();
-    let mut ack = msg(MessageType::MsgAppResp, 2, 1, 1);
-    ack.index = 3;
-    r.step(ack).expect("ack");
+    r.step(app_resp(2, 3)).expect("ack");
     r.step(msg(MessageType::MsgApp, 3, 1, 2))
         .expect("newer leader");
     assert_eq!(r.state, StateRole::Follower);
