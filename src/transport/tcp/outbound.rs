@@ -377,12 +377,16 @@ impl Writer {
             if count == 0 {
                 continue;
             }
-            let started = Instant::now();
+            // Noted before the write: the peer's answer may arrive (on the
+            // inbound connection, another task) before the write returns,
+            // and an answer to a heartbeat not noted yet is dropped. A
+            // failed write forgets them with the connection.
+            self.round_trips.written(&heartbeats, Instant::now());
             if let Err(error) = self.write(&mut stream, &batch).await {
                 self.failures.increment(count);
+                self.round_trips.forget();
                 return Err(error);
             }
-            self.round_trips.written(&heartbeats, started);
             self.sent_bytes.increment(batch.len() as u64);
             self.sent_messages.increment(count);
             if batch.capacity() > self.config.max_batch_bytes.saturating_mul(2) {
