@@ -41,7 +41,7 @@
 use super::backend::{BackendKind, IoBackend, SyncInFlight};
 use super::config::PersistConfig;
 use super::error::{PersistError, SharedPersistError};
-use super::progress::ProgressSender;
+use super::progress::PersistProgress;
 use super::request::{PersistRequest, ReadyToPersist, SnapshotReply};
 use super::snap_purger::SnapPurger;
 use super::snapshot_file::save_snapshot_file;
@@ -59,6 +59,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::watch;
 
 /// What one batch holds, acknowledged together.
 #[derive(Debug, Default)]
@@ -116,7 +117,7 @@ pub(crate) struct Actor<B: IoBackend> {
     config: PersistConfig,
     backend: B,
     requests: Receiver<PersistRequest>,
-    progress: ProgressSender,
+    progress: watch::Sender<PersistProgress>,
     tail: Option<(SegmentName, B::Handle)>,
     last_number: u64,
     metrics: ActorMetrics,
@@ -133,7 +134,7 @@ impl<B: IoBackend> Actor<B> {
         config: PersistConfig,
         backend: B,
         requests: Receiver<PersistRequest>,
-        progress: ProgressSender,
+        progress: watch::Sender<PersistProgress>,
     ) -> Actor<B> {
         wal.set_preallocation(match backend.kind() {
             BackendKind::Uring => Preallocation::Uring,
@@ -432,7 +433,13 @@ impl<B: IoBackend> Actor<B> {
     fn acknowledge(&mut self, covered: Covered) {
         if let Some(number) = covered.highest_number {
             self.backend.acknowledged(number);
-            self.progress.persisted(number);
+            self.progress.send_if_modified(|progress| {
+                let newer = number > progress.persisted.number;
+                if newer {
+                    progress.persisted.number = number;
+                }
+                newer
+            });
         }
         for reply in covered.snapshot_replies {
             // The requester may have stopped waiting; nothing to do then.
@@ -472,7 +479,9 @@ impl<B: IoBackend> Actor<B> {
     fn fail(&mut self, error: PersistError) -> SharedPersistError {
         self.wal.mark_failed();
         let shared = Arc::new(error);
-        self.progress.failed(&shared);
+        self.progress.send_modify(|progress| {
+            progress.failure = Some(Arc::clone(&shared));
+        });
         while let Ok(request) = self.requests.try_recv() {
             if let PersistRequest::SaveSnapshot { reply, .. } = request {
                 let _ = reply.send(Err(Arc::clone(&shared)));

@@ -17,7 +17,7 @@ use super::backend::{BackendKind, IoBackend};
 use super::config::{BackendChoice, PersistConfig};
 use super::error::{PersistError, SharedPersistError};
 use super::fault_injection::FaultyIo;
-use super::progress::{PersistedDoorbell, PersistedWatch, ProgressSender, progress_channel};
+use super::progress::{PersistProgress, PersistedWatch};
 use super::request::{PersistRequest, ReadyToPersist};
 use super::snap_purger::SnapPurger;
 use super::std_backend::StdIo;
@@ -30,7 +30,7 @@ use crossbeam_channel::{Receiver, Sender};
 use std::io;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Name of the actor's thread.
 const THREAD_NAME: &str = "ringraft-persist";
@@ -107,8 +107,6 @@ impl SnapshotTicket {
 pub struct PersistActor {
     sender: PersistSender,
     watch: PersistedWatch,
-    /// The doorbell's listening end, until the node's driver takes it.
-    doorbell: Option<std::os::unix::net::UnixStream>,
     backend: BackendKind,
     thread: Option<JoinHandle<Result<(), SharedPersistError>>>,
 }
@@ -153,7 +151,7 @@ struct ThreadStart {
     snapshotter: Snapshotter,
     config: PersistConfig,
     requests: Receiver<PersistRequest>,
-    progress: ProgressSender,
+    progress: watch::Sender<PersistProgress>,
     started: mpsc::Sender<Result<BackendKind, PersistError>>,
 }
 
@@ -287,8 +285,7 @@ impl PersistActor {
             Some(capacity) => crossbeam_channel::bounded(capacity),
             None => crossbeam_channel::unbounded(),
         };
-        let (progress, watch, doorbell) = progress_channel()
-            .map_err(|e| PersistError::Thread(format!("acknowledgement socket: {e}")))?;
+        let (progress, progress_receiver) = watch::channel(PersistProgress::default());
         let (started, started_receiver) = mpsc::channel();
         let start = ThreadStart {
             wal,
@@ -315,13 +312,13 @@ impl PersistActor {
                 )));
             }
         };
+        let watch = PersistedWatch::new(progress_receiver);
         Ok(PersistActor {
             sender: PersistSender {
                 requests: sender,
                 watch: watch.clone(),
             },
             watch,
-            doorbell: Some(doorbell),
             backend,
             thread: Some(thread),
         })
@@ -335,13 +332,6 @@ impl PersistActor {
     /// The acknowledgements.
     pub fn watch(&self) -> PersistedWatch {
         self.watch.clone()
-    }
-
-    /// The acknowledgements through the doorbell, for the one task that
-    /// drives the node; call it on that task's runtime. The doorbell has
-    /// one listener: later calls get the watch alone.
-    pub fn take_doorbell(&mut self) -> PersistedDoorbell {
-        PersistedDoorbell::new(self.watch.clone(), self.doorbell.take())
     }
 
     /// The backend in use.
