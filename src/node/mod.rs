@@ -81,6 +81,11 @@ impl Node {
     /// peers; `peers` receives their messages. Boot reads the data
     /// directory on the calling thread, so a caller on a busy runtime may
     /// prefer `spawn_blocking`.
+    ///
+    /// The runtime needs its time and IO drivers (`enable_all`, as
+    /// `#[tokio::main]` and `Runtime::new` have): the raft actor ticks on
+    /// tokio's timer and hears the persistence thread through a socket
+    /// (`persist::progress`), and tokio panics when either is disabled.
     pub fn start<S: StateMachine>(
         config: NodeConfig,
         state_machine: S,

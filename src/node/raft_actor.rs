@@ -40,7 +40,7 @@ use super::mailbox::{
 use super::raft_core::{CoreSettings, PeerChange, RaftCore, RaftIo, Sent};
 use super::snapshot_transfer::{SnapshotTransfers, TransferEvent};
 use super::test_panic::TestPanic;
-use crate::persist::{PersistActor, PersistSender, PersistedWatch, ReadyToPersist};
+use crate::persist::{PersistActor, PersistSender, PersistedDoorbell, ReadyToPersist};
 use crate::raft::{MemoryStorage, RawNode, Ready};
 use crate::raftpb::{Entry, Message, MessageType, Snapshot};
 use crate::state_machine::StateMachine;
@@ -112,7 +112,7 @@ pub(crate) struct RaftActor<S: StateMachine> {
     core: NodeRaftCore<S>,
     persist: Option<PersistActor>,
     sender: PersistSender,
-    persisted: PersistedWatch,
+    persisted: PersistedDoorbell,
     transport: Arc<dyn Transport>,
     peers: PeerInbox,
     requests: mpsc::Receiver<ClientRequest<S>>,
@@ -237,9 +237,9 @@ pub(crate) fn boot_sequence() -> u64 {
 
 impl<S: StateMachine> RaftActor<S> {
     /// An actor over `parts` with the settings of `config`.
-    pub(crate) fn new(parts: RaftActorParts<S>, config: &NodeConfig) -> RaftActor<S> {
+    pub(crate) fn new(mut parts: RaftActorParts<S>, config: &NodeConfig) -> RaftActor<S> {
         let sender = parts.persist.sender();
-        let persisted = parts.persist.watch();
+        let persisted = parts.persist.take_doorbell();
         let (events, transfer_events) = mpsc::unbounded_channel();
         let (sink, incoming_snapshots) = mpsc::unbounded_channel();
         parts.transport.accept_snapshots(sink);

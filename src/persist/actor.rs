@@ -41,7 +41,7 @@
 use super::backend::{BackendKind, IoBackend, SyncInFlight};
 use super::config::PersistConfig;
 use super::error::{PersistError, SharedPersistError};
-use super::progress::PersistProgress;
+use super::progress::ProgressSender;
 use super::request::{PersistRequest, ReadyToPersist, SnapshotReply};
 use super::snap_purger::SnapPurger;
 use super::snapshot_file::save_snapshot_file;
@@ -59,7 +59,6 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::watch;
 
 /// What one batch holds, acknowledged together.
 #[derive(Debug, Default)]
@@ -70,6 +69,10 @@ struct Covered {
     snapshot_replies: Vec<SnapshotReply>,
     needs_sync: bool,
 }
+
+/// A batch of at most this many entries, with nothing queued behind it,
+/// is acknowledged through the doorbell (`super::progress`).
+const IDLE_BATCH_ENTRIES: u64 = 4;
 
 /// A batch written and waiting for its fdatasync.
 struct InFlight {
@@ -117,7 +120,7 @@ pub(crate) struct Actor<B: IoBackend> {
     config: PersistConfig,
     backend: B,
     requests: Receiver<PersistRequest>,
-    progress: watch::Sender<PersistProgress>,
+    progress: ProgressSender,
     tail: Option<(SegmentName, B::Handle)>,
     last_number: u64,
     metrics: ActorMetrics,
@@ -134,7 +137,7 @@ impl<B: IoBackend> Actor<B> {
         config: PersistConfig,
         backend: B,
         requests: Receiver<PersistRequest>,
-        progress: watch::Sender<PersistProgress>,
+        progress: ProgressSender,
     ) -> Actor<B> {
         wal.set_preallocation(match backend.kind() {
             BackendKind::Uring => Preallocation::Uring,
@@ -433,13 +436,12 @@ impl<B: IoBackend> Actor<B> {
     fn acknowledge(&mut self, covered: Covered) {
         if let Some(number) = covered.highest_number {
             self.backend.acknowledged(number);
-            self.progress.send_if_modified(|progress| {
-                let newer = number > progress.persisted.number;
-                if newer {
-                    progress.persisted.number = number;
-                }
-                newer
-            });
+            // A small batch with nothing queued behind it: the node is
+            // lightly loaded, and the doorbell wakes it fastest
+            // (`progress`). With many clients, a batch empties the queue
+            // too (they all wait for it), but carries many entries.
+            let idle = covered.entries <= IDLE_BATCH_ENTRIES && self.requests.is_empty();
+            self.progress.persisted(number, idle);
         }
         for reply in covered.snapshot_replies {
             // The requester may have stopped waiting; nothing to do then.
@@ -479,9 +481,7 @@ impl<B: IoBackend> Actor<B> {
     fn fail(&mut self, error: PersistError) -> SharedPersistError {
         self.wal.mark_failed();
         let shared = Arc::new(error);
-        self.progress.send_modify(|progress| {
-            progress.failure = Some(Arc::clone(&shared));
-        });
+        self.progress.failed(&shared);
         while let Ok(request) = self.requests.try_recv() {
             if let PersistRequest::SaveSnapshot { reply, .. } = request {
                 let _ = reply.send(Err(Arc::clone(&shared)));

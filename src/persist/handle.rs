@@ -17,7 +17,9 @@ use super::backend::{BackendKind, IoBackend};
 use super::config::{BackendChoice, PersistConfig};
 use super::error::{PersistError, SharedPersistError};
 use super::fault_injection::FaultyIo;
-use super::progress::{PersistProgress, PersistedWatch};
+use super::progress::{
+    Listener, PersistedDoorbell, PersistedWatch, ProgressSender, progress_channel,
+};
 use super::request::{PersistRequest, ReadyToPersist};
 use super::snap_purger::SnapPurger;
 use super::std_backend::StdIo;
@@ -30,7 +32,7 @@ use crossbeam_channel::{Receiver, Sender};
 use std::io;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 /// Name of the actor's thread.
 const THREAD_NAME: &str = "ringraft-persist";
@@ -107,6 +109,8 @@ impl SnapshotTicket {
 pub struct PersistActor {
     sender: PersistSender,
     watch: PersistedWatch,
+    /// The listening ends of the wakes, until the node's driver takes them.
+    doorbell: Option<Listener>,
     backend: BackendKind,
     thread: Option<JoinHandle<Result<(), SharedPersistError>>>,
 }
@@ -151,7 +155,7 @@ struct ThreadStart {
     snapshotter: Snapshotter,
     config: PersistConfig,
     requests: Receiver<PersistRequest>,
-    progress: watch::Sender<PersistProgress>,
+    progress: ProgressSender,
     started: mpsc::Sender<Result<BackendKind, PersistError>>,
 }
 
@@ -285,7 +289,8 @@ impl PersistActor {
             Some(capacity) => crossbeam_channel::bounded(capacity),
             None => crossbeam_channel::unbounded(),
         };
-        let (progress, progress_receiver) = watch::channel(PersistProgress::default());
+        let (progress, watch, doorbell) = progress_channel()
+            .map_err(|e| PersistError::Thread(format!("acknowledgement socket: {e}")))?;
         let (started, started_receiver) = mpsc::channel();
         let start = ThreadStart {
             wal,
@@ -312,13 +317,13 @@ impl PersistActor {
                 )));
             }
         };
-        let watch = PersistedWatch::new(progress_receiver);
         Ok(PersistActor {
             sender: PersistSender {
                 requests: sender,
                 watch: watch.clone(),
             },
             watch,
+            doorbell: Some(doorbell),
             backend,
             thread: Some(thread),
         })
@@ -332,6 +337,13 @@ impl PersistActor {
     /// The acknowledgements.
     pub fn watch(&self) -> PersistedWatch {
         self.watch.clone()
+    }
+
+    /// The acknowledgements through the doorbell and its `Notify`, for the
+    /// one task that drives the node; call it on that task's runtime. They
+    /// have one listener: later calls get the watch alone.
+    pub fn take_doorbell(&mut self) -> PersistedDoorbell {
+        PersistedDoorbell::new(self.watch.clone(), self.doorbell.take())
     }
 
     /// The backend in use.

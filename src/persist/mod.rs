@@ -39,5 +39,5 @@ pub use backend::{BackendKind, IoBackend};
 pub use config::{BackendChoice, DEFAULT_MAX_BATCH_BYTES, PersistConfig};
 pub use error::{PersistError, SharedPersistError};
 pub use handle::{PersistActor, PersistSender, SnapshotTicket};
-pub use progress::{PersistProgress, Persisted, PersistedWatch};
+pub use progress::{PersistProgress, Persisted, PersistedDoorbell, PersistedWatch};
 pub use request::ReadyToPersist;
