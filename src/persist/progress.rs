@@ -269,6 +269,26 @@ mod tests {
             .expect("runtime")
     }
 
+    /// A progress channel whose acknowledgements are heard through the
+    /// doorbell and the notify, as the raft actor hears them.
+    fn listening(runtime: &tokio::runtime::Runtime) -> (ProgressSender, PersistedDoorbell) {
+        let (sender, watch, listener) = progress_channel().expect("socket pair");
+        let doorbell = runtime.block_on(async { PersistedDoorbell::new(watch, Some(listener)) });
+        (sender, doorbell)
+    }
+
+    /// A task waiting (at most 10 s) for `doorbell`'s next change.
+    fn waiter(
+        runtime: &tokio::runtime::Runtime,
+        mut doorbell: PersistedDoorbell,
+    ) -> tokio::task::JoinHandle<Result<Persisted, SharedPersistError>> {
+        runtime.spawn(async move {
+            tokio::time::timeout(Duration::from_secs(10), doorbell.changed())
+                .await
+                .expect("woken within 10 s")
+        })
+    }
+
     /// Waits for `number` through `doorbell`, checking each answer grows.
     async fn wait_until(doorbell: &mut PersistedDoorbell, number: u64) -> Vec<u64> {
         let mut seen = Vec::new();
@@ -289,9 +309,7 @@ mod tests {
     #[test]
     fn every_acknowledgement_from_another_thread_is_heard_through_the_doorbell() {
         let runtime = runtime();
-        let (sender, watch, listening) = progress_channel().expect("socket pair");
-        let mut doorbell =
-            runtime.block_on(async { PersistedDoorbell::new(watch, Some(listening)) });
+        let (sender, mut doorbell) = listening(&runtime);
         assert!(doorbell.wakes.is_some(), "listening on the socket");
         let publisher = std::thread::spawn(move || {
             for number in 1..=2_000 {
@@ -329,28 +347,16 @@ mod tests {
     #[test]
     fn a_failure_and_the_actor_ending_wake_the_waiter_with_the_cause() {
         let runtime = runtime();
-        let (failing, watch, listening) = progress_channel().expect("socket pair");
-        let mut doorbell =
-            runtime.block_on(async { PersistedDoorbell::new(watch, Some(listening)) });
-        let waiting = runtime.spawn(async move {
-            tokio::time::timeout(Duration::from_secs(10), doorbell.changed())
-                .await
-                .expect("woken within 10 s")
-        });
+        let (failing, doorbell) = listening(&runtime);
+        let waiting = waiter(&runtime, doorbell);
         std::thread::sleep(Duration::from_millis(20));
         let failure: SharedPersistError = Arc::new(PersistError::Stopped);
         failing.failed(&failure);
         let outcome = runtime.block_on(waiting).expect("waiter");
         assert!(Arc::ptr_eq(&outcome.expect_err("the failure"), &failure));
 
-        let (ending, watch, listening) = progress_channel().expect("socket pair");
-        let mut doorbell =
-            runtime.block_on(async { PersistedDoorbell::new(watch, Some(listening)) });
-        let waiting = runtime.spawn(async move {
-            tokio::time::timeout(Duration::from_secs(10), doorbell.changed())
-                .await
-                .expect("woken within 10 s")
-        });
+        let (ending, doorbell) = listening(&runtime);
+        let waiting = waiter(&runtime, doorbell);
         std::thread::sleep(Duration::from_millis(20));
         drop(ending);
         let outcome = runtime.block_on(waiting).expect("waiter");
@@ -366,9 +372,7 @@ mod tests {
     #[test]
     fn acknowledgements_with_work_queued_behind_them_wake_through_the_notify() {
         let runtime = runtime();
-        let (sender, watch, listening) = progress_channel().expect("socket pair");
-        let mut doorbell =
-            runtime.block_on(async { PersistedDoorbell::new(watch, Some(listening)) });
+        let (sender, mut doorbell) = listening(&runtime);
         let publisher = std::thread::spawn(move || {
             for number in 1..=2_000 {
                 sender.persisted(number, false);
