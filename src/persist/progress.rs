@@ -50,6 +50,16 @@ pub struct PersistProgress {
     pub failure: Option<SharedPersistError>,
 }
 
+impl PersistProgress {
+    /// What a waiter is told: the acknowledgement, or the failure.
+    fn outcome(&self) -> Result<Persisted, SharedPersistError> {
+        match &self.failure {
+            Some(failure) => Err(Arc::clone(failure)),
+            None => Ok(self.persisted),
+        }
+    }
+}
+
 /// The actor's side: publishes into the watch, then wakes the listener.
 #[derive(Debug)]
 pub(crate) struct ProgressSender {
@@ -64,7 +74,8 @@ pub(crate) struct ProgressSender {
 
 impl ProgressSender {
     /// Publishes `number` if it is newer than the last acknowledgement;
-    /// `idle` says nothing is queued behind it (the doorbell's case).
+    /// `idle` says the node looks quiet (the actor's judgement: a small
+    /// batch with nothing queued behind it), the doorbell's case.
     pub(crate) fn persisted(&self, number: u64, idle: bool) {
         let changed = self.watch.send_if_modified(|progress| {
             let newer = number > progress.persisted.number;
@@ -193,11 +204,7 @@ impl PersistedWatch {
 
     /// The latest acknowledgement, or the failure.
     pub fn latest(&self) -> Result<Persisted, SharedPersistError> {
-        let progress = self.receiver.borrow();
-        match &progress.failure {
-            Some(failure) => Err(Arc::clone(failure)),
-            None => Ok(progress.persisted),
-        }
+        self.receiver.borrow().outcome()
     }
 
     /// Waits for an acknowledgement newer than the last one this watch
@@ -206,11 +213,7 @@ impl PersistedWatch {
         if self.receiver.changed().await.is_err() {
             return Err(self.stopped_error());
         }
-        let progress = self.receiver.borrow_and_update();
-        match &progress.failure {
-            Some(failure) => Err(Arc::clone(failure)),
-            None => Ok(progress.persisted),
-        }
+        self.receiver.borrow_and_update().outcome()
     }
 
     /// The acknowledgement newer than the last one this watch returned, if
@@ -219,13 +222,7 @@ impl PersistedWatch {
     pub(crate) fn take_change(&mut self) -> Option<Result<Persisted, SharedPersistError>> {
         match self.receiver.has_changed() {
             Ok(false) => None,
-            Ok(true) => {
-                let progress = self.receiver.borrow_and_update();
-                Some(match &progress.failure {
-                    Some(failure) => Err(Arc::clone(failure)),
-                    None => Ok(progress.persisted),
-                })
-            }
+            Ok(true) => Some(self.receiver.borrow_and_update().outcome()),
             Err(_) => Some(Err(self.stopped_error())),
         }
     }
@@ -236,12 +233,9 @@ impl PersistedWatch {
             .receiver
             .wait_for(|p| p.failure.is_some() || p.persisted.number >= number)
             .await
-            .map(|p| p.clone());
+            .map(|p| p.outcome());
         match outcome {
-            Ok(progress) => match progress.failure {
-                Some(failure) => Err(failure),
-                None => Ok(progress.persisted),
-            },
+            Ok(outcome) => outcome,
             Err(_) => Err(self.stopped_error()),
         }
     }
