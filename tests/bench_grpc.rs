@@ -7,6 +7,7 @@
 //! endpoint named, not a panic.
 
 mod etcd_common;
+mod ports;
 
 use etcd_common::{Etcd, ensure_etcd};
 use serde_json::Value;
@@ -17,11 +18,9 @@ use std::time::Duration;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ringraft");
 
+/// Lane 0 of `ports` (`etcd_common` picks from lane 1).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    ports::free_port_in_lane(0)
 }
 
 /// A single-node etcd, ready once one put is acknowledged over gRPC.

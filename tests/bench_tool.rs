@@ -5,10 +5,11 @@
 //! process.
 
 mod etcd_common;
+mod ports;
 
 use etcd_common::Etcd;
 use serde_json::Value;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -235,11 +236,9 @@ fn usage_errors_exit_nonzero_without_running() {
     );
 }
 
+/// Lane 0 of `ports` (`etcd_common` picks from lane 1).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    ports::free_port_in_lane(0)
 }
 
 struct Server(Child);

@@ -69,19 +69,9 @@ impl Serve {
 }
 
 /// Two unused loopback ports, never handed out before in this test
-/// binary: the kernel soon hands a released port out again, so two calls
-/// of `free_port` (here or in another worker) may return the same one.
+/// binary (`server_common::free_port`).
 fn distinct_ports() -> [u16; 2] {
-    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    let mut fresh = || loop {
-        let port = free_port();
-        if handed_out.insert(port) {
-            return port;
-        }
-    };
-    [fresh(), fresh()]
+    [free_port(), free_port()]
 }
 
 fn kill(child: &mut Child) {

@@ -6,7 +6,7 @@
 
 pub mod embedded;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -74,11 +74,13 @@ pub fn etcdctl_ok(endpoints: &[SocketAddr], args: &[&str]) -> String {
     out.stdout
 }
 
+#[path = "../ports/mod.rs"]
+mod ports;
+
+/// Lane 1 of `ports`: binaries that start ringraft servers too pick theirs
+/// from lane 0 (`server_common`, the bench tests).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+    ports::free_port_in_lane(1)
 }
 
 /// A single-node etcd on loopback, killed on drop.

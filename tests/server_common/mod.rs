@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -19,13 +19,13 @@ pub const TICK_MS: u64 = 50;
 pub const ELECTION_TICKS: u64 = 10;
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// An unused loopback port (bound then released: another process could
-/// take it in between, which these tests accept).
+#[path = "../ports/mod.rs"]
+mod ports;
+
+/// An unused loopback port, never handed out before by this module in this
+/// test binary (`ports`: lane 0).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+    ports::free_port_in_lane(0)
 }
 
 /// One server process and where it listens.
