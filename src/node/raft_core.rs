@@ -44,7 +44,7 @@ use super::membership::Membership;
 pub use super::membership::PeerChange;
 use crate::metrics as names;
 use crate::raft::{MemoryStorage, RawNode, Ready, SnapshotStatus, StateRole, Storage};
-use crate::raftpb::{Entry, Message, MessageType, Snapshot};
+use crate::raftpb::{Entry, EntryType, Message, MessageType, Snapshot};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,6 +137,9 @@ pub struct RaftCore<P, R, M, T> {
     ready_handling: metrics::Histogram,
     committed_total: metrics::Counter,
     failed_total: metrics::Counter,
+    /// The index of the last membership change handed out for
+    /// application (0: none), for [`RaftCore::waits_for_applied`].
+    last_conf_change_index: u64,
     _proposer: std::marker::PhantomData<fn(P)>,
 }
 
@@ -175,6 +178,7 @@ impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
             committed_total: metrics::counter!(names::PROPOSALS_COMMITTED_TOTAL, label => node_label.clone()),
             failed_total: metrics::counter!(names::PROPOSALS_FAILED_TOTAL, label => node_label.clone()),
             node_label,
+            last_conf_change_index: 0,
             _proposer: std::marker::PhantomData,
         }
     }
@@ -238,6 +242,16 @@ impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
     /// The state machine applied through `index`.
     pub fn applied(&mut self, index: u64) {
         self.raw.advance_apply(index);
+    }
+
+    /// Whether raft needs to hear of the state machine's progress as soon
+    /// as it is made ([`RaftCore::applied`]): it holds committed entries or
+    /// a membership step back until then, or a membership change handed
+    /// out is not known applied (an election refuses to start over one).
+    /// Otherwise the driver may report the applied index when it next
+    /// handles an event, sparing a wake of its loop per applied batch.
+    pub fn waits_for_applied(&self) -> bool {
+        self.raw.waits_for_applied() || self.last_conf_change_index > self.raw.raft.raft_log.applied
     }
 
     /// Proposes `data` in one raft step (one `MsgProp` of many entries,
@@ -512,6 +526,9 @@ impl<P, R, M: Reply<u64>, T: Reply<()>> RaftCore<P, R, M, T> {
             return;
         }
         for entry in &committed {
+            if is_conf_change(entry) {
+                self.last_conf_change_index = entry.index;
+            }
             for change in self.membership.apply_committed(&mut self.raw, entry) {
                 io.peer_changed(change);
             }
@@ -562,4 +579,10 @@ fn record_leadership(node_label: &str, leader: u64, id: u64) {
         .set(if leader != 0 { 1.0 } else { 0.0 });
     metrics::gauge!(names::IS_LEADER, names::NODE_LABEL => node_label.to_string())
         .set(if leader == id { 1.0 } else { 0.0 });
+}
+
+/// Whether `entry` is a membership change (either encoding).
+fn is_conf_change(entry: &Entry) -> bool {
+    entry.entry_type == EntryType::EntryConfChange as i32
+        || entry.entry_type == EntryType::EntryConfChangeV2 as i32
 }

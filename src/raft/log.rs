@@ -304,6 +304,13 @@ impl<S: Storage> RaftLog<S> {
             && self.applying < self.max_appliable_index(allow_unstable)
     }
 
+    /// Whether handing out committed entries waits for the application to
+    /// report progress ([`RaftLog::applied_to`]): the byte budget is spent,
+    /// or the last batch was cut short by it.
+    pub fn applying_paused(&self) -> bool {
+        self.applying_paused
+    }
+
     /// Records that committed entries up to `index` (of `size` bytes) were
     /// handed out for application. Pauses handing out more when the byte
     /// budget is spent or the batch had to be cut short by it.

@@ -478,6 +478,17 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
+    /// Whether raft holds something back until [`RawNode::advance_apply`]
+    /// reports progress: committed entries over the applying byte budget,
+    /// or (on a leader) a further membership change or the automatic leave
+    /// of a joint configuration, both of which wait for the pending one to
+    /// apply. Otherwise the applied index only feeds checks made on a tick
+    /// or a request, and the driver may report it lazily.
+    pub fn waits_for_applied(&self) -> bool {
+        let raft = &self.raft;
+        raft.raft_log.applying_paused() || raft.pending_conf_index > raft.raft_log.applied
+    }
+
     /// The application applied committed entries up to `applied_index`.
     pub fn advance_apply(&mut self, applied_index: u64) {
         self.raft.applied_to(applied_index);

@@ -446,3 +446,82 @@ fn propose_many_without_a_leader_refuses_them_all() {
     assert!(refused.is_err(), "no leader to take them: {refused:?}");
     assert_eq!(raw.raft.raft_log.last_index(), before, "nothing appended");
 }
+
+/// Hands out and persists every Ready, returning the committed entries,
+/// without reporting any of them applied.
+fn run_without_applying(raw: &mut RawNode<MemoryStorage>) -> Vec<Entry> {
+    let mut committed = Vec::new();
+    while raw.has_ready() {
+        let ready = next(raw);
+        persist(raw, &ready);
+        committed.extend(ready.committed_entries);
+    }
+    committed
+}
+
+#[test]
+fn waits_for_applied_only_while_raft_holds_something_back() {
+    let mut raw = leader();
+    assert!(
+        !raw.waits_for_applied(),
+        "a settled leader waits for nothing"
+    );
+
+    // Normal entries committed and not yet applied hold nothing back.
+    raw.propose(b"x".to_vec()).expect("propose");
+    let committed = run_without_applying(&mut raw);
+    assert_eq!(committed.len(), 1);
+    assert!(!raw.waits_for_applied());
+    raw.advance_apply(committed[0].index);
+
+    // A membership change: the next one (and leaving a joint
+    // configuration) waits until it applies.
+    let add = ConfChange {
+        id: 1,
+        change_type: crate::raftpb::ConfChangeType::ConfChangeAddLearnerNode as i32,
+        node_id: 2,
+        context: Vec::new(),
+    };
+    raw.propose_conf_change_v1(&add)
+        .expect("propose conf change");
+    let committed = run_without_applying(&mut raw);
+    let change_index = committed.last().expect("the change committed").index;
+    assert!(raw.waits_for_applied(), "a pending membership change waits");
+    raw.advance_apply(change_index);
+    assert!(!raw.waits_for_applied(), "applied, nothing waits");
+}
+
+#[test]
+fn waits_for_applied_while_the_applying_budget_is_spent() {
+    let conf_state = ConfState {
+        voters: vec![1],
+        ..Default::default()
+    };
+    let storage = MemoryStorage::new_with_conf_state(conf_state);
+    let mut config = Config::new(1);
+    config.max_committed_size_per_ready = 8;
+    let mut raw = RawNode::new(&config, storage).expect("node");
+    raw.campaign().expect("campaign");
+    let mut applied = 0;
+    while raw.has_ready() {
+        let ready = next(&mut raw);
+        persist(&mut raw, &ready);
+        if let Some(last) = ready.committed_entries.last() {
+            applied = last.index;
+        }
+    }
+    raw.advance_apply(applied);
+    assert!(!raw.waits_for_applied());
+
+    for _ in 0..3 {
+        raw.propose(vec![7; 16]).expect("propose");
+    }
+    let committed = run_without_applying(&mut raw);
+    assert!(!committed.is_empty());
+    assert!(
+        raw.waits_for_applied(),
+        "entries over the budget wait for the applied index"
+    );
+    raw.advance_apply(committed.last().expect("an entry").index);
+    assert!(!raw.waits_for_applied());
+}
