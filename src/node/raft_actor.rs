@@ -164,7 +164,7 @@ struct ActorIo<'a, S: StateMachine> {
 impl<S: StateMachine> ActorIo<'_, S> {
     /// Sends `message` to the apply actor, registering the proposers held
     /// so far just before it.
-    fn to_apply_actor(&mut self, message: ApplyMsg<S>) {
+    fn send_to_apply_actor(&mut self, message: ApplyMsg<S>) {
         announce(self.apply, self.unannounced);
         // Refused only when the apply actor ended; the callers then see
         // the node as stopped.
@@ -178,7 +178,7 @@ fn announce<S: StateMachine>(
     unannounced: &mut Vec<Proposer<S>>,
 ) {
     if !unannounced.is_empty() {
-        // Refused only when the apply actor ended (see `to_apply_actor`).
+        // Refused only when the apply actor ended (see `send_to_apply_actor`).
         let _ = apply.send(ApplyMsg::Register(std::mem::take(unannounced)));
     }
 }
@@ -241,15 +241,15 @@ impl<S: StateMachine> RaftIo<Proposer<S>, Read<S>> for ActorIo<'_, S> {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {
-        self.to_apply_actor(ApplyMsg::Committed(entries));
+        self.send_to_apply_actor(ApplyMsg::Committed(entries));
     }
 
     fn restore(&mut self, snapshot: Snapshot) {
-        self.to_apply_actor(ApplyMsg::Restore(snapshot));
+        self.send_to_apply_actor(ApplyMsg::Restore(snapshot));
     }
 
     fn read_at(&mut self, index: u64, read: Read<S>) {
-        self.to_apply_actor(ApplyMsg::Read { index, read });
+        self.send_to_apply_actor(ApplyMsg::Read { index, read });
     }
 
     fn read_refused(&mut self, read: Read<S>, error: NodeError) {
