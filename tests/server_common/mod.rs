@@ -19,6 +19,8 @@ pub const TICK_MS: u64 = 50;
 pub const ELECTION_TICKS: u64 = 10;
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+// A copy per including module, on purpose: each picks from its own lane.
+#[allow(clippy::duplicate_mod)]
 #[path = "../ports/mod.rs"]
 mod ports;
 
