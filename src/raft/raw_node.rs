@@ -455,10 +455,12 @@ impl<S: Storage> RawNode<S> {
     /// persisted snapshot counts as applied (the caller restored its state
     /// machine from it), as etcd's `appliedSnap`.
     pub fn on_persisted(&mut self, number: u64) {
-        while self.pending.front().is_some_and(|p| p.number <= number) {
-            let Some(persisted) = self.pending.pop_front() else {
-                break;
-            };
+        let persisted_count = self
+            .pending
+            .iter()
+            .take_while(|p| p.number <= number)
+            .count();
+        for persisted in self.pending.iter_mut().take(persisted_count) {
             if let Some(index) = persisted.snapshot_index {
                 self.raft.raft_log.stable_snap_to(index);
                 // The snapshot is installed: the state machine stands at its
@@ -467,15 +469,33 @@ impl<S: Storage> RawNode<S> {
                 // index, which the snapshot compacted away.
                 self.raft.applied_to(index);
             }
-            if let Some((index, term)) = persisted.last_entry {
-                self.raft.raft_log.stable_to(index, term);
-            }
-            for message in persisted.local_messages {
+            for message in std::mem::take(&mut persisted.local_messages) {
                 // Self-addressed messages of a past term are ignored by
                 // step; none of them can fail.
                 let _ = self.raft.step(message);
             }
         }
+        // The entries of all these Readies become stable in one step, so
+        // that the unstable log drops its durable prefix once per
+        // acknowledgement rather than once per Ready (each drop moves the
+        // entries behind it). The furthest entry still ours covers every
+        // earlier one; an entry replaced since (another term) is not ours.
+        // Stepping the messages first changes nothing here: it can only
+        // append behind the last entry (a new leader's empty entry).
+        let unstable = &self.raft.raft_log.unstable;
+        let furthest_durable = self
+            .pending
+            .iter()
+            .take(persisted_count)
+            .filter_map(|p| p.last_entry)
+            .filter(|&(index, term)| {
+                index >= unstable.offset && unstable.maybe_term(index) == Some(term)
+            })
+            .max();
+        if let Some((index, term)) = furthest_durable {
+            self.raft.raft_log.stable_to(index, term);
+        }
+        self.pending.drain(..persisted_count);
     }
 
     /// Whether raft holds something back until [`RawNode::advance_apply`]

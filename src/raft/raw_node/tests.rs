@@ -168,6 +168,59 @@ fn acknowledging_an_older_number_leaves_later_readies_pending() {
     assert_eq!(raw.raft.raft_log.committed, 3);
 }
 
+/// An append from `leader` of `term` carrying `entries` after (`index`, `log_term`).
+fn append(leader: u64, term: u64, log_term: u64, index: u64, entries: Vec<Entry>) -> Message {
+    Message {
+        msg_type: MessageType::MsgApp as i32,
+        from: leader,
+        to: 2,
+        term,
+        log_term,
+        index,
+        entries,
+        ..Default::default()
+    }
+}
+
+fn indexes(entries: &[Entry]) -> Vec<(u64, u64)> {
+    entries.iter().map(|e| (e.index, e.term)).collect()
+}
+
+#[test]
+fn one_acknowledgement_stabilizes_what_is_still_ours_of_every_ready_it_covers() {
+    let mut raw = node(2, &[1, 2, 3]);
+    let entries = |term: u64, range: std::ops::RangeInclusive<u64>| -> Vec<Entry> {
+        range
+            .map(|index| Entry::new(term, index, b"x".to_vec()))
+            .collect()
+    };
+    raw.step(append(1, 1, 0, 0, entries(1, 1..=3)))
+        .expect("step");
+    let first = next(&mut raw);
+    raw.step(append(1, 1, 1, 3, entries(1, 4..=6)))
+        .expect("step");
+    let second = next(&mut raw);
+    // A new leader replaces 5 and 6 before either Ready is durable.
+    raw.step(append(3, 2, 1, 4, entries(2, 5..=5)))
+        .expect("step");
+    let third = next(&mut raw);
+    assert_eq!(indexes(&third.entries), vec![(5, 2)]);
+    store(&mut raw, &first);
+    store(&mut raw, &second);
+    raw.on_persisted(second.number);
+    // The first Ready's entries are ours and durable; the second's last
+    // entry (6 of term 1) is gone, so only the third Ready's acknowledgement
+    // may mark 4 and the new 5 durable.
+    assert_eq!(raw.pending_persist_count(), 1);
+    assert_eq!(
+        indexes(raw.raft.raft_log.unstable_entries()),
+        vec![(4, 1), (5, 2)]
+    );
+    persist(&mut raw, &third);
+    assert_eq!(raw.pending_persist_count(), 0);
+    assert!(raw.raft.raft_log.unstable_entries().is_empty());
+}
+
 #[test]
 fn committed_entries_are_handed_out_once() {
     let mut raw = leader();
