@@ -14,6 +14,7 @@ use super::error::BenchError;
 use super::scrape::Counters;
 use super::workload::Op;
 use std::future::Future;
+use std::time::Duration;
 
 /// Why one operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +33,15 @@ pub trait Client: Send + 'static {
     where
         Self: Sized,
     {
+        None
+    }
+
+    /// How long an operation may take before this client itself answers
+    /// it with a failure; `None` when it may wait for ever. The runner
+    /// adds its own timeout ([`super::runner::OP_TIMEOUT`]) only where this
+    /// does not already bound the wait: a second timer per operation costs
+    /// the client CPU that the bench would count as the target's.
+    fn gives_up_after(&self) -> Option<Duration> {
         None
     }
 }

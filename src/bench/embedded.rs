@@ -17,7 +17,7 @@ use super::driver::{Client, Driver, OpFailure};
 use super::error::BenchError;
 use super::options::{EmbeddedOptions, ReadConsistency, Workload};
 use super::scrape::{Counters, sum_of};
-use super::workload::{Op, OpKind, key_bytes, value_bytes};
+use super::workload::{Op, OpKind, key_array, key_bytes, value_bytes};
 use crate::kv::KvStore;
 use crate::metrics::{ENTRIES_PER_FSYNC, WAL_FSYNC_DURATION_SECONDS};
 use crate::node::{Consistency, InProcessNetwork, Node, NodeConfig, NodeError, NodeHandle};
@@ -89,6 +89,8 @@ pub struct EmbeddedCluster {
     upkeep: tokio::task::JoinHandle<()>,
     value: Arc<[u8]>,
     consistency: Consistency,
+    /// The nodes' request timeout (all nodes share one).
+    request_timeout: Duration,
     network: InProcessNetwork,
     dir: tempfile::TempDir,
 }
@@ -118,6 +120,7 @@ impl EmbeddedCluster {
         let voters: Vec<u64> = (1..=options.nodes).collect();
         let network = InProcessNetwork::new();
         let mut nodes = Vec::with_capacity(voters.len());
+        let mut request_timeout = Duration::ZERO;
         for &id in &voters {
             let data_dir = dir.path().join(format!("node{id}"));
             let mut config = NodeConfig::new(id, CLUSTER_ID, data_dir, &voters);
@@ -131,6 +134,7 @@ impl EmbeddedCluster {
             if let Some(count) = options.snapshot_count {
                 config.snapshot_count = count;
             }
+            request_timeout = config.request_timeout;
             let (transport, inbox) = network.endpoint(id);
             let node = Node::start(config, KvStore::new(), transport, inbox)
                 .map_err(|source| BenchError::Node { node: id, source })?;
@@ -163,6 +167,7 @@ impl EmbeddedCluster {
                 ReadConsistency::Linearizable => Consistency::Linearizable,
                 ReadConsistency::Serializable => Consistency::Serializable,
             },
+            request_timeout,
             network,
             dir,
         })
@@ -247,14 +252,27 @@ pub struct EmbeddedClient {
     node: NodeHandle<KvStore>,
     value: Arc<[u8]>,
     consistency: Consistency,
+    /// The nodes' request timeout, within which every call answers.
+    request_timeout: Duration,
 }
 
 impl Client for EmbeddedClient {
     async fn execute(&mut self, op: Op) -> Result<(), OpFailure> {
-        let key = key_bytes(op.key);
+        let short_key;
+        let long_key;
+        let key: &[u8] = match key_array(op.key) {
+            Some(key) => {
+                short_key = key;
+                &short_key
+            }
+            None => {
+                long_key = key_bytes(op.key);
+                &long_key
+            }
+        };
         let result = match op.kind {
-            OpKind::Write => self.node.put(&key, &self.value).await.map(|_| ()),
-            OpKind::Read => self.node.get(&key, self.consistency).await.map(|_| ()),
+            OpKind::Write => self.node.put(key, &self.value).await.map(|_| ()),
+            OpKind::Read => self.node.get(key, self.consistency).await.map(|_| ()),
         };
         match result {
             Ok(()) => Ok(()),
@@ -275,6 +293,11 @@ impl Client for EmbeddedClient {
         // A node handle takes any number of requests at once.
         Some(self.clone())
     }
+
+    fn gives_up_after(&self) -> Option<Duration> {
+        // Every `NodeHandle` call answers `Timeout` by then.
+        Some(self.request_timeout)
+    }
 }
 
 impl Driver for EmbeddedCluster {
@@ -286,6 +309,7 @@ impl Driver for EmbeddedCluster {
             node: self.leader.clone(),
             value: Arc::clone(&self.value),
             consistency: self.consistency,
+            request_timeout: self.request_timeout,
         })
     }
 

@@ -28,9 +28,31 @@ pub struct Op {
     pub key: u64,
 }
 
-/// The bytes of key number `index`: `bench-` and ten decimal digits.
+/// The bytes of key number `index`: `bench-` and its decimal digits,
+/// zero-padded to ten.
 pub fn key_bytes(index: u64) -> Vec<u8> {
-    format!("bench-{index:010}").into_bytes()
+    match key_array(index) {
+        Some(key) => key.to_vec(),
+        None => format!("bench-{index:010}").into_bytes(),
+    }
+}
+
+/// [`key_bytes`] without an allocation, for indexes of at most ten digits
+/// (every key space the bench takes in practice); `None` past that. The
+/// embedded client builds a key per operation on the path it measures.
+pub fn key_array(index: u64) -> Option<[u8; 16]> {
+    const PREFIX: &[u8; 6] = b"bench-";
+    if index >= 10_000_000_000 {
+        return None;
+    }
+    let mut key = [b'0'; 16];
+    key[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut rest = index;
+    for digit in key[PREFIX.len()..].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    Some(key)
 }
 
 /// A value of `size` bytes (a repeating printable pattern).
@@ -150,6 +172,16 @@ mod tests {
     #[test]
     fn keys_and_values_have_their_format() {
         assert_eq!(key_bytes(42), b"bench-0000000042");
+        assert_eq!(key_bytes(0), b"bench-0000000000");
+        assert_eq!(key_bytes(9_999_999_999), b"bench-9999999999");
+        assert_eq!(key_bytes(10_000_000_000), b"bench-10000000000");
+        assert_eq!(key_array(10_000_000_000), None);
+        for index in [1, 7, 10, 99, 123_456_789, 4_294_967_296] {
+            assert_eq!(
+                key_array(index).map(|k| k.to_vec()),
+                Some(format!("bench-{index:010}").into_bytes())
+            );
+        }
         assert_eq!(value_bytes(3), b"abc");
         assert_eq!(value_bytes(0), b"");
         assert_eq!(value_bytes(30).len(), 30);
