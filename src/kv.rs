@@ -3,8 +3,8 @@
 //! accounting of its size that the space quota ([`SpaceQuota`]) admits
 //! writes against.
 //!
-//! Owns: the map (values are reference-counted [`Bytes`], so that a
-//! snapshot view copies keys and pointers, not values), the prost encoding
+//! Owns: the map (keys and values are reference-counted [`Bytes`], so
+//! that a snapshot view copies pointers, not bytes), the prost encoding
 //! of commands ([`KvCommand`]), the snapshot format of the map: a sequence
 //! of [`KvPair`] records in strictly increasing key order, each encoded as
 //! field 2 of a protobuf message (so the whole is a valid `KvSnapshot {
@@ -38,23 +38,25 @@ use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Set `key` to `value`.
+/// Set `key` to `value`. `Bytes`, so that a command decoded from an
+/// entry's buffer can hold its value as a slice of it
+/// ([`StateMachine::decode_shared_command`]).
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Put {
     /// The key.
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub key: Bytes,
     /// The new value.
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: Bytes,
 }
 
 /// Remove `key`.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct Delete {
     /// The key.
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub key: Bytes,
 }
 
 /// The operation a command performs.
@@ -81,8 +83,8 @@ impl KvCommand {
     pub fn put(key: &[u8], value: &[u8]) -> KvCommand {
         KvCommand {
             operation: Some(Operation::Put(Put {
-                key: key.to_vec(),
-                value: value.to_vec(),
+                key: Bytes::copy_from_slice(key),
+                value: Bytes::copy_from_slice(value),
             })),
         }
     }
@@ -90,7 +92,9 @@ impl KvCommand {
     /// The command removing `key`.
     pub fn delete(key: &[u8]) -> KvCommand {
         KvCommand {
-            operation: Some(Operation::Delete(Delete { key: key.to_vec() })),
+            operation: Some(Operation::Delete(Delete {
+                key: Bytes::copy_from_slice(key),
+            })),
         }
     }
 }
@@ -291,8 +295,11 @@ impl StateSize {
 /// The key-value state machine.
 #[derive(Debug, Default)]
 pub struct KvStore {
-    /// Values are `Bytes` so that a snapshot view shares them.
-    pairs: BTreeMap<Vec<u8>, Bytes>,
+    /// Keys and values are `Bytes` so that a snapshot view shares them.
+    /// A key is a copy of its own (a slice would keep the whole entry it
+    /// came in alive for as long as the key lives); a value may be a
+    /// slice of its entry (see [`KvStore::decode_shared_command`]).
+    pairs: BTreeMap<Bytes, Bytes>,
     /// The sum of [`pair_bytes`] over the map; a function of the map
     /// alone, hence the same on every member at the same index.
     size: u64,
@@ -382,11 +389,11 @@ impl KvStore {
             let full = page.pairs.len() >= limit
                 || (!page.pairs.is_empty() && bytes.saturating_add(pair) > max_bytes);
             if full {
-                page.next = Some(key.clone());
+                page.next = Some(key.to_vec());
                 break;
             }
             bytes = bytes.saturating_add(pair);
-            page.pairs.push((key.clone(), value.to_vec()));
+            page.pairs.push((key.to_vec(), value.to_vec()));
         }
         page
     }
@@ -399,8 +406,13 @@ impl KvStore {
                 self.size = self
                     .size
                     .saturating_add(pair_bytes(key_len, put.value.len()));
-                // `Bytes::from` takes the Vec's allocation: no copy.
-                let old = self.pairs.insert(put.key, Bytes::from(put.value));
+                // An existing key keeps its stored copy: no allocation.
+                let old = match self.pairs.get_mut(put.key.as_ref()) {
+                    Some(value) => Some(std::mem::replace(value, put.value)),
+                    None => self
+                        .pairs
+                        .insert(Bytes::copy_from_slice(&put.key), put.value),
+                };
                 if let Some(old) = &old {
                     self.size = self.size.saturating_sub(pair_bytes(key_len, old.len()));
                 }
@@ -409,7 +421,7 @@ impl KvStore {
                 }
             }
             Some(Operation::Delete(delete)) => {
-                let old = self.pairs.remove(&delete.key);
+                let old = self.pairs.remove(delete.key.as_ref());
                 if let Some(old) = &old {
                     self.size = self
                         .size
@@ -621,11 +633,25 @@ impl SpaceQuota {
     }
 }
 
+/// The value a store keeps of a put whose command arrived in a buffer of
+/// `command_len` bytes: the slice itself while the value is at least half
+/// of that buffer (the buffer it keeps alive is then at most twice the
+/// value), a copy of its own otherwise (a small value must not hold a
+/// larger entry in memory).
+fn value_to_keep(value: &Bytes, command_len: usize) -> Bytes {
+    if value.len().saturating_mul(2) >= command_len {
+        value.clone()
+    } else {
+        Bytes::copy_from_slice(value)
+    }
+}
+
 /// A point-in-time view of the map, written out by a snapshot. Taking it
-/// copies the keys and the values' reference counts, not the values.
+/// copies the map's nodes and the keys' and values' reference counts, not
+/// their bytes.
 #[derive(Debug, Clone)]
 pub struct KvSnapshotView {
-    pairs: BTreeMap<Vec<u8>, Bytes>,
+    pairs: BTreeMap<Bytes, Bytes>,
 }
 
 impl WriteSnapshot for KvSnapshotView {
@@ -660,6 +686,16 @@ impl StateMachine for KvStore {
 
     fn decode_command(bytes: &[u8]) -> Result<KvCommand, DecodeError> {
         KvCommand::decode(bytes).map_err(DecodeError::new)
+    }
+
+    fn decode_shared_command(bytes: &Bytes) -> Result<KvCommand, DecodeError> {
+        // Decoding from `Bytes` slices the fields out of the entry's buffer
+        // instead of copying them.
+        let mut command = KvCommand::decode(bytes.clone()).map_err(DecodeError::new)?;
+        if let Some(Operation::Put(put)) = &mut command.operation {
+            put.value = value_to_keep(&put.value, bytes.len());
+        }
+        Ok(command)
     }
 
     fn apply(&mut self, commands: Vec<Committed<KvCommand>>) -> Result<Vec<KvResponse>, KvError> {
@@ -719,14 +755,15 @@ impl KvStore {
             if self
                 .pairs
                 .last_key_value()
-                .is_some_and(|(last, _)| last.as_slice() >= pair.key.as_slice())
+                .is_some_and(|(last, _)| last.as_ref() >= pair.key.as_slice())
             {
                 return Err(KvError::Unordered { position });
             }
             self.size = self
                 .size
                 .saturating_add(pair_bytes(pair.key.len(), pair.value.len()));
-            self.pairs.insert(pair.key, Bytes::from(pair.value));
+            self.pairs
+                .insert(Bytes::from(pair.key), Bytes::from(pair.value));
             position += 1;
         }
         Ok(())

@@ -36,6 +36,7 @@
 //!
 //! May not touch: anything of the node; this file is only the contract.
 
+use bytes::Bytes;
 use std::io::{Read, Write};
 
 /// A committed command and the raft index it was committed at.
@@ -86,6 +87,16 @@ pub trait StateMachine: Send + 'static {
     /// error skips the entry on every member alike; its proposer, if
     /// waiting, gets [`crate::NodeError::CommandDecode`].
     fn decode_command(bytes: &[u8]) -> Result<Self::Command, DecodeError>;
+
+    /// [`StateMachine::decode_command`] from the entry's own buffer, which
+    /// the node calls when applying. The default decodes the slice; a
+    /// state machine that keeps parts of a command (a value) may take them
+    /// as [`Bytes::slice`]s of `bytes`, sharing the entry's buffer instead
+    /// of copying out of it — and keeping that buffer alive while it holds
+    /// them. Must decode exactly as `decode_command` does.
+    fn decode_shared_command(bytes: &Bytes) -> Result<Self::Command, DecodeError> {
+        Self::decode_command(bytes)
+    }
 
     /// Applies a batch of committed commands in log order; returns exactly
     /// one response per command, in the same order. Must be

@@ -290,6 +290,58 @@ fn a_view_shares_the_values_instead_of_copying_them() {
     assert_eq!(in_store, in_view, "the view points at the store's value");
 }
 
+/// Whether `part` lies inside `whole`'s bytes.
+fn points_into(part: &[u8], whole: &[u8]) -> bool {
+    let range = whole.as_ptr_range();
+    range.contains(&part.as_ptr()) && part.as_ptr_range().end <= range.end
+}
+
+#[test]
+fn a_shared_decode_keeps_a_large_value_in_the_entry_and_copies_a_small_one() {
+    for (key, value_len, sliced) in [
+        (&b"k"[..], 256, true),
+        (&b"k"[..], 2, false),
+        (&[7u8; 200][..], 100, false),
+        (&[7u8; 50][..], 100, true),
+    ] {
+        let value = vec![5u8; value_len];
+        let mut encoded = Vec::new();
+        KvStore::encode_command(&KvCommand::put(key, &value), &mut encoded);
+        let buffer = Bytes::from(encoded);
+        let shared = KvStore::decode_shared_command(&buffer).expect("decodes");
+        assert_eq!(shared, KvStore::decode_command(&buffer).expect("decodes"));
+        let Some(Operation::Put(put)) = &shared.operation else {
+            panic!("a put decodes as a put");
+        };
+        assert_eq!(
+            points_into(&put.value, &buffer),
+            sliced,
+            "key {} bytes, value {value_len} bytes",
+            key.len()
+        );
+        // What the store keeps is the decoded value, and a new key is a
+        // copy of its own (it would otherwise hold the entry alive).
+        let mut kv = KvStore::new();
+        kv.execute(shared.clone());
+        let stored = kv.get(key).expect("stored");
+        assert_eq!(stored, &value[..]);
+        assert_eq!(points_into(stored, &buffer), sliced);
+        let (stored_key, _) = kv.pairs.first_key_value().expect("one pair");
+        assert!(!points_into(stored_key, &buffer));
+    }
+}
+
+#[test]
+fn overwriting_a_key_keeps_its_stored_copy() {
+    let mut kv = KvStore::new();
+    kv.execute(KvCommand::put(b"k", b"1"));
+    let first = kv.pairs.first_key_value().map(|(k, _)| k.as_ptr());
+    kv.execute(KvCommand::put(b"k", b"2"));
+    assert_eq!(kv.pairs.first_key_value().map(|(k, _)| k.as_ptr()), first);
+    assert_eq!(kv.get(b"k"), Some(&b"2"[..]));
+    assert_eq!(kv.state_bytes(), pair_bytes(1, 1));
+}
+
 #[test]
 fn snapshot_bytes_are_those_of_the_derived_pair_encoder() {
     // The format of earlier versions: each pair as `KvPair` in field 2.

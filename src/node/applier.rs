@@ -33,6 +33,7 @@ use super::error::{ApplyError, NodeError};
 use crate::raft::raft::decode_conf_change;
 use crate::raftpb::{ConfChangeType, Entry, EntryType};
 use crate::state_machine::{Committed, DecodeError, StateMachine, WriteSnapshot};
+use bytes::Bytes;
 use prost::Message as _;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -390,10 +391,15 @@ impl<S: StateMachine> Applier<S> {
 
 /// The request id and decoded command of a normal entry's data.
 fn decode_proposal<S: StateMachine>(
-    data: &[u8],
+    data: &Bytes,
 ) -> (Option<RequestId>, Result<S::Command, DecodeError>) {
     match envelope::split(data) {
-        Ok(proposal) => (proposal.id, S::decode_command(proposal.command)),
+        Ok(proposal) => {
+            // The command is the tail of the data, after the header.
+            let header_len = data.len() - proposal.command.len();
+            let command = data.slice(header_len..);
+            (proposal.id, S::decode_shared_command(&command))
+        }
         Err(error) => (None, Err(DecodeError::new(error))),
     }
 }

@@ -123,8 +123,8 @@ fn shown(value: Option<&[u8]>) -> Option<String> {
 impl Reference<KvStore> for KvReference {
     fn commit(&mut self, index: u64, command: &KvCommand) -> Result<(), String> {
         let (key, value) = match &command.operation {
-            Some(KvOperation::Put(put)) => (&put.key, Some(put.value.clone())),
-            Some(KvOperation::Delete(delete)) => (&delete.key, None),
+            Some(KvOperation::Put(put)) => (put.key.as_ref(), Some(put.value.to_vec())),
+            Some(KvOperation::Delete(delete)) => (delete.key.as_ref(), None),
             None => {
                 self.outcomes.insert(index, KvOutcome::Rejected);
                 return Ok(());
@@ -234,16 +234,16 @@ impl History<KvStore> for KvHistory {
     fn write(&mut self, client: u64, call_us: u64, ret_us: Option<u64>, command: &KvCommand) {
         let operation = match (&command.operation, ret_us) {
             (Some(KvOperation::Put(put)), Some(ret)) => {
-                Operation::put(client, call_us, ret, put.key.clone(), put.value.clone())
+                Operation::put(client, call_us, ret, put.key.to_vec(), put.value.to_vec())
             }
             (Some(KvOperation::Put(put)), None) => {
-                Operation::put_unknown(client, call_us, put.key.clone(), put.value.clone())
+                Operation::put_unknown(client, call_us, put.key.to_vec(), put.value.to_vec())
             }
             (Some(KvOperation::Delete(delete)), Some(ret)) => {
-                Operation::delete(client, call_us, ret, delete.key.clone())
+                Operation::delete(client, call_us, ret, delete.key.to_vec())
             }
             (Some(KvOperation::Delete(delete)), None) => {
-                Operation::delete_unknown(client, call_us, delete.key.clone())
+                Operation::delete_unknown(client, call_us, delete.key.to_vec())
             }
             (None, _) => return,
         };
