@@ -637,7 +637,10 @@ impl SpaceQuota {
 /// `command_len` bytes: the slice itself while the value is at least half
 /// of that buffer (the buffer it keeps alive is then at most twice the
 /// value), a copy of its own otherwise (a small value must not hold a
-/// larger entry in memory).
+/// larger entry in memory). The buffer is one entry's data: the leader's
+/// proposal buffer, or the entry's own allocation where a follower or a
+/// restart decoded it (the TCP transport and WAL replay decode each entry
+/// out of a borrowed frame), never a whole frame or segment.
 fn value_to_keep(value: &Bytes, command_len: usize) -> Bytes {
     if value.len().saturating_mul(2) >= command_len {
         value.clone()
