@@ -37,10 +37,11 @@ BENCH_ARGS=${BENCH_ARGS:-"--embedded --nodes 1 --clients 256 --value-size 256 --
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Inclusive instructions of the first function whose name matches $2 in
-# the callgrind annotation $1.
+# Inclusive instructions of the first (largest) entry of function $2 in
+# the callgrind annotation $1. An entry ends with the object's name in
+# brackets, or with nothing when callgrind lists it under another file.
 inclusive() {
-    { grep -E "$2" "$1" || true; } | head -1 | awk '{gsub(",", "", $1); print $1}'
+    { grep -E "$2( \[.*\])?\$" "$1" || true; } | head -1 | awk '{gsub(",", "", $1); print $1}'
 }
 
 echo "BENCH_ARGS: $BENCH_ARGS; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -56,10 +57,10 @@ for binary in "$@"; do
     per_fsync=$(grep -E '^ +fsyncs' "$work/$n.log" | sed -E 's/.*\(([0-9.]+) entries per fsync.*/\1/')
     total=$(grep -E 'I +refs' "$work/$n.log" | awk '{gsub(",", "", $NF); print $NF}')
     callgrind_annotate --inclusive=yes "$out" >"$work/$n.txt" 2>/dev/null
-    raft=$(inclusive "$work/$n.txt" 'RaftActor<S>::run::\{\{closure\}\} \[')
-    persist=$(inclusive "$work/$n.txt" 'persist::actor::Actor<B>::run::\{\{closure\}\} \[')
-    apply=$(inclusive "$work/$n.txt" 'ApplyActor<S>::run::\{\{closure\}\} \[')
-    report=$(inclusive "$work/$n.txt" 'histogram::Latencies::take_interval \[')
+    raft=$(inclusive "$work/$n.txt" 'RaftActor<S>::run::\{\{closure\}\}')
+    persist=$(inclusive "$work/$n.txt" 'persist::actor::Actor<B>::run::\{\{closure\}\}')
+    apply=$(inclusive "$work/$n.txt" 'ApplyActor<S>::run::\{\{closure\}\}')
+    report=$(inclusive "$work/$n.txt" 'histogram::Latencies::take_interval')
     node=$((${raft:-0} + ${persist:-0} + ${apply:-0}))
     rest=$((total - node - ${report:-0}))
     per() { awk -v a="${1:-0}" -v w="$writes" 'BEGIN { printf "%.0f", a / w }'; }
