@@ -488,9 +488,7 @@ impl<S: Storage> RawNode<S> {
             .iter()
             .take(persisted_count)
             .filter_map(|p| p.last_entry)
-            .filter(|&(index, term)| {
-                index >= unstable.offset && unstable.maybe_term(index) == Some(term)
-            })
+            .filter(|&(index, term)| unstable.holds_entry(index, term))
             .max();
         if let Some((index, term)) = furthest_durable {
             self.raft.raft_log.stable_to(index, term);

@@ -67,6 +67,13 @@ impl Unstable {
         self.entries.get(position).map(|e| e.term)
     }
 
+    /// Whether entry `index` is held here with `term`: an acknowledgement
+    /// of it is not stale. An index below `offset` is only the snapshot's,
+    /// which `stable_snap_to` handles.
+    pub fn holds_entry(&self, index: u64, term: u64) -> bool {
+        index >= self.offset && self.maybe_term(index) == Some(term)
+    }
+
     /// Entries not yet handed out for persistence.
     pub fn next_entries(&self) -> &[Entry] {
         let handed_out = (self.offset_in_progress - self.offset) as usize;
@@ -94,14 +101,7 @@ impl Unstable {
     /// the entry at `index` is not ours any more (replaced by another term,
     /// or covered by a snapshot), since the acknowledgement is then stale.
     pub fn stable_to(&mut self, index: u64, term: u64) {
-        let Some(our_term) = self.maybe_term(index) else {
-            return;
-        };
-        if index < self.offset {
-            // Only the snapshot has this index; `stable_snap_to` handles it.
-            return;
-        }
-        if our_term != term {
+        if !self.holds_entry(index, term) {
             return;
         }
         let durable = (index + 1 - self.offset) as usize;
