@@ -89,8 +89,6 @@ pub struct EmbeddedCluster {
     upkeep: tokio::task::JoinHandle<()>,
     value: Arc<[u8]>,
     consistency: Consistency,
-    /// The nodes' request timeout (all nodes share one).
-    request_timeout: Duration,
     network: InProcessNetwork,
     dir: tempfile::TempDir,
 }
@@ -120,7 +118,6 @@ impl EmbeddedCluster {
         let voters: Vec<u64> = (1..=options.nodes).collect();
         let network = InProcessNetwork::new();
         let mut nodes = Vec::with_capacity(voters.len());
-        let mut request_timeout = Duration::ZERO;
         for &id in &voters {
             let data_dir = dir.path().join(format!("node{id}"));
             let mut config = NodeConfig::new(id, CLUSTER_ID, data_dir, &voters);
@@ -134,7 +131,6 @@ impl EmbeddedCluster {
             if let Some(count) = options.snapshot_count {
                 config.snapshot_count = count;
             }
-            request_timeout = config.request_timeout;
             let (transport, inbox) = network.endpoint(id);
             let node = Node::start(config, KvStore::new(), transport, inbox)
                 .map_err(|source| BenchError::Node { node: id, source })?;
@@ -167,7 +163,6 @@ impl EmbeddedCluster {
                 ReadConsistency::Linearizable => Consistency::Linearizable,
                 ReadConsistency::Serializable => Consistency::Serializable,
             },
-            request_timeout,
             network,
             dir,
         })
@@ -252,8 +247,6 @@ pub struct EmbeddedClient {
     node: NodeHandle<KvStore>,
     value: Arc<[u8]>,
     consistency: Consistency,
-    /// The nodes' request timeout, within which every call answers.
-    request_timeout: Duration,
 }
 
 impl Client for EmbeddedClient {
@@ -295,8 +288,7 @@ impl Client for EmbeddedClient {
     }
 
     fn gives_up_after(&self) -> Option<Duration> {
-        // Every `NodeHandle` call answers `Timeout` by then.
-        Some(self.request_timeout)
+        Some(self.node.request_timeout())
     }
 }
 
@@ -309,7 +301,6 @@ impl Driver for EmbeddedCluster {
             node: self.leader.clone(),
             value: Arc::clone(&self.value),
             consistency: self.consistency,
-            request_timeout: self.request_timeout,
         })
     }
 

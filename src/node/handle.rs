@@ -154,6 +154,12 @@ impl<S: StateMachine> NodeHandle<S> {
         self.shared.id
     }
 
+    /// The request timeout: every call answers within it, with
+    /// [`NodeError::Timeout`] at the latest.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.shared.timeout
+    }
+
     /// How this node booted (path, snapshot, WAL entries replayed).
     pub fn boot_report(&self) -> BootReport {
         self.shared.boot_report
