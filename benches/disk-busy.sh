@@ -11,7 +11,10 @@
 # batches); a disk busy all the time bounds the throughput.
 #
 # Usage: benches/disk-busy.sh COMMAND [ARGS...]
-#   env: DEVICE (default: the device holding ${TMPDIR:-/tmp}, e.g. vda)
+#   env: DEVICE (default: the device holding the bench's default data
+#        directory: ${TMPDIR:-/tmp}, or /var/tmp when that is a tmpfs, as
+#        `ringraft bench` chooses it; e.g. vda, or vda1 for a partition,
+#        whose line counts only that partition's IO)
 # Example, goal 1 of issue 18:
 #   benches/disk-busy.sh target/release/ringraft bench --embedded --nodes 1 \
 #       --clients 256 --value-size 256 --duration 5s
@@ -19,9 +22,10 @@ set -euo pipefail
 
 [ $# -ge 1 ] || { echo "usage: $0 COMMAND [ARGS...]" >&2; exit 2; }
 if [ -z "${DEVICE:-}" ]; then
-  source=$(df --output=source "${TMPDIR:-/tmp}" | tail -1)
+  data_parent=${TMPDIR:-/tmp}
+  [ "$(stat -f -c %T "$data_parent")" = tmpfs ] && data_parent=/var/tmp
+  source=$(df --output=source "$data_parent" | tail -1)
   DEVICE=$(basename "$(readlink -f "$source")")
-  # A partition (vda1, nvme0n1p2) is counted on its own line too.
 fi
 grep -q " $DEVICE " /proc/diskstats || { echo "no device '$DEVICE' in /proc/diskstats (set DEVICE)" >&2; exit 2; }
 
